@@ -1,0 +1,1 @@
+"""Offerings and plans as data: loading, validation, parameters, and the Provider interface."""

@@ -1,0 +1,218 @@
+"""Moorage's settings: frozen dataclasses read once from ``MOORAGE_*`` variables.
+
+Why one module: every part of Moorage takes its configuration as an argument, and only
+the entry points call :meth:`Settings.from_env`. Nothing else reads ``os.environ``, so a
+test can build a ``Settings`` with ``dataclasses.replace`` and run several brokers or
+controllers in one process without them stepping on each other.
+
+Each group is one concern (kopf's ``OperatorSettings`` style); every field has a default
+that works on one machine with nothing configured (the embedded default).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from moorage.errors import ConfigurationError
+
+PREFIX = "MOORAGE_"
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The OSB API endpoint: where it listens and the basic-auth pair platforms use."""
+
+    host: str = "127.0.0.1"
+    port: int = 5050
+    username: str = "moorage"
+    #: Empty means "generate one on first start and keep it in the data dir".
+    password: str = ""
+    #: gunicorn worker processes and threads per process.
+    processes: int = 1
+    threads: int = 8
+    #: Request bodies larger than this are refused with 413.
+    max_body_bytes: int = 1024 * 1024
+    #: Seconds a synchronous plan may run inside the request before the answer is 202.
+    sync_budget_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The durable operation worker (see ``moorage.ops``)."""
+
+    #: Worker threads started inside the broker process; 0 leaves it to ``moorage worker``.
+    threads: int = 2
+    #: Seconds between polls of the operations table when idle.
+    poll_seconds: float = 0.5
+    #: A claim not renewed for this long is considered dead and is taken over.
+    lease_seconds: float = 30.0
+    #: Attempts for an operation whose provider raises an unexpected error.
+    max_attempts: int = 6
+    #: First retry delay; doubled on each attempt, capped at ``backoff_max_seconds``.
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ServicesSettings:
+    """Backing servers of the local services.
+
+    Empty admin URLs mean: start and supervise our own server from the system binaries
+    (the embedded default).
+    """
+
+    postgres_admin_url: str = ""
+    #: Host name put into credentials; defaults to the admin URL's host.
+    postgres_public_host: str = ""
+    redis_admin_url: str = ""
+    redis_public_host: str = ""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where boto3 sends requests. Credentials come from boto3's standard chain."""
+
+    region: str = "us-east-1"
+    #: An endpoint URL for every AWS service (tests point it at the emulator).
+    endpoint_url: str = ""
+    #: ``host:port=host:port`` pairs, comma separated: RDS endpoints mapped to servers
+    #: that really run PostgreSQL (the emulator runs none).
+    rds_endpoint_map: str = ""
+    #: Keep RDS master passwords in Secrets Manager instead of Moorage's own state.
+    use_secrets_manager: bool = False
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """The PaaS controller, router and local runtime."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    base_domain: str = "moorage.localhost"
+    router_port: int = 8080
+    allow_registration: bool = True
+    deploy_timeout_seconds: float = 60.0
+    stop_grace_seconds: float = 10.0
+    process_memory_mb: int = 512
+    process_open_files: int = 1024
+    process_max_procs: int = 256
+    #: The unprivileged user that runs apps and builds when Moorage runs as root.
+    run_as_user: str = "nobody"
+    max_request_body_mb: int = 100
+    build_timeout_seconds: float = 900.0
+    slug_max_mb: int = 500
+    #: ``s3://bucket/prefix`` to keep slugs in S3-compatible storage; empty: the data dir.
+    slug_store_url: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Moorage is configured with."""
+
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".moorage")
+    #: SQLAlchemy URL of the state database; empty: SQLite in the data dir.
+    database_url: str = ""
+    #: Folders of offering files, separated by ``os.pathsep``.
+    catalog_dir: str = ""
+    #: File holding the secret-encryption key; empty: ``<data_dir>/secret.key``.
+    encryption_key_file: str = ""
+    log_level: str = "INFO"
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    services: ServicesSettings = field(default_factory=ServicesSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
+
+    @property
+    def state_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'moorage.db'}"
+
+    @property
+    def key_file(self) -> Path:
+        return Path(self.encryption_key_file) if self.encryption_key_file else self.data_dir / "secret.key"
+
+    @property
+    def catalog_dirs(self) -> list[Path]:
+        if not self.catalog_dir:
+            return [default_catalog_dir()]
+        return [Path(p) for p in self.catalog_dir.split(os.pathsep) if p]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``MOORAGE_<FIELD>`` and ``MOORAGE_<GROUP>_<FIELD>`` variables.
+
+        ``MOORAGE_BROKER_PORT=6000`` sets ``settings.broker.port``. Unknown ``MOORAGE_*``
+        names are an error, so a typo never silently falls back to a default.
+        """
+        env = {k: v for k, v in (os.environ if environ is None else environ).items() if k.startswith(PREFIX)}
+        known: set[str] = set()
+        values: dict[str, Any] = {}
+        groups = {f.name: f for f in fields(cls) if f.name in _GROUPS}
+        for f in fields(cls):
+            if f.name in groups:
+                continue
+            name = PREFIX + f.name.upper()
+            known.add(name)
+            if name in env:
+                values[f.name] = _cast(name, env[name], f.type)
+        for gname, gfield in groups.items():
+            gcls = _GROUPS[gname]
+            gvalues: dict[str, Any] = {}
+            for f in fields(gcls):
+                name = f"{PREFIX}{gname.upper()}_{f.name.upper()}"
+                known.add(name)
+                if name in env:
+                    gvalues[f.name] = _cast(name, env[name], f.type)
+            values[gname] = gcls(**gvalues)
+        unknown = sorted(set(env) - known - _IGNORED)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting(s) {', '.join(unknown)}; see docs/architecture.md for the list of MOORAGE_* variables"
+            )
+        return cls(**values)
+
+    def with_group(self, **groups: Any) -> Settings:
+        """A copy with fields of one or more groups replaced: ``s.with_group(broker={"port": 1})``."""
+        return replace(self, **{k: replace(getattr(self, k), **v) for k, v in groups.items()})
+
+
+#: Variables with the prefix that belong to tools, not to settings.
+_IGNORED = {"MOORAGE_URL", "MOORAGE_TOKEN", "MOORAGE_APP"}
+
+_GROUPS: dict[str, type] = {
+    "broker": BrokerSettings,
+    "worker": WorkerSettings,
+    "services": ServicesSettings,
+    "aws": AwsSettings,
+    "platform": PlatformSettings,
+}
+
+
+def default_catalog_dir() -> Path:
+    """The ``catalog/`` folder beside the package (a source checkout or an editable install)."""
+    return Path(__file__).resolve().parent.parent / "catalog"
+
+
+def _cast(name: str, raw: str, type_: Any) -> Any:
+    kind = type_ if isinstance(type_, str) else getattr(type_, "__name__", str(type_))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw

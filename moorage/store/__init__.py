@@ -1,0 +1,1 @@
+"""Moorage's state: typed SQLAlchemy models, sessions, migrations and the secret Encryptor."""
