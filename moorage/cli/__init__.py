@@ -1,0 +1,1 @@
+"""The ``moorage`` command: talks to the controller API over HTTP only."""

@@ -1,0 +1,1 @@
+"""One module per topic of the ``moorage`` command; each exports ``commands``."""

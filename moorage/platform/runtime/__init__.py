@@ -1,0 +1,1 @@
+"""Runtimes run releases: ``LocalRuntime`` (the embedded default) and ``KubernetesRuntime``."""

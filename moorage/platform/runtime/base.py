@@ -1,0 +1,101 @@
+"""The Runtime boundary: PaaS words only, taking immutable release objects.
+
+Why this boundary: the controller decides *what* should run (which release, how many
+processes of each type); a runtime decides *how* (child processes on this machine, or
+Deployments on Kubernetes). Nothing Kubernetes- or process-specific crosses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+#: Receives one line of deploy/build progress for the client (``moorage[deploy]: …``).
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """Everything needed to run one release of one app."""
+
+    app: str
+    version: int
+    #: Where the release's files are: a directory of the unpacked slug or source tree,
+    #: or a slug URL the runtime fetches and unpacks itself.
+    slug: str
+    #: Config vars plus platform vars (MOORAGE_APP, MOORAGE_RELEASE, SOURCE_VERSION, …).
+    env: Mapping[str, str]
+    #: Procfile: process type → command.
+    processes: Mapping[str, str]
+    source_version: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    type: str
+    number: int
+    #: starting | up | crashed | stopping | down
+    state: str
+    release: int
+    started_at: dt.datetime | None = None
+    restarts: int = 0
+    port: int | None = None
+    pid: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.number}"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    timestamp: dt.datetime
+    #: ``app[web.1]`` for app output, ``moorage[deploy]`` for platform events.
+    source: str
+    line: str
+
+
+@dataclass
+class Formation:
+    """Process type → count, e.g. ``{"web": 3, "worker": 1}``."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Runtime(ABC):
+    @abstractmethod
+    def deploy(self, release: ReleaseSpec, formation: Mapping[str, int], progress: Progress) -> None:
+        """Roll the app to ``release``: start new processes, wait healthy, switch, drain old.
+
+        Raises ``moorage.errors.Error`` (with a message for the user) when the new
+        release does not become healthy; the previous release then keeps serving.
+        """
+
+    @abstractmethod
+    def scale(self, app: str, formation: Mapping[str, int], progress: Progress) -> None: ...
+
+    @abstractmethod
+    def status(self, app: str) -> list[ProcessStatus]: ...
+
+    @abstractmethod
+    def logs(self, app: str, lines: int = 100, follow: bool = False) -> Iterator[LogLine]: ...
+
+    @abstractmethod
+    def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult: ...
+
+    @abstractmethod
+    def restart(self, app: str, process_type: str | None, progress: Progress) -> None: ...
+
+    @abstractmethod
+    def destroy(self, app: str) -> None: ...
+
+    def close(self) -> None:
+        """Stop supervising (processes of the embedded runtime stop with it)."""
