@@ -39,7 +39,12 @@ class Plan:
         return (self.schemas.get(resource) or {}).get(action, {}).get("parameters")
 
     def to_osb(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "description": self.description, "free": self.free}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "free": self.free,
+        }
         if self.bindable is not None:
             out["bindable"] = self.bindable
         if self.plan_updateable is not None:

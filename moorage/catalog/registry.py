@@ -48,6 +48,8 @@ class ProviderRegistry:
 def load_provider_class(name: str) -> type[Provider]:
     target = PROVIDERS.get(name)
     if target is None:
-        raise ConfigurationError(f"unknown provider {name!r}; known providers: {', '.join(sorted(PROVIDERS))}")
+        raise ConfigurationError(
+            f"unknown provider {name!r}; known providers: {', '.join(sorted(PROVIDERS))}"
+        )
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)

@@ -35,3 +35,7 @@ _register()
 
 def main() -> None:
     cli(prog_name="moorage")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Wiring the broker together: state, catalog, providers, operation engine, Flask app.
+
+Why an explicit ``BrokerRuntime`` object: the app factory takes everything as
+arguments (Flask's app-factory pattern), so tests can run several brokers in one
+process, and ``moorage up`` can start the broker next to the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, Response, jsonify
+from openbrokerapi import api as obapi
+
+from moorage.broker import compliance
+from moorage.broker.bindings import Bindings
+from moorage.broker.compliance import OsbError
+from moorage.broker.driver import Driver
+from moorage.broker.instances import Instances
+from moorage.broker.service_broker import MoorageBroker
+from moorage.catalog.loader import load_catalog
+from moorage.catalog.model import Catalog
+from moorage.catalog.registry import ProviderRegistry
+from moorage.ops.engine import OperationEngine
+from moorage.ops.worker import Worker
+from moorage.settings import Settings
+from moorage.store import migrate
+from moorage.store.db import Database
+from moorage.store.encryptor import Encryptor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BrokerRuntime:
+    settings: Settings
+    catalog: Catalog
+    db: Database
+    encryptor: Encryptor
+    providers: ProviderRegistry
+    engine: OperationEngine
+    worker: Worker | None
+    password: str
+
+    @classmethod
+    def start(cls, settings: Settings, with_worker: bool = True) -> BrokerRuntime:
+        """Load and check everything; a bad catalog or key stops here with a clear message."""
+        catalog = load_catalog(settings.catalog_dirs)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        migrate.upgrade(settings.state_url)
+        db = Database(settings.state_url)
+        encryptor = Encryptor.from_file(settings.key_file)
+        providers = ProviderRegistry(settings)
+        engine = OperationEngine(db, encryptor, catalog, providers, settings)
+        worker = None
+        if with_worker and settings.worker.threads > 0:
+            worker = Worker(engine, settings.worker.threads, settings.worker.poll_seconds)
+            worker.start()
+        password = settings.broker.password or broker_password(settings.data_dir)
+        return cls(settings, catalog, db, encryptor, providers, engine, worker, password)
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.providers.close()
+        self.db.dispose()
+
+
+def broker_password(data_dir: Path) -> str:
+    """The generated broker password, created 0600 in the data dir on first start."""
+    path = data_dir / "broker-password"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def create_app(runtime: BrokerRuntime) -> Flask:
+    settings = runtime.settings
+    app = Flask("moorage.broker")
+    compliance.install(
+        app, runtime.catalog, settings.broker.username, runtime.password, settings.broker.max_body_bytes
+    )
+    driver = Driver(runtime.engine, runtime.worker, settings.broker.sync_budget_seconds)
+    instances = Instances(runtime.catalog, runtime.db, runtime.encryptor, driver)
+    broker = MoorageBroker(runtime.catalog, instances, Bindings(instances, driver))
+
+    # openbrokerapi logs request bodies at DEBUG: they carry parameters and passwords.
+    logging.getLogger("openbrokerapi").setLevel(max(logging.INFO, logging.getLogger().level))
+    blueprint = obapi.get_blueprint(
+        broker,
+        obapi.BrokerCredentials(settings.broker.username, runtime.password),
+        logging.getLogger("openbrokerapi"),
+    )
+    blueprint.register_error_handler(OsbError, compliance.osb_response)
+    app.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/readiness")
+    def readiness() -> Response:
+        with runtime.db.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return jsonify(status="ready")
+
+    app.extensions["moorage.broker"] = runtime
+    return app

@@ -1,0 +1,1 @@
+"""Durable operations: the table behind ``last_operation``, the worker, retry and backoff."""

@@ -1,0 +1,448 @@
+"""Running one durable operation step: claim, call the provider, record the outcome.
+
+Why this shape (record first, then act): the broker writes the resource row and its
+operation before any backend call, so a process killed at any point leaves a row that
+says what was wanted. Whoever runs a step first *claims* the operation with a lease
+(compare-and-set on ``lease_owner``/``lease_until``), calls the provider outside any
+database transaction, and writes the result only if it still holds the lease. A dead
+runner's lease expires and another takes over; providers are idempotent, so calling
+them again is safe.
+
+Outcomes of a provider call:
+
+- returns → the operation ``succeeded`` and the resource takes its new state;
+- ``TemporaryError`` → not done yet: checkpointed outputs are saved and the step is
+  rescheduled after ``delay`` (no attempt is counted);
+- ``PermanentError`` or another ``moorage.errors.Error`` → ``failed`` with its message;
+- anything else (``ProviderError``, a bug, a network error) → retried with exponential
+  backoff, then ``failed`` with a description a user can act on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from moorage.catalog.model import Catalog, Offering, Plan
+from moorage.catalog.provider import BindingContext, InstanceContext
+from moorage.catalog.registry import ProviderRegistry
+from moorage.errors import Error, PermanentError, ProviderError, TemporaryError
+from moorage.settings import Settings
+from moorage.store.base import utcnow
+from moorage.store.db import Database
+from moorage.store.encryptor import Encryptor
+from moorage.store.models import (
+    BIND,
+    CREATING,
+    DELETING,
+    DEPROVISION,
+    FAILED,
+    GONE,
+    IN_PROGRESS,
+    OP_FAILED,
+    PROVISION,
+    READY,
+    SUCCEEDED,
+    UNBIND,
+    UPDATE,
+    Operation,
+    ServiceBinding,
+    ServiceInstance,
+)
+
+log = logging.getLogger(__name__)
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    state: str
+    #: Seconds until the next step is due, when still in progress.
+    retry_in: float = 0.0
+    description: str = ""
+    #: The failure was a refusal (PermanentError and the like), not a breakdown.
+    refused: bool = False
+
+
+class OperationEngine:
+    """Runs steps of operations; shared by request threads and worker threads."""
+
+    def __init__(
+        self,
+        db: Database,
+        encryptor: Encryptor,
+        catalog: Catalog,
+        providers: ProviderRegistry,
+        settings: Settings,
+    ) -> None:
+        self.db = db
+        self.encryptor = encryptor
+        self.catalog = catalog
+        self.providers = providers
+        self.settings = settings
+        self.owner = new_owner_id()
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+
+    # -- claiming -----------------------------------------------------------------
+
+    def claim(self, op_id: str) -> bool:
+        """Take the lease of ``op_id`` if it is free or expired. True when we hold it."""
+        now = utcnow()
+        with self.db.unit_of_work() as session:
+            result = session.execute(
+                update(Operation)
+                .where(
+                    Operation.id == op_id,
+                    Operation.state == IN_PROGRESS,
+                    or_(Operation.lease_owner.is_(None), Operation.lease_until < now),
+                )
+                .values(lease_owner=self.owner, lease_until=now + self._lease())
+                .execution_options(synchronize_session=False)
+            )
+            claimed = result.rowcount == 1
+        if claimed:
+            with self._held_lock:
+                self._held.add(op_id)
+        return claimed
+
+    def claim_next(self) -> str | None:
+        """Claim the oldest operation that is due and not held by a live runner."""
+        now = utcnow()
+        with self.db.sessions() as session:
+            query = (
+                select(Operation.id)
+                .where(
+                    Operation.state == IN_PROGRESS,
+                    Operation.run_at <= now,
+                    or_(Operation.lease_owner.is_(None), Operation.lease_until < now),
+                )
+                .order_by(Operation.run_at)
+                .limit(8)
+            )
+            candidates = list(session.scalars(query))
+        for op_id in candidates:
+            if self.claim(op_id):
+                return op_id
+        return None
+
+    def hold(self, op_id: str) -> None:
+        """Track an operation created already leased to us (see ``Driver.new_operation``)."""
+        with self._held_lock:
+            self._held.add(op_id)
+
+    def fail(self, op_id: str, description: str) -> None:
+        """Fail an operation from outside a step (a request gave up on it)."""
+        self._finish(op_id, OP_FAILED, description)
+
+    def release(self, op_id: str) -> None:
+        with self._held_lock:
+            self._held.discard(op_id)
+        with self.db.unit_of_work() as session:
+            session.execute(
+                update(Operation)
+                .where(Operation.id == op_id, Operation.lease_owner == self.owner)
+                .values(lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def renew_leases(self) -> None:
+        """Extend the leases of every operation this process is running right now."""
+        with self._held_lock:
+            held = list(self._held)
+        if not held:
+            return
+        with self.db.unit_of_work() as session:
+            session.execute(
+                update(Operation)
+                .where(Operation.id.in_(held), Operation.lease_owner == self.owner)
+                .values(lease_until=utcnow() + self._lease())
+                .execution_options(synchronize_session=False)
+            )
+
+    def _lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.worker.lease_seconds)
+
+    # -- running --------------------------------------------------------------------
+
+    def run_step(self, op_id: str) -> StepOutcome:
+        """Run one provider call for an operation we hold; always gives the lease back."""
+        try:
+            return self._run_step(op_id)
+        finally:
+            self.release(op_id)
+
+    def _run_step(self, op_id: str) -> StepOutcome:
+        with self.db.sessions() as session:
+            op = session.get(Operation, op_id)
+            if op is None or op.state != IN_PROGRESS:
+                return StepOutcome(op.state if op else OP_FAILED)
+            instance = session.get(ServiceInstance, op.instance_id)
+            binding = session.get(ServiceBinding, op.binding_id) if op.binding_id else None
+            if instance is None or (op.binding_id and binding is None):
+                return self._finish(op_id, OP_FAILED, "the resource of this operation no longer exists")
+            if op.deadline and utcnow() > op.deadline:
+                return self._finish(
+                    op_id, OP_FAILED, f"{op.kind} did not finish in time: {op.description or 'no progress'}"
+                )
+            if self._other_runner_active(session, op):
+                return self._reschedule(op_id, 1.0, "waiting for a cancelled operation to stop")
+            try:
+                call, target = self._prepare(op, instance, binding)
+            except Error as exc:
+                return self._finish(op_id, OP_FAILED, str(exc))
+        extra = {"operation": op_id, "instance": op.instance_id, "binding": op.binding_id, "kind": op.kind}
+        try:
+            result = call()
+        except TemporaryError as exc:
+            log.info("operation waits %.1fs: %s", exc.delay, exc.message, extra=extra)
+            return self._reschedule(op_id, exc.delay, exc.message, checkpoint=exc.outputs, target=target)
+        except PermanentError as exc:
+            log.warning("operation failed: %s", exc.message, extra=extra)
+            return self._finish(op_id, OP_FAILED, exc.message, refused=True)
+        except ProviderError as exc:
+            return self._retry(op_id, exc.message, extra)
+        except Error as exc:
+            log.warning("operation failed: %s", exc.message, extra=extra)
+            return self._finish(op_id, OP_FAILED, exc.message, refused=True)
+        except Exception as exc:  # a bug or an untranslated failure: retried, then reported
+            log.exception("operation step raised %s", type(exc).__name__, extra=extra)
+            return self._retry(op_id, f"internal error ({type(exc).__name__}); see the broker log", extra)
+        return self._succeed(op_id, result)
+
+    def _other_runner_active(self, session: Session, op: Operation) -> bool:
+        """A cancelled operation on the same resource whose runner is still inside a provider call."""
+        query = select(Operation.id).where(
+            Operation.instance_id == op.instance_id,
+            Operation.id != op.id,
+            Operation.lease_owner.is_not(None),
+            Operation.lease_until > utcnow(),
+        )
+        if op.binding_id:
+            query = query.where(Operation.binding_id == op.binding_id)
+        return session.scalar(query.limit(1)) is not None
+
+    def _prepare(
+        self, op: Operation, instance: ServiceInstance, binding: ServiceBinding | None
+    ) -> tuple[Any, str]:
+        offering, plan = self.resolve(instance.service_id, instance.plan_id)
+        provider = self.providers.get(offering.provider)
+        params = self.encryptor.decrypt_json(instance.parameters_enc)
+        outputs = self.encryptor.decrypt_json(instance.outputs_enc)
+        ictx = InstanceContext(
+            instance_id=instance.id,
+            offering=offering,
+            plan=plan,
+            parameters=params,
+            outputs=outputs,
+            settings=self.settings,
+            context=instance.context or {},
+        )
+        if op.kind == PROVISION:
+            return (lambda: provider.provision(ictx)), "instance"
+        if op.kind == DEPROVISION:
+            return (lambda: provider.deprovision(ictx)), "instance"
+        if op.kind == UPDATE:
+            payload = self.encryptor.decrypt_json(op.payload_enc)
+            _, new_plan = self.resolve(instance.service_id, payload.get("plan_id") or instance.plan_id)
+            uctx = InstanceContext(
+                instance_id=instance.id,
+                offering=offering,
+                plan=new_plan,
+                parameters=payload.get("parameters", params),
+                outputs=outputs,
+                settings=self.settings,
+                context=payload.get("context") or instance.context or {},
+                previous_plan=plan,
+            )
+            return (lambda: provider.update(uctx)), "instance"
+        assert binding is not None
+        bctx = BindingContext(
+            binding_id=binding.id,
+            instance=ictx,
+            parameters=self.encryptor.decrypt_json(binding.parameters_enc),
+            outputs=self.encryptor.decrypt_json(binding.outputs_enc),
+            bind_resource=binding.bind_resource or {},
+        )
+        if op.kind == BIND:
+            return (lambda: provider.bind(bctx)), "binding"
+        if op.kind == UNBIND:
+            return (lambda: provider.unbind(bctx)), "binding"
+        raise PermanentError(f"unknown operation kind {op.kind!r}")
+
+    def resolve(self, service_id: str, plan_id: str) -> tuple[Offering, Plan]:
+        offering = self.catalog.offering(service_id)
+        plan = offering.plan(plan_id) if offering else None
+        if offering is None or plan is None:
+            raise PermanentError(
+                f"offering {service_id} / plan {plan_id} is no longer in the catalog; restore its file to manage this resource"
+            )
+        return offering, plan
+
+    # -- recording outcomes ------------------------------------------------------------
+
+    def _owned(self, session: Session, op_id: str) -> Operation | None:
+        op = session.get(Operation, op_id)
+        if op is None or op.state != IN_PROGRESS or op.lease_owner != self.owner:
+            return None  # cancelled or taken over meanwhile: our result is discarded
+        return op
+
+    def _reschedule(
+        self,
+        op_id: str,
+        delay: float,
+        message: str,
+        checkpoint: dict[str, Any] | None = None,
+        target: str | None = None,
+    ) -> StepOutcome:
+        with self.db.unit_of_work() as session:
+            op = self._owned(session, op_id)
+            if op is None:
+                return StepOutcome(SUCCEEDED)
+            if checkpoint:
+                resource = self._resource(session, op, target or "instance")
+                merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **checkpoint}
+                resource.outputs_enc = self.encryptor.encrypt_json(merged)
+            op.run_at = utcnow() + dt.timedelta(seconds=max(delay, 0.0))
+            op.description = message
+        return StepOutcome(IN_PROGRESS, retry_in=max(delay, 0.0), description=message)
+
+    def _retry(self, op_id: str, message: str, extra: dict[str, Any]) -> StepOutcome:
+        worker = self.settings.worker
+        with self.db.unit_of_work() as session:
+            op = self._owned(session, op_id)
+            if op is None:
+                return StepOutcome(SUCCEEDED)
+            op.attempts += 1
+            if op.attempts >= worker.max_attempts:
+                attempts = op.attempts
+            else:
+                delay = min(worker.backoff_seconds * 2 ** (op.attempts - 1), worker.backoff_max_seconds)
+                op.run_at = utcnow() + dt.timedelta(seconds=delay)
+                op.description = (
+                    f"retrying after an error (attempt {op.attempts} of {worker.max_attempts}): {message}"
+                )
+                log.info("operation retries in %.1fs", delay, extra=extra)
+                return StepOutcome(IN_PROGRESS, retry_in=delay, description=op.description)
+        return self._finish(op_id, OP_FAILED, f"gave up after {attempts} attempts: {message}")
+
+    def _succeed(self, op_id: str, result: Any) -> StepOutcome:
+        with self.db.unit_of_work() as session:
+            op = self._owned(session, op_id)
+            if op is None:
+                return StepOutcome(SUCCEEDED)
+            if op.kind in (PROVISION, UPDATE):
+                instance = session.get(ServiceInstance, op.instance_id)
+                assert instance is not None
+                instance.outputs_enc = self.encryptor.encrypt_json(dict(result.outputs))
+                if result.dashboard_url:
+                    instance.dashboard_url = result.dashboard_url
+                if op.kind == UPDATE:
+                    payload = self.encryptor.decrypt_json(op.payload_enc)
+                    if payload.get("plan_id"):
+                        instance.plan_id = payload["plan_id"]
+                    if "parameters" in payload:
+                        instance.parameters_enc = self.encryptor.encrypt_json(payload["parameters"])
+                    if payload.get("maintenance_version"):
+                        instance.maintenance_version = payload["maintenance_version"]
+                    if payload.get("context"):
+                        instance.context = payload["context"]
+                instance.status = READY
+            elif op.kind == DEPROVISION:
+                instance = session.get(ServiceInstance, op.instance_id)
+                assert instance is not None
+                instance.status = GONE
+                instance.outputs_enc = instance.parameters_enc = None
+            elif op.kind == BIND:
+                binding = session.get(ServiceBinding, op.binding_id)
+                assert binding is not None
+                binding.credentials_enc = self.encryptor.encrypt_json(dict(result.credentials))
+                binding.endpoints = [e.to_osb() for e in result.endpoints]
+                binding.outputs_enc = self.encryptor.encrypt_json(dict(result.outputs))
+                binding.status = READY
+            elif op.kind == UNBIND:
+                binding = session.get(ServiceBinding, op.binding_id)
+                assert binding is not None
+                binding.status = GONE
+                binding.credentials_enc = binding.outputs_enc = binding.parameters_enc = None
+            op.state = SUCCEEDED
+            op.description = f"{op.kind} succeeded"
+            op.finished_at = utcnow()
+            op.lease_owner = op.lease_until = None
+        return StepOutcome(SUCCEEDED, description=f"{op.kind} succeeded")
+
+    def _finish(self, op_id: str, state: str, description: str, refused: bool = False) -> StepOutcome:
+        """Fail an operation (only failures come here; success goes through _succeed)."""
+        with self.db.unit_of_work() as session:
+            op = session.get(Operation, op_id)
+            if op is None or op.state != IN_PROGRESS:
+                return StepOutcome(
+                    op.state if op else state, description=(op.description or "") if op else ""
+                )
+            op.state = state
+            op.description = description
+            op.finished_at = utcnow()
+            op.lease_owner = op.lease_until = None
+            mark_failed(session, op, self.encryptor)
+        return StepOutcome(state, description=description, refused=refused)
+
+    def _resource(self, session: Session, op: Operation, target: str) -> Any:
+        if target == "binding":
+            return session.get(ServiceBinding, op.binding_id)
+        return session.get(ServiceInstance, op.instance_id)
+
+
+def mark_failed(session: Session, op: Operation, encryptor: Encryptor) -> None:
+    """What a failed operation leaves behind.
+
+    A failed create leaves a ``failed`` resource that can still be deleted (orphan
+    mitigation). A failed delete puts back the status from before the request (recorded
+    in the payload), since a refusal such as "the bucket is not empty" changed nothing.
+    """
+    resource: Any
+    if op.kind in (PROVISION, DEPROVISION):
+        resource = session.get(ServiceInstance, op.instance_id)
+    elif op.kind in (BIND, UNBIND):
+        resource = session.get(ServiceBinding, op.binding_id)
+    else:
+        return
+    if resource is None:
+        return
+    if op.kind in (PROVISION, BIND) and resource.status == CREATING:
+        resource.status = FAILED
+    elif op.kind in (DEPROVISION, UNBIND) and resource.status == DELETING:
+        before = encryptor.decrypt_json(op.payload_enc).get("status_before", FAILED)
+        resource.status = before
+
+
+def active_operation(session: Session, instance_id: str, binding_id: str | None = None) -> Operation | None:
+    """The in-progress operation of an instance (binding_id None) or of one binding."""
+    query = select(Operation).where(Operation.instance_id == instance_id, Operation.state == IN_PROGRESS)
+    if binding_id is None:
+        query = query.where(Operation.binding_id.is_(None))
+    else:
+        query = query.where(Operation.binding_id == binding_id)
+    return session.scalar(query.limit(1))
+
+
+def latest_operation(session: Session, instance_id: str, binding_id: str | None = None) -> Operation | None:
+    query = select(Operation).where(Operation.instance_id == instance_id)
+    if binding_id is None:
+        query = query.where(Operation.binding_id.is_(None))
+    else:
+        query = query.where(Operation.binding_id == binding_id)
+    return session.scalar(query.order_by(Operation.created_at.desc()).limit(1))
+
+
+__all__ = ["OperationEngine", "StepOutcome", "active_operation", "latest_operation", "mark_failed"]
