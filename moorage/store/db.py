@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, writer: bool = True) -> Engine:
+    """An engine for ``url``; on SQLite, ``writer`` engines take the write lock at BEGIN."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "begin", _sqlite_begin_immediate if writer else _sqlite_begin_deferred)
         return engine
     if url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgres://")
@@ -49,18 +50,29 @@ def _sqlite_on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-
     cur.close()
 
 
-def _sqlite_on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
     # Take the write lock up front: two writers never deadlock upgrading read locks.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_begin_deferred(conn) -> None:  # type: ignore[no-untyped-def]
+    # Readers never take the write lock; with WAL they do not block writers either.
+    conn.exec_driver_sql("BEGIN")
+
+
 class Database:
-    """An engine and its session factory."""
+    """Engines and session factories: ``sessions()`` to read, ``unit_of_work()`` to write.
+
+    On SQLite the two use separate engines so that a read inside a write transaction
+    (or beside one) never waits for the write lock.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_engine = make_engine(url, writer=False) if url.startswith("sqlite") else self.engine
+        self.sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._writers = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def is_postgres(self) -> bool:
@@ -69,8 +81,9 @@ class Database:
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with self.sessions() as session, session.begin():
+        with self._writers() as session, session.begin():
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
