@@ -84,6 +84,8 @@ class AwsSettings:
     rds_endpoint_map: str = ""
     #: Keep RDS master passwords in Secrets Manager instead of Moorage's own state.
     use_secrets_manager: bool = False
+    #: Attempts per AWS call (botocore "standard" retries: throttling and 5xx, backoff).
+    max_attempts: int = 5
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class PlatformSettings:
 class Settings:
     """Everything Moorage is configured with."""
 
-    data_dir: Path = field(default_factory=lambda: Path.home() / ".moorage")
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
     #: SQLAlchemy URL of the state database; empty: SQLite in the data dir.
     database_url: str = ""
     #: Folders of offering files, separated by ``os.pathsep``.
@@ -159,7 +161,7 @@ class Settings:
             known.add(name)
             if name in env:
                 values[f.name] = _cast(name, env[name], f.type)
-        for gname, gfield in groups.items():
+        for gname in groups:
             gcls = _GROUPS[gname]
             gvalues: dict[str, Any] = {}
             for f in fields(gcls):
@@ -190,6 +192,11 @@ _GROUPS: dict[str, type] = {
     "aws": AwsSettings,
     "platform": PlatformSettings,
 }
+
+
+def default_data_dir() -> Path:
+    """``/var/lib/moorage`` for root (unprivileged service users must reach it), else ``~/.moorage``."""
+    return Path("/var/lib/moorage") if os.geteuid() == 0 else Path.home() / ".moorage"
 
 
 def default_catalog_dir() -> Path:

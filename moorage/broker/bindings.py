@@ -105,7 +105,7 @@ class Bindings:
                 binding = session.get(ServiceBinding, binding_id)
                 assert binding is not None
                 return self._existing(session, binding, instance_id, fingerprint, async_allowed)
-        driven = self.driver.drive(op_id, async_allowed)
+        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
             return BindingSpec(BindState.IS_ASYNC, operation=op_id)
         if driven.state == SUCCEEDED:
@@ -170,7 +170,7 @@ class Bindings:
             op_id = self.driver.new_operation(
                 session, UNBIND, instance_id, binding_id, payload={"status_before": status_before}
             )
-        driven = self.driver.drive(op_id, async_allowed)
+        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
             return UnbindSpec(True, op_id)
         if driven.state == SUCCEEDED:

@@ -70,8 +70,17 @@ class Driver:
         )
         return op_id
 
-    def drive(self, op_id: str, async_allowed: bool) -> Driven:
-        """Run steps now. With ``async_allowed`` one step, then hand over to the worker."""
+    def drive(self, op_id: str, async_allowed: bool, inline: bool = True) -> Driven:
+        """Run steps now. With ``async_allowed`` one step, then hand over to the worker.
+
+        ``inline=False`` (plans marked asynchronous) hands over at once: the answer is
+        202 without waiting for even a first backend call.
+        """
+        if async_allowed and not inline:
+            self.engine.release(op_id)
+            self._wake()
+            set_retry_after(1)
+            return Driven(op_id, IN_PROGRESS, "queued")
         self.engine.hold(op_id)
         deadline = time.monotonic() + self.sync_budget
         while True:
@@ -80,8 +89,7 @@ class Driver:
                 return Driven(op_id, outcome.state, outcome.description, outcome.refused)
             if async_allowed:
                 set_retry_after(outcome.retry_in)
-                if self.worker is not None:
-                    self.worker.wake()
+                self._wake()
                 return Driven(op_id, IN_PROGRESS, outcome.description)
             if time.monotonic() + outcome.retry_in > deadline:
                 self.engine.fail(
@@ -95,6 +103,10 @@ class Driver:
             time.sleep(outcome.retry_in)  # the provider asked for this pause before its next step
             if not self.engine.claim(op_id):
                 return self._await(op_id, deadline)
+
+    def _wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
 
     def _await(self, op_id: str, deadline: float) -> Driven:
         """Someone else (a worker) took the operation over: wait for its end within budget."""

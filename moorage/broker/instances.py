@@ -150,7 +150,7 @@ class Instances:
                 instance = session.get(ServiceInstance, instance_id)
                 assert instance is not None
                 return self._existing(session, instance, fingerprint, async_allowed)
-        driven = self.driver.drive(op_id, async_allowed)
+        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
         return self._provision_answer(instance_id, driven)
 
     def _existing(
@@ -235,7 +235,9 @@ class Instances:
             op_id = self.driver.new_operation(
                 session, UPDATE, instance_id, payload=payload, max_seconds=target.maximum_polling_duration
             )
-        driven = self.driver.drive(op_id, async_allowed)
+        driven = self.driver.drive(
+            op_id, async_allowed, inline=not (current.asynchronous or target.asynchronous)
+        )
         if driven.state == IN_PROGRESS:
             return UpdateServiceSpec(True, operation=op_id)
         if driven.state == SUCCEEDED:
@@ -286,7 +288,7 @@ class Instances:
                 payload={"status_before": status_before},
                 max_seconds=plan.maximum_polling_duration,
             )
-        driven = self.driver.drive(op_id, async_allowed)
+        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
             return DeprovisionServiceSpec(True, op_id)
         if driven.state == SUCCEEDED:

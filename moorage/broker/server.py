@@ -46,4 +46,13 @@ class BrokerServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(settings: Settings, with_worker: bool = True) -> None:
-    BrokerServer(settings, with_worker).run()
+    """Start embedded servers if needed (before gunicorn forks), then serve until stopped."""
+    from moorage.broker.embedded import start_embedded
+    from moorage.catalog.loader import load_catalog
+
+    settings, servers = start_embedded(settings, load_catalog(settings.catalog_dirs))
+    try:
+        BrokerServer(settings, with_worker).run()
+    finally:
+        for server in servers:
+            server.stop()

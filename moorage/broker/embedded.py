@@ -1,0 +1,43 @@
+"""Starting the embedded PostgreSQL and Redis when the catalog needs them and none is configured.
+
+Why at the entry points only (``moorage broker``, ``moorage up``): the embedded servers
+are the zero-configuration default for one machine. Tests and operators with their own
+servers pass admin URLs, and then nothing is started.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from moorage.catalog.model import Catalog
+from moorage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Server(Protocol):
+    def start(self) -> str: ...
+    def stop(self) -> None: ...
+
+
+def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list[Server]]:
+    """Start what is missing; return settings pointing at the servers, and the servers."""
+    from moorage.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    providers = {o.provider for o in catalog.offerings}
+    started: list[Server] = []
+    services: dict[str, str] = {}
+    if "postgres" in providers and not settings.services.postgres_admin_url:
+        server = EmbeddedPostgres(settings.data_dir)
+        services["postgres_admin_url"] = server.start()
+        started.append(server)
+        log.info("embedded PostgreSQL ready on port %s", server.port)
+    if "redis" in providers and not settings.services.redis_admin_url:
+        redis = EmbeddedRedis(settings.data_dir)
+        services["redis_admin_url"] = redis.start()
+        started.append(redis)
+        log.info("embedded Redis ready on port %s", redis.port)
+    if services:
+        settings = settings.with_group(services=services)
+    return settings, started
