@@ -1,0 +1,321 @@
+"""Moorage's own PostgreSQL server, started from the system's binaries in the data dir.
+
+Why: the ``postgres`` provider needs a server to create databases and roles on, and on
+one machine with nothing configured Moorage runs it itself. The server is a normal
+detached postmaster (started with ``pg_ctl``), so it outlives a Moorage restart: the next
+:meth:`EmbeddedPostgres.start` finds it through ``postmaster.pid`` and reuses it, or
+starts it again on the port it had last time (a new free one only if that is taken).
+
+Layout under ``<data_dir>/postgres``::
+
+    data/                 PGDATA (initdb), with moorage.conf, server.crt, server.key
+    run/                  the unix socket
+    superuser-password    0600, the generated password of the ``moorage`` superuser
+    port                  the port of the last start
+    server.log
+
+TCP listens on 127.0.0.1 only, every login uses scram-sha-256, SSL is on with a
+self-signed certificate. When Moorage runs as root the server runs as the unprivileged
+service user (PostgreSQL refuses root anyway).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from moorage.embedded.certificates import write_private, write_self_signed
+from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
+from moorage.embedded.processes import pid_alive, read_pidfile, run_as, tail, wait_for
+from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
+from moorage.errors import ConfigurationError, ProviderError
+
+log = logging.getLogger(__name__)
+
+SUPERUSER = "moorage"
+#: Longest unix socket path the kernel accepts (sun_path is 108 bytes with the NUL).
+_MAX_SOCKET_PATH = 107
+
+
+def find_bin_dir() -> Path:
+    """The folder holding initdb and pg_ctl: PATH first, then the newest Debian layout."""
+    initdb = shutil.which("initdb")
+    if initdb and shutil.which("pg_ctl"):
+        return Path(initdb).resolve().parent
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1].parent
+    raise ConfigurationError(
+        "PostgreSQL's server binaries (initdb, pg_ctl) were not found; install them "
+        "(Debian: apt-get install postgresql) or set MOORAGE_SERVICES_POSTGRES_ADMIN_URL to a server"
+    )
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL server in ``<data_dir>/postgres``: ``start()``, ``stop()``, ``is_running()``.
+
+    ``durable=False`` turns off fsync and friends: for tests and throwaway data only.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        bin_dir: Path | None = None,
+        user_name: str = DEFAULT_SERVICE_USER,
+        durable: bool = True,
+        max_connections: int = 200,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.base = Path(data_dir).absolute() / "postgres"
+        self.pgdata = self.base / "data"
+        self.socket_dir = self.base / "run"
+        self.password_file = self.base / "superuser-password"
+        self.port_file = self.base / "port"
+        self.log_file = self.base / "server.log"
+        self._bin_dir = bin_dir
+        self._user_name = user_name
+        self.durable = durable
+        self.max_connections = max_connections
+        self.start_timeout = start_timeout
+
+    # -- public API ------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        """The port the server runs on (or ran on last)."""
+        running = self._running_port()
+        if running is not None:
+            return running
+        recorded = self._recorded_port()
+        if recorded is None:
+            raise ProviderError(f"the embedded PostgreSQL in {self.base} has never been started")
+        return recorded
+
+    @property
+    def admin_url(self) -> str:
+        """``postgresql://moorage:<password>@127.0.0.1:<port>/postgres``."""
+        return f"postgresql://{SUPERUSER}:{self._password()}@{LOOPBACK}:{self.port}/postgres"
+
+    def start(self) -> str:
+        """Initialise if needed, start unless already running, wait until ready; the admin URL."""
+        user = service_user(self._user_name)
+        with self._lock(user):
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb(user)
+            if self.is_running():
+                log.info("embedded PostgreSQL already running", extra={"port": self.port})
+                return self.admin_url
+            self._start(user)
+            self._harden()
+            return self.admin_url
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are disconnected) and wait for it to exit."""
+        if read_pidfile(self.pgdata / "postmaster.pid") is None:
+            return
+        user = service_user(self._user_name)
+        proc = run_as(
+            user,
+            [self.bin_dir / "pg_ctl", "stop", "-D", self.pgdata, "-m", "fast", "-w", "-t", "60"],
+            cwd=self.base,
+        )
+        if proc.returncode != 0 and self.is_running():
+            raise ProviderError(f"could not stop the embedded PostgreSQL: {proc.stderr.strip()}")
+
+    def is_running(self) -> bool:
+        """True when our postmaster is alive and accepts connections."""
+        port = self._running_port()
+        return port is not None and self._accepts(port)
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = find_bin_dir()
+        return self._bin_dir
+
+    # -- steps -----------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, user: ServiceUser) -> Iterator[None]:
+        """Serialise start() between processes sharing the data dir; prepare the base folder."""
+        check_reachable(self.base, user)  # before creating anything
+        self.base.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base, 0o700)
+        user.chown(self.base)
+        with open(self.base / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _initdb(self, user: ServiceUser) -> None:
+        password = secrets.token_urlsafe(32)
+        write_private(self.password_file, password.encode())
+        user.chown(self.password_file)
+        staging = self.base / "data.initdb"
+        shutil.rmtree(staging, ignore_errors=True)
+        pwfile = self.base / ".initdb-password"
+        write_private(pwfile, password.encode())
+        user.chown(pwfile)
+        argv = [
+            self.bin_dir / "initdb",
+            "-D",
+            staging,
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-local=scram-sha-256",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ]
+        if not self.durable:
+            argv.append("--no-sync")
+        try:
+            proc = run_as(user, argv, cwd=self.base)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ProviderError(f"initdb failed in {staging}: {(proc.stderr or proc.stdout).strip()[-2000:]}")
+        write_self_signed(staging / "server.crt", staging / "server.key")
+        with open(staging / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# Moorage's settings (rewritten on every start)\ninclude_if_exists = 'moorage.conf'\n"
+            )
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        user.chown(self.socket_dir)
+        user.chown_tree(staging)
+        os.replace(staging, self.pgdata)
+        log.info("initialised embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
+
+    def _start(self, user: ServiceUser) -> None:
+        recorded = self._recorded_port()
+        port = recorded if recorded is not None and port_is_free(recorded) else free_port()
+        for attempt in range(3):
+            self._write_config(port)
+            proc = run_as(
+                user,
+                [
+                    self.bin_dir / "pg_ctl",
+                    "start",
+                    "-D",
+                    self.pgdata,
+                    "-l",
+                    self.log_file,
+                    "-w",
+                    "-t",
+                    str(int(self.start_timeout)),
+                ],
+                cwd=self.base,
+                timeout=self.start_timeout + 10,
+            )
+            if proc.returncode == 0:
+                break
+            if attempt < 2 and not port_is_free(port):
+                log.warning("port %s was taken before PostgreSQL could bind it; trying another", port)
+                port = free_port()
+                continue
+            raise ProviderError(
+                f"the embedded PostgreSQL did not start (pg_ctl: {proc.stderr.strip()}); "
+                f"end of {self.log_file}:\n{tail(self.log_file)}"
+            )
+        self.port_file.write_text(f"{port}\n")
+        wait_for(lambda: self._accepts(port), timeout=self.start_timeout, what=f"PostgreSQL on port {port}")
+        log.info("embedded PostgreSQL started", extra={"port": port})
+
+    def _write_config(self, port: int) -> None:
+        socket_dirs = str(self.socket_dir)
+        if len(f"{socket_dirs}/.s.PGSQL.{port}") > _MAX_SOCKET_PATH:
+            log.warning("data dir path too long for a unix socket; PostgreSQL listens on TCP only")
+            socket_dirs = ""
+        lines = [
+            f"listen_addresses = '{LOOPBACK}'",
+            f"port = {port}",
+            f"unix_socket_directories = '{socket_dirs}'",
+            "ssl = on",
+            "ssl_cert_file = 'server.crt'",
+            "ssl_key_file = 'server.key'",
+            "password_encryption = 'scram-sha-256'",
+            f"max_connections = {int(self.max_connections)}",
+            "log_line_prefix = '%m [%p] %q%u@%d '",
+        ]
+        if not self.durable:
+            lines += [
+                "fsync = off",
+                "synchronous_commit = off",
+                "full_page_writes = off",
+                "shared_buffers = 32MB",
+            ]
+        target = self.pgdata / "moorage.conf"
+        target.write_text("\n".join(lines) + "\n")
+        os.chmod(target, 0o600)
+        uid, gid = self.pgdata.stat().st_uid, self.pgdata.stat().st_gid
+        os.chown(target, uid, gid)
+
+    def _harden(self) -> None:
+        """Only the roles Moorage grants may connect to a database: not to ``postgres``."""
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        except psycopg.Error as exc:
+            raise ProviderError(f"the embedded PostgreSQL started but refused its superuser: {exc}") from None
+
+    # -- probes ----------------------------------------------------------------------
+
+    def _password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise ProviderError(f"the embedded PostgreSQL in {self.base} has never been started") from None
+
+    def _recorded_port(self) -> int | None:
+        try:
+            return int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _running_port(self) -> int | None:
+        """The port from postmaster.pid when that postmaster is alive."""
+        pidfile = self.pgdata / "postmaster.pid"
+        pid = read_pidfile(pidfile)
+        if pid is None or not pid_alive(pid):
+            return None
+        try:
+            return int(pidfile.read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _accepts(self, port: int) -> bool:
+        try:
+            with psycopg.connect(
+                host=LOOPBACK,
+                port=port,
+                user=SUPERUSER,
+                password=self._password(),
+                dbname="postgres",
+                connect_timeout=2,
+                sslmode="disable",
+            ) as conn:
+                conn.execute("SELECT 1")
+                return True
+        except psycopg.Error:
+            return False
