@@ -177,11 +177,12 @@ class OperationEngine:
     # -- running --------------------------------------------------------------------
 
     def run_step(self, op_id: str) -> StepOutcome:
-        """Run one provider call for an operation we hold; always gives the lease back."""
+        """Run one provider call for an operation we hold; the lease is given back with the outcome."""
         try:
             return self._run_step(op_id)
         finally:
-            self.release(op_id)
+            with self._held_lock:
+                self._held.discard(op_id)
 
     def _run_step(self, op_id: str) -> StepOutcome:
         with self.db.sessions() as session:
@@ -292,6 +293,12 @@ class OperationEngine:
 
     # -- recording outcomes ------------------------------------------------------------
 
+    def _not_ours(self, session: Session, op_id: str) -> StepOutcome:
+        op = session.get(Operation, op_id)
+        if op is None:
+            return StepOutcome(OP_FAILED, description="the operation no longer exists")
+        return StepOutcome(op.state, description=op.description or "")
+
     def _owned(self, session: Session, op_id: str) -> Operation | None:
         op = session.get(Operation, op_id)
         if op is None or op.state != IN_PROGRESS or op.lease_owner != self.owner:
@@ -309,13 +316,14 @@ class OperationEngine:
         with self.db.unit_of_work() as session:
             op = self._owned(session, op_id)
             if op is None:
-                return StepOutcome(SUCCEEDED)
+                return self._not_ours(session, op_id)
             if checkpoint:
                 resource = self._resource(session, op, target or "instance")
                 merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **checkpoint}
                 resource.outputs_enc = self.encryptor.encrypt_json(merged)
             op.run_at = utcnow() + dt.timedelta(seconds=max(delay, 0.0))
             op.description = message
+            op.lease_owner = op.lease_until = None
         return StepOutcome(IN_PROGRESS, retry_in=max(delay, 0.0), description=message)
 
     def _retry(self, op_id: str, message: str, extra: dict[str, Any]) -> StepOutcome:
@@ -323,7 +331,7 @@ class OperationEngine:
         with self.db.unit_of_work() as session:
             op = self._owned(session, op_id)
             if op is None:
-                return StepOutcome(SUCCEEDED)
+                return self._not_ours(session, op_id)
             op.attempts += 1
             if op.attempts >= worker.max_attempts:
                 attempts = op.attempts
@@ -341,7 +349,7 @@ class OperationEngine:
         with self.db.unit_of_work() as session:
             op = self._owned(session, op_id)
             if op is None:
-                return StepOutcome(SUCCEEDED)
+                return self._not_ours(session, op_id)
             if op.kind in (PROVISION, UPDATE):
                 instance = session.get(ServiceInstance, op.instance_id)
                 assert instance is not None
