@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-import yaml
 
 from tests.fixtures.broker import MAIN_CATALOG, RunningBroker, new_id
 from tests.fixtures.servers import RunningServer

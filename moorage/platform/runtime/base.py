@@ -97,5 +97,5 @@ class Runtime(ABC):
     @abstractmethod
     def destroy(self, app: str) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Stop supervising (processes of the embedded runtime stop with it)."""

@@ -1,17 +1,16 @@
 """broker tables
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 01:14:27.701358
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-
-import moorage.store.base
 from alembic import op
 
+import moorage.store.base
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,97 @@
+"""What every platform command shares: ``-a/--app``, ``--json``, and printing.
+
+Why the app can be implied: as with Heroku and Deis, inside an app's checkout the app
+is found without typing it, from a ``.moorage`` file (one line: the app name) or a git
+remote named ``moorage`` whose URL ends in ``/<app>.git``; ``-a`` always wins.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from moorage.cli.client import CliError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+APP_FILE = ".moorage"
+
+
+def app_option(func: F) -> F:
+    return click.option(
+        "-a", "--app", "app", help="The app (default: from .moorage or the `moorage` git remote)."
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def resolve_app(app: str | None, cwd: Path | None = None) -> str:
+    if app:
+        return app
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        marker = folder / APP_FILE
+        if marker.is_file():
+            name = marker.read_text().strip()
+            if name:
+                return name
+    remote = _git_remote(here)
+    if remote:
+        return remote
+    raise CliError(
+        "which app? pass -a/--app NAME, or run inside a folder with a .moorage file or a `moorage` git remote"
+    )
+
+
+def _git_remote(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "remote", "get-url", "moorage"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = out.stdout.strip()
+    if out.returncode != 0 or not url:
+        return None
+    name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    return name.removesuffix(".git") or None
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    table = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console().print(table)
+
+
+def parse_assignments(pairs: Sequence[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments; the value may contain ``=`` and be empty."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{pair!r} is not {what}")
+        out[key] = value
+    return out

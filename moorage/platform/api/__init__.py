@@ -1,0 +1,92 @@
+"""The controller REST API: a Flask app factory and one blueprint per topic.
+
+Why a factory: nothing is wired at import time. ``create_app`` takes the settings and a
+runtime, builds the :class:`~moorage.platform.controller.Platform` and registers the
+blueprints, so tests (and ``moorage up``) can run several controllers in one process.
+The views stay thin: they parse JSON, call ``moorage.platform.controller`` and render.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask
+
+from moorage.platform.api import (
+    apps,
+    auth,
+    builds,
+    config,
+    domains,
+    errors,
+    formation,
+    health,
+    logs,
+    perms,
+    releases,
+    run,
+    users,
+)
+from moorage.platform.controller import recovery
+from moorage.platform.controller.context import Platform
+from moorage.platform.runtime.base import Runtime
+from moorage.settings import Settings
+from moorage.store.db import Database
+from moorage.store.encryptor import Encryptor
+from moorage.store.migrate import upgrade
+
+API_VERSION = "2.0"
+
+
+def create_app(
+    settings: Settings,
+    runtime: Runtime,
+    *,
+    db: Database | None = None,
+    encryptor: Encryptor | None = None,
+    builder: Any = None,
+    migrate: bool = True,
+    resume: bool = True,
+) -> Flask:
+    """The controller WSGI app. ``builder`` replaces the Procfile build step (see controller.builds).
+
+    With ``resume``, a background thread (``app.extensions["moorage.resume"]``) hands every
+    app's current release back to the runtime, as after a restart (see controller.recovery).
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if db is None:
+        if migrate:
+            upgrade(settings.state_url)
+        db = Database(settings.state_url)
+    platform = Platform(
+        settings=settings,
+        db=db,
+        runtime=runtime,
+        encryptor=encryptor or Encryptor.from_file(settings.key_file),
+        domains=runtime if hasattr(runtime, "set_domains") else None,  # type: ignore[arg-type]
+        builder=builder,
+    )
+    app = Flask("moorage.platform")
+    app.config["MAX_CONTENT_LENGTH"] = settings.platform.max_request_body_mb * 1024 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    app.extensions["moorage.platform"] = platform
+    errors.init_app(app)
+    auth.init_app(app)
+    for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, perms):
+        app.register_blueprint(module.bp)
+
+    if resume:
+        thread = threading.Thread(
+            target=recovery.resume, args=(platform,), name="moorage-resume", daemon=True
+        )
+        app.extensions["moorage.resume"] = thread
+        thread.start()
+
+    @app.after_request
+    def _version_header(response):  # type: ignore[no-untyped-def]
+        response.headers["X-Moorage-Api-Version"] = API_VERSION
+        return response
+
+    return app

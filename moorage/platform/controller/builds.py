@@ -1,0 +1,162 @@
+"""Builds: from an uploaded source tree to a release that runs.
+
+Why one swappable step: :func:`procfile_build` (this issue: the source tree itself plus
+its Procfile is the artifact) has the signature every builder keeps,
+``build(app, source_dir, env, progress) -> (artifact, process_types)``, so the
+buildpack builder replaces it without the controller changing. When the artifact is the
+source tree itself it is moved under ``<data_dir>/slugs/<app>/<build id>/``; any other
+artifact (a slug path or URL from the builder's store) is kept as given. Then the Build
+and a release ("alice deployed 3f2a9c1") are recorded and deployed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+
+from moorage.errors import InvalidParametersError
+from moorage.platform.controller import releases
+from moorage.platform.controller.apps import find
+from moorage.platform.controller.context import Platform, Principal
+from moorage.platform.runtime.base import Progress
+from moorage.platform.sources import extract_tarball
+from moorage.store.apps import Build
+
+log = logging.getLogger(__name__)
+
+PROCESS_TYPE_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+SOURCE_VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    """``type: command`` lines; blank lines and ``#`` comments are allowed."""
+    processes: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        ptype, sep, command = line.partition(":")
+        ptype, command = ptype.strip(), command.strip()
+        if not sep or not command:
+            raise InvalidParametersError(f"Procfile line {number} is not `type: command`: {raw!r}")
+        if not PROCESS_TYPE_RE.match(ptype):
+            raise InvalidParametersError(
+                f"Procfile line {number}: invalid process type {ptype!r} (lower-case letters, digits and dashes)"
+            )
+        if ptype in processes:
+            raise InvalidParametersError(f"Procfile line {number}: the process type {ptype!r} appears twice")
+        processes[ptype] = command
+    return processes
+
+
+def procfile_build(
+    app: str, source_dir: Path, env: Mapping[str, str], progress: Progress
+) -> tuple[Path, dict[str, str]]:
+    """The artifact is the source tree itself; its Procfile lists the process types."""
+    procfile = source_dir / "Procfile"
+    if procfile.is_symlink() or not procfile.is_file():
+        raise InvalidParametersError(
+            "no Procfile at the top of the source; add one with a line like `web: python app.py`"
+        )
+    processes = parse_procfile(procfile.read_text(errors="replace"))
+    if not processes:
+        raise InvalidParametersError(
+            "the Procfile declares no process types; add a line like `web: python app.py`"
+        )
+    progress(f"-----> Procfile declares types -> {', '.join(processes)}")
+    return source_dir, processes
+
+
+def receive(platform: Platform, who: Principal, name: str, fileobj: IO[bytes]) -> Path:
+    """Check access, then unpack an upload safely into a fresh directory (see sources)."""
+    with platform.db.unit_of_work() as s:
+        find(s, who, name)
+    limit = platform.settings.platform.slug_max_mb * 1024 * 1024
+    return extract_tarball(fileobj, platform.slugs_dir / name, limit)
+
+
+def source_version_of(requested: str | None, digest: str) -> str:
+    if requested:
+        if not SOURCE_VERSION_RE.match(requested):
+            raise InvalidParametersError(
+                f"invalid source version {requested!r}: up to 64 letters, digits, dots, dashes and underscores"
+            )
+        return requested
+    return digest
+
+
+def file_digest(fileobj: IO[bytes]) -> str:
+    fileobj.seek(0)
+    digest = hashlib.sha1()  # the same length as a git sha, for display only
+    while chunk := fileobj.read(64 * 1024):
+        digest.update(chunk)
+    fileobj.seek(0)
+    return digest.hexdigest()
+
+
+def deploy_source(
+    platform: Platform, who: Principal, name: str, source_dir: Path, source_version: str, progress: Progress
+) -> dict[str, Any]:
+    """Build ``source_dir``, record the build and a release, and deploy it."""
+    builder = platform.builder or procfile_build
+    try:
+        with platform.app_lock(name):
+            with platform.db.unit_of_work() as s:
+                app = find(s, who, name)
+                live = releases.current(s, app)
+                env = releases.config_of(platform, s, live)
+                config_id = live.config_id
+            progress(f"-----> Building {name} ({source_version[:7]})")
+            artifact, processes = builder(name, source_dir, env, progress)
+            for ptype in processes:
+                if not PROCESS_TYPE_RE.match(ptype):
+                    raise InvalidParametersError(f"invalid process type {ptype!r} from the build")
+            build_id = str(uuid.uuid4())
+            if Path(artifact).resolve() == source_dir.resolve():  # the source tree is the artifact
+                final = platform.slugs_dir / name / build_id
+                shutil.move(str(source_dir), final)
+                artifact = str(final)
+            with platform.db.unit_of_work() as s:
+                app = find(s, who, name)
+                s.add(
+                    Build(
+                        id=build_id,
+                        app_id=app.id,
+                        source_version=source_version,
+                        artifact=str(artifact),
+                        procfile=dict(processes),
+                        created_by=who.username,
+                    )
+                )
+            progress(f"-----> Build {build_id[:8]} stored")
+            summary = f"{who.username} deployed {source_version[:7]}"
+            return releases.record(
+                platform, who, name, summary, build_id=build_id, config_id=config_id, progress=progress
+            )
+    finally:
+        if source_dir.exists():
+            shutil.rmtree(source_dir, ignore_errors=True)
+
+
+def list_builds(platform: Platform, who: Principal, name: str) -> list[dict[str, Any]]:
+    with platform.db.unit_of_work() as s:
+        app = find(s, who, name)
+        rows = s.scalars(select(Build).where(Build.app_id == app.id).order_by(Build.created_at.desc()))
+        return [
+            {
+                "id": b.id,
+                "source_version": b.source_version,
+                "procfile": b.procfile,
+                "created_by": b.created_by,
+                "created": b.created_at.isoformat(),
+            }
+            for b in rows
+        ]

@@ -1,0 +1,58 @@
+"""Bringing apps back after the controller (and with it the local runtime) restarts.
+
+Why here: only the controller knows what *should* run: each app's current release, its
+formation and its custom domains. On start it hands those to the runtime again; the
+runtime keeps processes that already run that release and starts the missing ones. A
+release still marked ``deploying`` was interrupted by the restart: it is marked failed,
+so the release before it is the one brought back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from moorage.platform.controller import releases
+from moorage.platform.controller.context import Platform
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.store.apps import DEPLOYING, FAILED, App, Domain, Release
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    spec: ReleaseSpec
+    formation: dict[str, int]
+    domains: list[str]
+
+
+def resume(platform: Platform) -> list[str]:
+    """Deploy every app's current release again; returns the names brought back."""
+    wanted: list[_Wanted] = []
+    with platform.db.unit_of_work() as s:
+        for rel in s.scalars(select(Release).where(Release.status == DEPLOYING)):
+            rel.status = FAILED
+            rel.failure = "interrupted: the controller stopped during the deploy"
+        for app in s.scalars(select(App).order_by(App.name)):
+            spec = releases.spec_of(platform, s, app, releases.current(s, app))
+            if spec is None:
+                continue
+            domains = [d.domain for d in s.scalars(select(Domain).where(Domain.app_id == app.id))]
+            wanted.append(_Wanted(spec, releases.formation_of(s, app), domains))
+    back = []
+    for item in wanted:
+        name = item.spec.app
+        with platform.app_lock(name):
+            try:
+                if platform.domains is not None and item.domains:
+                    platform.domains.set_domains(name, item.domains)
+                platform.runtime.deploy(item.spec, item.formation, lambda line: None)
+            except Exception as exc:  # one broken app must not keep the others down
+                log.warning("could not bring %s back: %s", name, exc, extra={"app": name})
+                continue
+        back.append(name)
+        log.info("app brought back", extra={"app": name, "release": item.spec.version})
+    return back

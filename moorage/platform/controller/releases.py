@@ -1,0 +1,338 @@
+"""The release ledger: config changes, builds and rollbacks each append one release.
+
+Why append-only: a release is the pair (build, config) that was live at version N, so
+"what ran when, and who changed it" is always answerable and rolling back is just a
+new release pointing at an older pair. A release is recorded first (``deploying``),
+then the runtime deploys it; if that fails the release is marked ``failed`` and the
+previous one keeps serving, and every later read skips failed releases.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
+from moorage.platform.controller.apps import find
+from moorage.platform.controller.context import Platform, Principal
+from moorage.platform.runtime.base import Progress, ReleaseSpec
+from moorage.store.apps import DEPLOYING, FAILED, SUCCEEDED, App, Build, ConfigVars, Formation, Release
+
+log = logging.getLogger(__name__)
+
+#: Shown (not stored) for the live release while its processes crash-loop.
+CRASHED = "crashed"
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_VALUE = 64 * 1024
+
+
+def current(session: Session, app: App) -> Release:
+    """The newest release that did not fail (there is always v1)."""
+    rel = session.scalar(
+        select(Release)
+        .where(Release.app_id == app.id, Release.status != FAILED)
+        .order_by(Release.version.desc())
+        .limit(1)
+    )
+    assert rel is not None, "every app has v1"
+    return rel
+
+
+def config_of(platform: Platform, session: Session, release: Release) -> dict[str, str]:
+    row = session.get(ConfigVars, release.config_id)
+    return dict(platform.encryptor.decrypt_json(row.values_enc if row else None))
+
+
+def formation_of(session: Session, app: App) -> dict[str, int]:
+    rows = session.scalars(select(Formation).where(Formation.app_id == app.id))
+    return {f.process_type: f.count for f in rows}
+
+
+def save_formation(session: Session, app: App, counts: Mapping[str, int]) -> None:
+    existing = {
+        f.process_type: f for f in session.scalars(select(Formation).where(Formation.app_id == app.id))
+    }
+    for ptype, row in existing.items():
+        if ptype not in counts:
+            session.delete(row)
+    for ptype, count in counts.items():
+        if ptype in existing:
+            existing[ptype].count = count
+        else:
+            session.add(Formation(app_id=app.id, process_type=ptype, count=count))
+
+
+def spec_of(platform: Platform, session: Session, app: App, release: Release) -> ReleaseSpec | None:
+    """What the runtime needs to run ``release``; ``None`` while the app has no build."""
+    if release.build_id is None:
+        return None
+    build = session.get(Build, release.build_id)
+    assert build is not None
+    env = config_of(platform, session, release)
+    env.update(
+        {
+            "MOORAGE_APP": app.name,
+            "MOORAGE_RELEASE": f"v{release.version}",
+            "SOURCE_VERSION": build.source_version,
+        }
+    )
+    return ReleaseSpec(
+        app=app.name,
+        version=release.version,
+        slug=build.artifact,
+        env=env,
+        processes=dict(build.procfile),
+        source_version=build.source_version,
+    )
+
+
+def describe(
+    platform: Platform, session: Session, release: Release, with_config: bool = False
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "version": release.version,
+        "summary": release.summary,
+        "status": release.status,
+        "failed": release.status == FAILED,
+        "failure": release.failure,
+        "created_by": release.created_by,
+        "created": release.created_at.isoformat(),
+        "build": None,
+    }
+    if release.build_id is not None:
+        build = session.get(Build, release.build_id)
+        if build is not None:
+            out["build"] = {
+                "id": build.id,
+                "source_version": build.source_version,
+                "procfile": build.procfile,
+                "created": build.created_at.isoformat(),
+            }
+    if with_config:
+        out["config"] = config_of(platform, session, release)
+    return out
+
+
+def record(
+    platform: Platform,
+    who: Principal,
+    name: str,
+    summary: str,
+    *,
+    build_id: str | None,
+    config_id: int | None = None,
+    config_values: Mapping[str, str] | None = None,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Append a release and deploy it. The caller holds the app lock.
+
+    Raises UnprocessableError when the deploy fails; the release is then marked failed.
+    """
+    if (config_id is None) == (config_values is None):
+        raise ValueError("give exactly one of config_id and config_values")
+    with platform.db.unit_of_work() as s:
+        app = find(s, who, name)
+        latest = s.scalar(
+            select(Release.version).where(Release.app_id == app.id).order_by(Release.version.desc())
+        )
+        if config_id is None:
+            row = ConfigVars(
+                app_id=app.id, values_enc=platform.encryptor.encrypt_json(dict(config_values or {}))
+            )
+            s.add(row)
+            s.flush()
+            config_id = row.id
+        release = Release(
+            app_id=app.id,
+            version=(latest or 0) + 1,
+            summary=summary,
+            status=DEPLOYING if build_id else SUCCEEDED,
+            build_id=build_id,
+            config_id=config_id,
+            created_by=who.username,
+        )
+        s.add(release)
+        s.flush()
+        spec = spec_of(platform, s, app, release)
+        formation = formation_of(s, app)
+        if spec is not None:
+            formation = _formation_for(formation, spec.processes)
+            save_formation(s, app, formation)
+        version = release.version
+    log.info("release recorded", extra={"app": name, "release": version})
+    if spec is None:
+        progress(
+            f"moorage[release]: v{version} recorded: {summary} (nothing to deploy until the first build)"
+        )
+        return _reload(platform, who, name, version)
+    progress(f"moorage[deploy]: deploying v{version} ({summary})")
+    try:
+        platform.runtime.deploy(spec, formation, progress)
+    except Exception as exc:  # the runtime's failure becomes the release's
+        reason = (
+            exc.message
+            if isinstance(exc, Error)
+            else "internal error in the runtime (see the controller log)"
+        )
+        if not isinstance(exc, Error):
+            log.exception("runtime deploy crashed", extra={"app": name, "release": version})
+        _finish(platform, name, version, FAILED, reason)
+        progress(f"moorage[deploy]: v{version} failed: {reason}")
+        raise UnprocessableError(
+            f"v{version} of {name} failed to deploy: {reason}; the previous release keeps serving",
+            release=version,
+        ) from None
+    _finish(platform, name, version, SUCCEEDED, None)
+    progress(f"moorage[deploy]: v{version} is live")
+    return _reload(platform, who, name, version)
+
+
+def _formation_for(formation: Mapping[str, int], processes: Mapping[str, str]) -> dict[str, int]:
+    """Keep counts of the types the Procfile still has; start one web on the first deploy."""
+    counts = {t: c for t, c in formation.items() if t in processes}
+    if not formation and "web" in processes:
+        counts["web"] = 1
+    return counts
+
+
+def _finish(platform: Platform, name: str, version: int, status: str, failure: str | None) -> None:
+    with platform.db.unit_of_work() as s:
+        app = s.scalar(select(App).where(App.name == name))
+        if app is None:
+            return
+        rel = s.scalar(select(Release).where(Release.app_id == app.id, Release.version == version))
+        if rel is not None:
+            rel.status = status
+            rel.failure = failure
+
+
+def _reload(platform: Platform, who: Principal, name: str, version: int) -> dict[str, Any]:
+    with platform.db.unit_of_work() as s:
+        app = find(s, who, name)
+        rel = s.scalar(select(Release).where(Release.app_id == app.id, Release.version == version))
+        assert rel is not None
+        return describe(platform, s, rel)
+
+
+def get_config(platform: Platform, who: Principal, name: str) -> dict[str, str]:
+    with platform.db.unit_of_work() as s:
+        app = find(s, who, name)
+        return config_of(platform, s, current(s, app))
+
+
+def change_config(
+    platform: Platform, who: Principal, name: str, changes: Any, progress: Progress
+) -> dict[str, Any]:
+    """Merge ``changes`` (``None`` unsets a key) into the config as a new release."""
+    if not isinstance(changes, dict) or not changes:
+        raise InvalidParametersError(
+            'give the variables to change: {"values": {"KEY": "value", "OLD": null}}'
+        )
+    for key, value in changes.items():
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise InvalidParametersError(
+                f"invalid config key {key!r}: use letters, digits and underscores, not starting with a digit"
+            )
+        if value is not None and not isinstance(value, str):
+            raise InvalidParametersError(f"the value of {key} must be a string (or null to unset it)")
+        if value is not None and len(value) > MAX_VALUE:
+            raise InvalidParametersError(f"the value of {key} is longer than {MAX_VALUE} characters")
+    with platform.app_lock(name):
+        with platform.db.unit_of_work() as s:
+            app = find(s, who, name)
+            rel = current(s, app)
+            old = config_of(platform, s, rel)
+            build_id = rel.build_id
+        new = dict(old)
+        for key, value in changes.items():
+            if value is None:
+                new.pop(key, None)
+            else:
+                new[key] = value
+        added = sorted(k for k in new if k not in old)
+        changed = sorted(k for k in new if k in old and new[k] != old[k])
+        removed = sorted(k for k in old if k not in new)
+        if not (added or changed or removed):
+            raise ConflictError(
+                f"nothing changed: the config of {name} already has these values; no release made"
+            )
+        parts = []
+        for verb, keys in (("added", added), ("changed", changed), ("removed", removed)):
+            if keys:
+                parts.append(f"{verb} {', '.join(keys)}")
+        summary = f"{who.username} {', '.join(parts)}"
+        release = record(
+            platform, who, name, summary, build_id=build_id, config_values=new, progress=progress
+        )
+    return {"values": new, "release": release}
+
+
+def _mark_crashed(platform: Platform, name: str, release: dict[str, Any]) -> dict[str, Any]:
+    """A live release whose processes crash-loop shows as ``crashed`` (the runtime knows)."""
+    probe = getattr(platform.runtime, "crashed_release", None)
+    if probe is not None and release["status"] == SUCCEEDED and probe(name) == release["version"]:
+        release["status"] = CRASHED
+    return release
+
+
+def list_releases(platform: Platform, who: Principal, name: str) -> list[dict[str, Any]]:
+    with platform.db.unit_of_work() as s:
+        app = find(s, who, name)
+        rows = s.scalars(select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()))
+        return [_mark_crashed(platform, name, describe(platform, s, r)) for r in rows]
+
+
+def parse_version(raw: Any) -> int:
+    text = str(raw)
+    text = text[1:] if text[:1] in ("v", "V") else text
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidParametersError(f"invalid release version {raw!r}: use a number like v3 or 3")
+    return int(text)
+
+
+def get_release(platform: Platform, who: Principal, name: str, version: Any) -> dict[str, Any]:
+    number = parse_version(version)
+    with platform.db.unit_of_work() as s:
+        app = find(s, who, name)
+        rel = s.scalar(select(Release).where(Release.app_id == app.id, Release.version == number))
+        if rel is None:
+            raise NotFoundError(f"{name} has no release v{number}; see `moorage releases`")
+        return _mark_crashed(platform, name, describe(platform, s, rel, with_config=True))
+
+
+def rollback(
+    platform: Platform, who: Principal, name: str, version: Any, progress: Progress
+) -> dict[str, Any]:
+    """A new release with the build and config of ``version`` (default: the one before the current)."""
+    with platform.app_lock(name):
+        with platform.db.unit_of_work() as s:
+            app = find(s, who, name)
+            live = current(s, app)
+            if version is None:
+                target = s.scalar(
+                    select(Release)
+                    .where(Release.app_id == app.id, Release.status != FAILED, Release.version < live.version)
+                    .order_by(Release.version.desc())
+                    .limit(1)
+                )
+                if target is None or target.version == 1:
+                    raise UnprocessableError(f"{name} has no earlier release to roll back to")
+            else:
+                number = parse_version(version)
+                target = s.scalar(select(Release).where(Release.app_id == app.id, Release.version == number))
+                if target is None:
+                    raise NotFoundError(f"{name} has no release v{number}; see `moorage releases`")
+                if target.version == 1:
+                    raise UnprocessableError("v1 is the empty initial release; roll back to a later one")
+                if target.status == FAILED:
+                    raise UnprocessableError(
+                        f"v{number} failed to deploy; roll back to a release that worked"
+                    )
+            build_id, config_id, number = target.build_id, target.config_id, target.version
+        summary = f"{who.username} rolled back to v{number}"
+        return record(platform, who, name, summary, build_id=build_id, config_id=config_id, progress=progress)

@@ -1,0 +1,110 @@
+"""Who app processes run as, and the resource limits they run under.
+
+Why a module of its own: both the local runtime (app processes, one-off commands) and
+the router (nginx workers) must drop root the same way, and a release directory is only
+usable if the unprivileged user can reach it. Checking that up front turns an obscure
+``chdir`` failure inside a forked child into an error that says which folder to fix.
+
+When Moorage runs as root, children run as ``settings.platform.run_as_user`` (default
+``nobody``) with no supplementary groups. When it does not run as root, children run as
+the current user. In both cases the limits below apply to the child and what it starts.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from moorage.errors import ConfigurationError
+from moorage.settings import PlatformSettings
+
+PRLIMIT = "/usr/bin/prlimit"
+
+
+@dataclass(frozen=True)
+class AppUser:
+    """The identity children run as; ``drop`` is False when Moorage is not root."""
+
+    name: str
+    uid: int
+    gid: int
+    group: str
+    drop: bool
+
+    def popen_kwargs(self) -> dict[str, object]:
+        """``subprocess.Popen`` arguments that switch to this user (empty when not root)."""
+        if not self.drop:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def app_user(settings: PlatformSettings) -> AppUser:
+    """The user app processes run as, looked up once."""
+    if os.geteuid() != 0:
+        entry = pwd.getpwuid(os.geteuid())
+        return AppUser(entry.pw_name, entry.pw_uid, entry.pw_gid, _group_name(entry.pw_gid), drop=False)
+    try:
+        entry = pwd.getpwnam(settings.run_as_user)
+    except KeyError:
+        raise ConfigurationError(
+            f"run_as_user {settings.run_as_user!r} does not exist; create it "
+            "(useradd --system moorage-app) or set MOORAGE_PLATFORM_RUN_AS_USER"
+        ) from None
+    if entry.pw_uid == 0:
+        raise ConfigurationError(
+            f"run_as_user {settings.run_as_user!r} is root; apps must run as an unprivileged user"
+        )
+    return AppUser(entry.pw_name, entry.pw_uid, entry.pw_gid, _group_name(entry.pw_gid), drop=True)
+
+
+def limit_argv(settings: PlatformSettings) -> list[str]:
+    """A ``prlimit`` prefix that lowers memory, open-file and process limits, then execs.
+
+    ``prlimit`` (util-linux) instead of a ``preexec_fn``: the runtime forks from a
+    process full of threads, where running Python code between fork and exec is unsafe.
+    The process limit counts every process of the app user, as the kernel does.
+    """
+    memory = settings.process_memory_mb * 1024 * 1024
+    return [
+        PRLIMIT,
+        f"--as={memory}:{memory}",
+        f"--data={memory}:{memory}",
+        f"--nofile={settings.process_open_files}:{settings.process_open_files}",
+        f"--nproc={settings.process_max_procs}:{settings.process_max_procs}",
+        "--",
+    ]
+
+
+def ensure_reachable(path: Path, user: AppUser) -> None:
+    """Raise ``ConfigurationError`` unless ``user`` can enter every folder up to ``path``."""
+    if not user.drop:
+        return
+    for folder in [path, *path.parents]:
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            continue
+        if not _can_enter(info, user):
+            raise ConfigurationError(
+                f"the app user {user.name!r} cannot enter {folder}, so it cannot reach {path}; "
+                "put the data dir (MOORAGE_DATA_DIR) in a folder others may enter, e.g. /var/lib/moorage"
+            )
+
+
+def _can_enter(info: os.stat_result, user: AppUser) -> bool:
+    if info.st_uid == user.uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == user.gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

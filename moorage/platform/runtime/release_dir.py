@@ -1,0 +1,136 @@
+"""Release directories and the environment a process of a release starts in.
+
+Why: a release is immutable. Its files are copied once into
+``<data_dir>/releases/<app>/v<N>/`` (from the slug directory or a local ``.tar.gz``
+slug), made read-only for the app user, and every process of that release, including
+one-off ``run`` commands and restarts, starts from that copy, whatever happens to the
+build's folder afterwards.
+
+Commands run as on Heroku: ``/bin/bash -c`` with the config exported, after sourcing
+``.profile.d/*.sh`` from the release directory (buildpacks put their PATH and the like
+there), so ``$PORT``, ``${PORT:-5000}``, ``&&`` and ``# comments`` work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+
+from moorage.errors import InvalidParametersError, NotFoundError
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.platform.runtime.limits import AppUser, ensure_reachable, limit_argv
+from moorage.settings import PlatformSettings
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+_PROFILE = 'for __f in .profile.d/*.sh; do if [ -r "$__f" ]; then . "$__f"; fi; done; unset __f\n'
+
+
+def release_path(data_dir: Path, app: str, version: int) -> Path:
+    return data_dir / "releases" / app / f"v{version}"
+
+
+def prepare(data_dir: Path, release: ReleaseSpec, user: AppUser) -> Path:
+    """The release's immutable directory, created on first use (atomically)."""
+    target = release_path(data_dir, release.app, release.version)
+    if target.is_dir():
+        return target
+    source = Path(release.slug)
+    if not source.exists():
+        raise NotFoundError(
+            f"the files of {release.app} v{release.version} are missing: {release.slug} does not exist"
+        )
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for folder in (data_dir / "releases", parent):
+        folder.chmod(0o755)
+    ensure_reachable(parent, user)
+    staging = Path(tempfile.mkdtemp(prefix=f".v{release.version}-", dir=parent))
+    try:
+        if source.is_dir():
+            shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        elif tarfile.is_tarfile(source):
+            with tarfile.open(source) as archive:
+                archive.extractall(staging, filter="data")
+        else:
+            raise InvalidParametersError(f"slug {release.slug} is neither a directory nor a tar archive")
+        _make_read_only(staging, user)
+        os.replace(staging, target)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    return target
+
+
+def remove_tree(path: Path) -> None:
+    """``rmtree`` that also works on the read-only trees made by ``prepare``."""
+
+    def writable_retry(func, failed, _exc) -> None:  # type: ignore[no-untyped-def]
+        os.chmod(os.path.dirname(failed), 0o755)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o755)
+        func(failed)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=writable_retry)
+
+
+def _make_read_only(root: Path, user: AppUser) -> None:
+    """Readable by everyone, writable by nobody but Moorage (root, when it drops to the app user)."""
+    for folder, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            mode = os.stat(path).st_mode
+            executable = mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            os.chmod(path, 0o555 if executable else 0o444)
+        for name in dirs:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o555)
+    os.chmod(root, 0o555)
+
+
+def app_tmp(data_dir: Path, app: str, user: AppUser) -> Path:
+    """A writable scratch folder per app (``TMPDIR``), owned by the app user."""
+    path = data_dir / "tmp" / app
+    path.mkdir(parents=True, exist_ok=True)
+    (data_dir / "tmp").chmod(0o755)
+    if user.drop:
+        os.chown(path, user.uid, user.gid)
+    path.chmod(0o700)
+    return path
+
+
+def process_env(
+    release: ReleaseSpec, release_dir: Path, tmp: Path, dyno: str, port: int | None
+) -> dict[str, str]:
+    """The environment of one process: platform defaults, then config vars, then PORT/DYNO."""
+    env = {
+        "PATH": DEFAULT_PATH,
+        "HOME": str(release_dir),
+        "TMPDIR": str(tmp),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({str(k): str(v) for k, v in release.env.items()})
+    env["DYNO"] = dyno
+    env.setdefault("MOORAGE_APP", release.app)
+    env.setdefault("MOORAGE_RELEASE", f"v{release.version}")
+    if release.source_version:
+        env.setdefault("SOURCE_VERSION", release.source_version)
+    if port is not None:
+        env["PORT"] = str(port)
+    return env
+
+
+def command_argv(settings: PlatformSettings, command: str) -> list[str]:
+    """``prlimit … -- /bin/bash -c '<source .profile.d>; <command>'``."""
+    if not command.strip():
+        raise InvalidParametersError("the command is empty")
+    return [*limit_argv(settings), "/bin/bash", "-c", _PROFILE + command]

@@ -1,0 +1,226 @@
+"""The router against a real nginx and real HTTP servers on loopback ports."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from moorage.errors import ConflictError, InvalidParametersError
+from moorage.platform.router import Router
+from moorage.settings import Settings
+
+ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(
+    port: int, host: str, path: str = "/", method: str = "GET", body: bytes | None = None, headers=None
+):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its root is 0700, and the unprivileged workers must enter it.
+    path = Path(tempfile.mkdtemp(prefix="moorage-rt-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir).with_group(
+        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "max_request_body_mb": 1}
+    )
+
+
+@pytest.fixture
+def router(settings: Settings) -> Iterator[Router]:
+    r = Router(settings)
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def backends() -> Iterator[list[int]]:
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen([sys.executable, str(ECHO_APP), "--port", str(p)], stdout=subprocess.DEVNULL)
+        for p in ports
+    ]
+
+    def up(port: int) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    for p in ports:
+        wait_for(lambda p=p: up(p), what=f"backend on {p}")
+    yield ports
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_unknown_host_is_404_and_app_without_processes_is_503(router: Router) -> None:
+    status, body, _ = request(router.port, "nothing.example.com")
+    assert status == 404
+    assert b"No app" in body
+    router.set_routes("sleepy", ["sleepy.moorage.localhost"], [])
+    status, body, _ = request(router.port, "sleepy.moorage.localhost")
+    assert status == 503
+    assert b"sleepy" in body
+
+
+def test_routes_round_robin_with_forwarding_headers(router: Router, backends: list[int]) -> None:
+    router.set_routes(
+        "web", ["web.moorage.localhost", "www.example.com"], [("127.0.0.1", p) for p in backends]
+    )
+    seen = set()
+    for _ in range(6):
+        status, body, headers = request(router.port, "web.moorage.localhost")
+        assert status == 200
+        data = json.loads(body)
+        seen.add(data["port"])
+        assert data["headers"]["x-forwarded-for"] == "127.0.0.1"
+        assert data["headers"]["x-forwarded-proto"] == "http"
+        assert len(data["headers"]["x-request-id"]) >= 20
+        assert headers["X-Request-Id"] == data["headers"]["x-request-id"]
+        assert data["headers"]["host"] == "web.moorage.localhost"
+    assert seen == set(backends)
+    # A custom domain reaches the same app; a request id sent by the client is kept.
+    status, body, _ = request(
+        router.port, "www.example.com", headers={"X-Request-Id": "client-chosen-id-0123456789"}
+    )
+    assert status == 200
+    assert json.loads(body)["headers"]["x-request-id"] == "client-chosen-id-0123456789"
+
+
+def test_access_lines_are_written_per_app(router: Router, backends: list[int]) -> None:
+    router.set_routes("logged", ["logged.moorage.localhost"], [("127.0.0.1", backends[0])])
+    request(router.port, "logged.moorage.localhost", "/some/path?x=1")
+    path = router.access_log("logged")
+    line = wait_for(lambda: path.exists() and path.read_text(), what="an access log line")
+    assert "app=logged" in line
+    assert 'path="/some/path?x=1"' in line
+    assert "status=200" in line
+
+
+def test_dead_upstream_is_502(router: Router) -> None:
+    router.set_routes("broken", ["broken.moorage.localhost"], [("127.0.0.1", free_port())])
+    status, body, _ = request(router.port, "broken.moorage.localhost")
+    assert status == 502
+    assert b"broken" in body
+
+
+def test_body_size_limit_is_413(router: Router, backends: list[int]) -> None:
+    router.set_routes("small", ["small.moorage.localhost"], [("127.0.0.1", backends[0])])
+    status, _, _ = request(
+        router.port, "small.moorage.localhost", method="POST", body=b"x" * (2 * 1024 * 1024)
+    )
+    assert status == 413
+
+
+def test_new_routes_are_live_when_set_routes_returns(router: Router, backends: list[int]) -> None:
+    for port in backends * 3:
+        router.set_routes("flip", ["flip.moorage.localhost"], [("127.0.0.1", port)])
+        status, body, _ = request(router.port, "flip.moorage.localhost")
+        assert status == 200
+        assert json.loads(body)["port"] == port
+    router.remove("flip")
+    assert request(router.port, "flip.moorage.localhost")[0] == 404
+    assert router.wait_drained(timeout=10)
+
+
+def test_bad_input_is_refused_and_changes_nothing(router: Router, backends: list[int]) -> None:
+    router.set_routes("one", ["one.moorage.localhost"], [("127.0.0.1", backends[0])])
+    before = router.conf_path.read_text()
+    bad = [
+        ("two", ["evil.com; include /etc/passwd"], []),
+        ("two", ["ok.example.com"], [("127.0.0.1", 70000)]),
+        ("two", ["ok.example.com"], [("127.0.0.1;", 80)]),
+        ("Two_", ["ok.example.com"], []),
+        ("two", [], []),
+        ("two", ["moorage-router.invalid"], []),
+    ]
+    for app, hosts, ups in bad:
+        with pytest.raises(InvalidParametersError):
+            router.set_routes(app, hosts, ups)
+    with pytest.raises(ConflictError, match="one"):
+        router.set_routes("two", ["ONE.moorage.localhost"], [])
+    assert router.conf_path.read_text() == before
+    assert request(router.port, "one.moorage.localhost")[0] == 200
+
+
+def test_workers_do_not_run_as_root(router: Router) -> None:
+    assert router._process is not None
+    master = router._process.pid
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if int(fields["PPid"]) == master:
+                workers.append(int(fields["Uid"].split()[0]))
+    assert workers
+    if os.geteuid() == 0:
+        assert all(uid != 0 for uid in workers)
+
+
+def test_start_replaces_a_stale_master_and_keeps_routes(settings: Settings, backends: list[int]) -> None:
+    first = Router(settings)
+    first.start()
+    try:
+        # A Moorage that died without stopping its router: the next one takes over the port.
+        second = Router(settings)
+        second.set_routes("again", ["again.moorage.localhost"], [("127.0.0.1", backends[0])])
+        second.start()
+        try:
+            assert first._process is not None
+            wait_for(lambda: first._process.poll() is not None, what="the stale master to exit")
+            assert request(second.port, "again.moorage.localhost")[0] == 200
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", settings.platform.router_port), timeout=0.5)
