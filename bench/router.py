@@ -1,0 +1,127 @@
+"""Benchmark: requests/s and latency through the router vs straight to one web process.
+
+Why: issue 3's target is at least 0.8 of direct throughput and under 1 ms added p50.
+Run as ``.venv/bin/python -m bench.router`` from the repository root. It deploys
+``tests/apps/rt_echo`` (web=1) on the local runtime behind its own nginx, then, in the
+same run, drives a bounded number of keep-alive requests from Python threads at the
+router (with the app's Host header) and at the web process's port directly.
+Both sides are CPU-bound on the same machine, so the figures compare, not promise.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from moorage.platform.router import Router
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.platform.runtime.local import LocalRuntime
+from moorage.settings import Settings
+
+APP = Path(__file__).resolve().parent.parent / "tests" / "apps" / "rt_echo"
+THREADS = 4
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))  # per thread and target
+HOST = "bench.moorage.localhost"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drive(port: int) -> tuple[float, list[float], int]:
+    """(requests/s, latencies in seconds, failures) for THREADS × REQUESTS requests."""
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal failures
+        mine: list[float] = []
+        bad = 0
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(REQUESTS):
+            started = time.perf_counter()
+            try:
+                conn.request("GET", "/", headers={"Host": HOST})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    bad += 1
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            mine.append(time.perf_counter() - started)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            failures += bad
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies, failures
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    data = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
+    data.chmod(0o755)
+    settings = Settings(data_dir=data).with_group(
+        platform={"router_port": free_port(), "stop_grace_seconds": 2.0}
+    )
+    router = Router(settings)
+    router.start()
+    runtime = LocalRuntime(settings, router)
+    try:
+        release = ReleaseSpec("bench", 1, str(APP), {}, {"web": "python3 app.py --port $PORT"})
+        runtime.deploy(release, {"web": 1}, lambda _: None)
+        [web] = runtime.status("bench")
+        assert web.port is not None
+        drive(web.port)  # warm up both paths
+        drive(router.port)
+        results = {}
+        for name, port in (
+            ("direct", web.port),
+            ("router", router.port),
+            ("direct", web.port),
+            ("router", router.port),
+        ):
+            rps, lat, bad = drive(port)
+            previous = results.get(name)
+            if previous is None or rps > previous[0]:
+                results[name] = (rps, lat, bad)
+        for name, (rps, lat, bad) in results.items():
+            print(
+                f"{name:6}: {rps:8.0f} req/s  p50 {statistics.median(lat) * 1000:6.2f} ms  "
+                f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  failures {bad}  ({len(lat)} requests)"
+            )
+        direct, routed = results["direct"], results["router"]
+        print(f"router/direct throughput: {routed[0] / direct[0]:.2f}")
+        added = (statistics.median(routed[1]) - statistics.median(direct[1])) * 1000
+        print(f"added p50 latency: {added:.2f} ms")
+    finally:
+        runtime.close()
+        router.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The builder: Heroku-API buildpacks turn an app's source into a slug and process types.
+
+Why a package: the controller calls one function (``Builder.__call__``, its swappable
+build step); behind it are the buildpack API (``runner``), the choice of buildpacks
+(``buildpacks``), the build's processes (``processes``), slugs and their store
+(``slugs``), per-app caches (``cache``) and the machine's Python interpreters
+(``python_versions``). The built-in buildpacks themselves live in the top-level
+``buildpacks/`` folder and run without Moorage too.
+"""
+
+from moorage.platform.builder.pipeline import Builder, BuildResult, inherited_environment
+from moorage.platform.builder.processes import BuildFailed, BuildTimeout, Limits
+from moorage.platform.builder.slugs import unpack_slug
+
+__all__ = [
+    "Builder",
+    "BuildResult",
+    "BuildFailed",
+    "BuildTimeout",
+    "Limits",
+    "inherited_environment",
+    "unpack_slug",
+]

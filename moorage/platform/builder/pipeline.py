@@ -1,0 +1,244 @@
+"""One build: source tree + config → slug in the store + process types.
+
+Why one class: the controller's build step is a single swappable function
+``build(app, source_dir, env, progress) -> (artifact, process_types)``;
+:class:`Builder` is the real implementation behind it (``Builder.__call__``), and
+:meth:`Builder.build` returns the fuller :class:`BuildResult` for callers that want the
+slug reference, size and buildpacks.
+
+The steps (deis slugbuilder and herokuish, §3.2/§3.7 of the PaaS anchors):
+
+1. a private work folder ``/tmp/moorage-build-XXXX`` (``0711``, root's) holding
+   ``build/`` (a copy of the source without ``.git``), ``cache/`` (the app's cache,
+   moved in), ``env/`` (one file per config var, ``0600``), ``home/`` and ``tmp/``;
+   everything but the buildpacks is owned by the build user;
+2. ``.slugignore`` applied; buildpacks chosen, fetched and run (detect, compile,
+   release) as the build user with limits and a deadline for the whole build;
+3. ``.release`` and, without a Procfile, a Procfile from ``default_process_types``
+   are written into the slug; legacy ``config_vars`` go to
+   ``.profile.d/000-release-config.sh`` as defaults the app's config overrides;
+4. the slug is packed, checked against the size limit and put in the store; the cache
+   goes back; the work folder is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from moorage.errors import InvalidParametersError
+from moorage.platform.builder import python_versions, runner, slugs
+from moorage.platform.builder.buildpacks import (
+    BUILTIN_ORDER,
+    Buildpack,
+    BuildpackFetcher,
+    BuildpackSpec,
+    default_builtin_dir,
+    requested,
+)
+from moorage.platform.builder.cache import BuildCaches
+from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress
+from moorage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Variables of Moorage's own environment that builds inherit (proxies, CA bundles, locale).
+INHERITED = re.compile(
+    r"^(https?_proxy|no_proxy|HTTPS?_PROXY|NO_PROXY|ALL_PROXY|all_proxy|SSL_CERT_FILE|SSL_CERT_DIR|"
+    r"REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|NODE_EXTRA_CA_CERTS|GIT_SSL_CAINFO|PIP_CERT|PIP_INDEX_URL|"
+    r"PIP_EXTRA_INDEX_URL|PIP_FIND_LINKS|PIP_DEFAULT_TIMEOUT|npm_config_registry|NPM_CONFIG_REGISTRY|LANG|LC_ALL|TZ)$"
+)
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of an entry point's ``os.environ`` that builds need to reach registries."""
+    return {k: v for k, v in environ.items() if INHERITED.match(k)}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    slug: str
+    slug_size: int
+    process_types: dict[str, str]
+    #: "Procfile" or "default_process_types".
+    process_types_from: str
+    buildpacks: list[str]
+    config_vars: dict[str, str]
+    seconds: float
+
+
+class Builder:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        builtin_dir: Path | None = None,
+        limits: Limits | None = None,
+        work_root: Path | None = None,
+        store: slugs.SlugStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.base_env = inherited_environment(environ or {})
+        self.builtin_dir = builtin_dir or default_builtin_dir()
+        self.limits = limits or Limits()
+        self.work_root = work_root or Path(tempfile.gettempdir())
+        self.store = store or slugs.store_from_settings(settings)
+        self.caches = BuildCaches(settings.data_dir / "build-cache")
+        self.user = BuildUser.resolve(settings.platform.run_as_user)
+        self._pythons: str | None = None
+
+    # The controller's build step.
+    def __call__(
+        self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress
+    ) -> tuple[str, dict[str, str]]:
+        result = self.build(app, Path(source_dir), env, progress)
+        return result.slug, result.process_types
+
+    def build(self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress) -> BuildResult:
+        started = time.monotonic()
+        deadline = started + self.settings.platform.build_timeout_seconds
+        config = {str(k): str(v) for k, v in env.items()}
+        bad = [k for k in config if not CONFIG_NAME.match(k)]
+        if bad:
+            raise InvalidParametersError(f"config var names must be letters, digits and _: {', '.join(bad)}")
+        if not source_dir.is_dir():
+            raise InvalidParametersError(f"the source {source_dir} is not a folder")
+        work = Path(tempfile.mkdtemp(prefix="moorage-build-", dir=self.work_root))
+        cache_dir = work / "cache"
+        checked_out = False
+        try:
+            work.chmod(0o711)
+            build_dir, env_dir = work / "build", work / "env"
+            shutil.copytree(source_dir, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            removed = slugs.apply_slugignore(build_dir)
+            if removed:
+                progress(f"-----> .slugignore removed {len(removed)} path(s): {', '.join(removed[:10])}")
+            env_dir.mkdir()
+            for name, value in config.items():
+                (env_dir / name).write_text(value)
+                (env_dir / name).chmod(0o600)
+            for sub in ("home", "tmp"):
+                (work / sub).mkdir()
+            # Buildpacks may live in git repositories owned by someone else (file:// URLs).
+            (work / "home" / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+            checked_out = self.caches.check_out(app, cache_dir)
+            for path in (build_dir, env_dir, cache_dir, work / "home", work / "tmp"):
+                self.user.give_tree(path)
+            step = runner.Step(self.user, self._step_env(work), self.limits, deadline, progress)
+            packs = self._choose(config, build_dir, work, step)
+            releases = []
+            for bp, name in packs:
+                progress(f"-----> {name} app detected")
+                runner.compile_app(bp, build_dir, cache_dir, env_dir, step)
+                step.env.update(runner.exported_env(bp, step))
+            for bp, _ in packs:
+                releases.append((bp, runner.release(bp, build_dir, step)))
+            types, origin = runner.process_types(build_dir, releases)
+            progress("-----> Discovering process types")
+            progress(f"       {origin} declares types -> {', '.join(types)}")
+            config_vars = self._write_release(build_dir, releases, types, origin)
+            progress("-----> Compressing...")
+            slug_id = uuid.uuid4().hex
+            slug_file = work / "slug.tgz"
+            size = slugs.make_slug(build_dir, slug_file, self.settings.platform.slug_max_mb)
+            progress(f"       Done: {size / 1024 / 1024:.1f}M")
+            ref = self.store.put(app, slug_id, slug_file)
+            seconds = time.monotonic() - started
+            log.info("built %s in %.1fs: slug %s (%d bytes)", app, seconds, ref, size, extra={"app": app})
+            return BuildResult(ref, size, types, origin, [bp.name for bp, _ in packs], config_vars, seconds)
+        finally:
+            if cache_dir.is_dir():
+                try:
+                    self.caches.check_in(app, cache_dir)
+                except OSError:
+                    log.exception("could not keep the build cache of %s", app, extra={"app": app})
+            elif checked_out:
+                log.warning("the build cache of %s was lost", app, extra={"app": app})
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _step_env(self, work: Path) -> dict[str, str]:
+        if self._pythons is None:
+            self._pythons = python_versions.stack_pythons(self.user.uid)
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(work / "home"),
+            "TMPDIR": str(work / "tmp"),
+            "LANG": "C.UTF-8",
+            "STACK": "moorage-1",
+            "STACK_PYTHONS": self._pythons,
+        }
+        env.update(self.base_env)
+        return env
+
+    def _choose(
+        self, config: dict[str, str], build_dir: Path, work: Path, step: runner.Step
+    ) -> list[tuple[Buildpack, str]]:
+        fetcher = BuildpackFetcher(self.builtin_dir, work, self.user, self.limits, step.env)
+        specs = requested(config, build_dir)
+        if specs is not None:
+            chosen = []
+            for spec in specs:
+                bp = fetcher.fetch(spec, build_dir, step.deadline, step.progress)
+                name = runner.detect(bp, build_dir, step)
+                if name is None:
+                    raise BuildFailed(
+                        f"the buildpack {spec.text} (from {spec.origin}) does not detect this app "
+                        "(its bin/detect exited non-zero); check that it fits the app"
+                    )
+                chosen.append((bp, name))
+            return chosen
+        for builtin in BUILTIN_ORDER:
+            bp = fetcher.fetch(
+                BuildpackSpec(builtin, "builtin", builtin), build_dir, step.deadline, step.progress
+            )
+            name = runner.detect(bp, build_dir, step)
+            if name is not None:
+                return [(bp, name)]
+        raise BuildFailed(
+            "no buildpack detected this app: it needs requirements.txt or pyproject.toml (Python), "
+            "package.json (Node.js), index.html (static site) or a Procfile; or set BUILDPACK_URL "
+            f"(built-ins tried: {', '.join(BUILTIN_ORDER)})"
+        )
+
+    def _write_release(
+        self,
+        build_dir: Path,
+        releases: list[tuple[Buildpack, runner.Release]],
+        types: dict[str, str],
+        origin: str,
+    ) -> dict[str, str]:
+        defaults: dict[str, str] = {}
+        config_vars: dict[str, str] = {}
+        for _, rel in releases:
+            defaults.update(rel.default_process_types)
+            config_vars.update(rel.config_vars)
+        (build_dir / ".release").write_text(
+            yaml.safe_dump({"default_process_types": defaults, "config_vars": config_vars}, sort_keys=True)
+        )
+        if origin != "Procfile":
+            (build_dir / "Procfile").write_text("".join(f"{k}: {v}\n" for k, v in types.items()))
+        if config_vars:
+            profile_d = build_dir / ".profile.d"
+            profile_d.mkdir(exist_ok=True)
+            lines = [
+                f'if [ -z "${{{k}+set}}" ]; then export {k}={shlex.quote(v)}; fi\n'
+                for k, v in config_vars.items()
+                if CONFIG_NAME.match(k)
+            ]
+            (profile_d / "000-release-config.sh").write_text(
+                "# config_vars from bin/release; app config wins\n" + "".join(lines)
+            )
+        return config_vars

@@ -1,0 +1,183 @@
+"""The Heroku buildpack API: ``bin/detect``, ``bin/compile``, ``bin/release``, and the Procfile.
+
+Why here and nowhere else: these are the only calls into buildpacks, and the contract
+(see paas-anchors §3.6) is small and exact:
+
+* ``bin/detect BUILD_DIR``: exit 0 and a name on stdout means "I build this";
+* ``bin/compile BUILD_DIR CACHE_DIR ENV_DIR``: its output is streamed to the user as it
+  comes; non-zero fails the build;
+* ``bin/release BUILD_DIR``: YAML with ``default_process_types`` and ``config_vars``;
+* an ``export`` file in a buildpack passes variables to the buildpacks after it.
+
+Process types: the app's Procfile wins as a whole; without one, the buildpacks'
+``default_process_types`` (a later buildpack's type replaces an earlier one's); with
+neither the build fails, naming both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from moorage.platform.builder.buildpacks import Buildpack
+from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, run_step
+
+PROCESS_TYPE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class Step:
+    """What every buildpack call needs: who runs it, its environment, the deadline."""
+
+    user: BuildUser
+    env: dict[str, str]
+    limits: Limits
+    deadline: float
+    progress: Progress
+
+
+@dataclass
+class Release:
+    default_process_types: dict[str, str] = field(default_factory=dict)
+    config_vars: dict[str, str] = field(default_factory=dict)
+
+
+def detect(bp: Buildpack, build_dir: Path, step: Step) -> str | None:
+    """The framework name when ``bp`` detects the app, else None."""
+    result = run_step(
+        [str(bp.path / "bin" / "detect"), str(build_dir)],
+        user=step.user,
+        env=step.env,
+        cwd=build_dir,
+        limits=step.limits,
+        deadline=step.deadline,
+        progress=None,
+        capture_stdout=True,
+        what=f"detect step of {bp.name}",
+    )
+    if result.exit_code != 0:
+        return None
+    return result.output.strip().splitlines()[0].strip() if result.output.strip() else bp.name
+
+
+def compile_app(bp: Buildpack, build_dir: Path, cache_dir: Path, env_dir: Path, step: Step) -> None:
+    argv = [str(bp.path / "bin" / "compile"), str(build_dir), str(cache_dir), str(env_dir)]
+    result = run_step(
+        argv,
+        user=step.user,
+        env=step.env,
+        cwd=build_dir,
+        limits=step.limits,
+        deadline=step.deadline,
+        progress=step.progress,
+        what=f"compile step of {bp.name}",
+    )
+    if result.exit_code != 0:
+        raise BuildFailed(
+            f"the {bp.name} buildpack failed to compile the app (exit code {result.exit_code}); "
+            "the build output above says why"
+        )
+
+
+def exported_env(bp: Buildpack, step: Step) -> dict[str, str]:
+    """Variables a buildpack's ``export`` file sets for the buildpacks after it."""
+    export = bp.path / "export"
+    if not export.is_file():
+        return {}
+    result = run_step(
+        ["/bin/bash", "-c", 'set -a; . "$1" >/dev/null; env -0', "export", str(export)],
+        user=step.user,
+        env=step.env,
+        cwd=bp.path,
+        limits=step.limits,
+        deadline=step.deadline,
+        capture_stdout=True,
+        what=f"export file of {bp.name}",
+    )
+    if result.exit_code != 0:
+        raise BuildFailed(f"the export file of the {bp.name} buildpack failed (exit code {result.exit_code})")
+    pairs = (item.partition("=") for item in result.output.split("\0") if "=" in item)
+    return {k: v for k, _, v in pairs if step.env.get(k) != v}
+
+
+def release(bp: Buildpack, build_dir: Path, step: Step) -> Release:
+    script = bp.path / "bin" / "release"
+    if not script.is_file():
+        return Release()
+    result = run_step(
+        [str(script), str(build_dir)],
+        user=step.user,
+        env=step.env,
+        cwd=build_dir,
+        limits=step.limits,
+        deadline=step.deadline,
+        progress=step.progress,
+        capture_stdout=True,
+        what=f"release step of {bp.name}",
+    )
+    if result.exit_code != 0:
+        raise BuildFailed(f"bin/release of the {bp.name} buildpack failed (exit code {result.exit_code})")
+    try:
+        data = yaml.safe_load(result.output) or {}
+    except yaml.YAMLError as e:
+        raise BuildFailed(f"bin/release of the {bp.name} buildpack printed invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise BuildFailed(f"bin/release of the {bp.name} buildpack must print a YAML mapping")
+    return Release(
+        _str_map(data.get("default_process_types"), f"{bp.name} default_process_types"),
+        _str_map(data.get("config_vars"), f"{bp.name} config_vars"),
+    )
+
+
+def _str_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BuildFailed(f"{what} must be a mapping of names to strings")
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    """``type: command`` lines (what every implementation agrees on; comments allowed)."""
+    types: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        name, command = name.strip(), command.strip()
+        if not sep or not PROCESS_TYPE.match(name) or not command:
+            raise BuildFailed(
+                f"Procfile line {number} is not `type: command`: {raw.strip()!r}. "
+                "Write one process per line, for example `web: gunicorn app:app`"
+            )
+        if name in types:
+            raise BuildFailed(f"Procfile declares the process type {name!r} twice (line {number})")
+        types[name] = command
+    return types
+
+
+def process_types(build_dir: Path, releases: list[tuple[Buildpack, Release]]) -> tuple[dict[str, str], str]:
+    """The app's process types and where they came from."""
+    procfile = build_dir / "Procfile"
+    if procfile.is_file():
+        types = parse_procfile(procfile.read_text(errors="replace"))
+        if types:
+            return types, "Procfile"
+    defaults: dict[str, str] = {}
+    for _, rel in releases:
+        defaults.update(rel.default_process_types)
+    bad = [name for name in defaults if not PROCESS_TYPE.match(name)]
+    if bad:
+        raise BuildFailed(f"the buildpack declared invalid process type names: {', '.join(bad)}")
+    if not defaults:
+        names = ", ".join(bp.name for bp, _ in releases)
+        raise BuildFailed(
+            "no process types: the app has no Procfile (or an empty one), and its buildpack "
+            f"({names}) declared no default_process_types. Add a Procfile, for example `web: gunicorn app:app`"
+        )
+    return defaults, "default_process_types"
