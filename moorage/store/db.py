@@ -23,6 +23,9 @@ def make_engine(url: str, writer: bool = True) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The data dir may be traversable by app users; the state is for Moorage alone
+            # (SQLite gives its -wal and -shm files the database file's mode).
+            Path(path).touch(mode=0o600, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate if writer else _sqlite_begin_deferred)

@@ -1,0 +1,77 @@
+"""Serving the controller with gunicorn: one process, many threads.
+
+Why one process: the local runtime supervises app processes and keeps per-app locks in
+memory, so exactly one controller process may own them. Threads serve concurrent and
+streaming requests (build output, ``logs -f``). The router and runtime are built in
+``load()``, inside the gunicorn worker, and stopped when that worker exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from moorage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data dir so unprivileged app users can traverse (not list) it.
+
+    Release directories live below it and are run by the app user; everything private
+    in it (state, keys, passwords) is created 0600 or inside 0700 folders.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o711)
+
+
+class ControllerServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._runtime: Any = None
+        self._router: Any = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        p = self.settings.platform
+        options: dict[str, Any] = {
+            "bind": f"{p.host}:{p.port}",
+            "workers": 1,
+            "threads": 32,
+            "worker_class": "gthread",
+            # Builds stream for as long as they run: no worker timeout below the build's.
+            "timeout": int(p.build_timeout_seconds) + 60,
+            "graceful_timeout": int(p.stop_grace_seconds) + 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": self.settings.log_level.lower(),
+            "proc_name": "moorage-controller",
+            "worker_exit": self._worker_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from moorage.platform.api import create_app
+        from moorage.platform.router.nginx import Router
+        from moorage.platform.runtime.local import LocalRuntime
+
+        self._router = Router(self.settings)
+        self._router.start()
+        self._runtime = LocalRuntime(self.settings, self._router)
+        return create_app(self.settings, self._runtime)
+
+    def _worker_exit(self, _server: Any, _worker: Any) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+        if self._router is not None:
+            self._router.stop()
+
+
+def serve(settings: Settings) -> None:
+    prepare_data_dir(settings.data_dir)
+    ControllerServer(settings).run()

@@ -1,0 +1,94 @@
+"""``moorage up`` as a user runs it: one command, then the CLI against what it printed.
+
+Starts ``moorage up`` in a subprocess on free ports with a fresh data dir, waits for its
+banner, registers, deploys the echo app through the CLI, requests it through the
+router, checks the broker answers with the generated password, then sends Ctrl-C
+(SIGINT) and checks that everything it started has stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from moorage.cli.main import cli
+from moorage.embedded.ports import free_port, port_answers
+from tests.fixtures.servers import make_server_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    data_dir = make_server_dir("moorage-up-")
+    ports = {"broker": free_port(), "controller": free_port(), "router": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
+    env.update(
+        MOORAGE_DATA_DIR=str(data_dir),
+        MOORAGE_BROKER_PORT=str(ports["broker"]),
+        MOORAGE_PLATFORM_PORT=str(ports["controller"]),
+        MOORAGE_PLATFORM_ROUTER_PORT=str(ports["router"]),
+    )
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moorage.cli.main", "up"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _await(lambda: "Moorage is up." in log.read_text(), 120, log)
+        banner = log.read_text()
+        controller = f"http://127.0.0.1:{ports['controller']}"
+        assert controller in banner and "broker-password" in banner
+
+        home = tmp_path / "home"
+        cli_env = {"HOME": str(home), "MOORAGE_URL": controller}
+        runner = CliRunner()
+        result = runner.invoke(
+            cli, ["register", controller, "--username", "alice", "--password", "wonderland1"], env=cli_env
+        )
+        assert result.exit_code == 0, result.output
+        assert runner.invoke(cli, ["apps:create", "hello"], env=cli_env).exit_code == 0
+        app_dir = ROOT / "tests" / "apps" / "echo"
+        old = os.getcwd()
+        os.chdir(app_dir)
+        try:
+            deployed = runner.invoke(cli, ["deploy", "-a", "hello"], env=cli_env)
+        finally:
+            os.chdir(old)
+        assert deployed.exit_code == 0, deployed.output
+        resp = httpx.get(f"http://127.0.0.1:{ports['router']}/", headers={"Host": "hello.moorage.localhost"})
+        assert resp.status_code == 200
+
+        password = (data_dir / "broker-password").read_text().strip()
+        catalog = httpx.get(
+            f"http://127.0.0.1:{ports['broker']}/v2/catalog",
+            auth=("moorage", password),
+            headers={"X-Broker-API-Version": "2.17"},
+        )
+        assert {s["name"] for s in catalog.json()["services"]} >= {"postgresql", "redis"}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    assert "stopped" in log.read_text()
+    for name, port in ports.items():
+        assert not port_answers(port), f"{name} still answers on {port} after Ctrl-C"
+
+
+def _await(condition, timeout: float, log: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; output:\n{log.read_text()}")
+        time.sleep(0.1)
