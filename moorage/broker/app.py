@@ -7,12 +7,14 @@ process, and ``moorage up`` can start the broker next to the controller.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from openbrokerapi import api as obapi
 
 from moorage.broker import compliance
@@ -85,6 +87,20 @@ def create_app(runtime: BrokerRuntime) -> Flask:
     compliance.install(
         app, runtime.catalog, settings.broker.username, runtime.password, settings.broker.max_body_bytes
     )
+    # The catalog never changes while the broker runs: serialise it once (openbrokerapi
+    # would walk and dump the whole catalog on every request), with an ETag so platforms
+    # can re-fetch it with If-None-Match. Registered after the checks: auth still comes first.
+    catalog_body = json.dumps(runtime.catalog.to_osb(), separators=(",", ":")).encode()
+    catalog_etag = '"' + hashlib.sha256(catalog_body).hexdigest()[:32] + '"'
+
+    @app.before_request
+    def _cached_catalog() -> Response | None:
+        if request.method != "GET" or request.path != "/v2/catalog":
+            return None
+        if catalog_etag in request.headers.get("If-None-Match", ""):
+            return Response(status=304, headers={"ETag": catalog_etag})
+        return Response(catalog_body, mimetype="application/json", headers={"ETag": catalog_etag})
+
     driver = Driver(runtime.engine, runtime.worker, settings.broker.sync_budget_seconds)
     instances = Instances(runtime.catalog, runtime.db, runtime.encryptor, driver)
     broker = MoorageBroker(runtime.catalog, instances, Bindings(instances, driver))

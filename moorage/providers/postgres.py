@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +37,7 @@ from moorage.catalog.provider import (
 )
 from moorage.errors import ConfigurationError, InvalidParametersError, PermanentError, ProviderError
 from moorage.providers import pg_roles
+from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,20 @@ def binding_role(instance_id: str, binding_id: str) -> str:
 
 class PostgresProvider(Provider):
     """Databases and roles on one PostgreSQL server, reached as a superuser."""
+
+    #: Idle admin connections kept for reuse (a new one costs a TLS + SCRAM handshake).
+    IDLE_CONNECTIONS = 4
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._idle: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # -- instances ---------------------------------------------------------------------
 
@@ -170,9 +186,17 @@ class PostgresProvider(Provider):
         with self._connect() as conn:
             if not pg_roles.role_exists(conn, role):
                 return
-            in_database = pg_roles.database_exists(conn, database)
-        with self._connect(database if in_database else None) as conn:
-            pg_roles.drop_login_role(conn, role, group)
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            pg_roles.terminate_sessions(conn, role=role)
+            try:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+                owns_objects = False
+            except psycopg.errors.DependentObjectsStillExist:
+                owns_objects = True
+            in_database = owns_objects and pg_roles.database_exists(conn, database)
+        if owns_objects:
+            with self._connect(database if in_database else None) as conn:
+                pg_roles.drop_login_role(conn, role, group)
         log.info(
             "dropped PostgreSQL binding role", extra={"instance": instance_id, "binding": ctx.binding_id}
         )
@@ -201,14 +225,36 @@ class PostgresProvider(Provider):
         params = conninfo_to_dict(self.admin_url)
         where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
         try:
-            with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10, **extra) as conn:
-                yield conn
+            if database:
+                with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10, **extra) as conn:
+                    yield conn
+            else:
+                with self._admin_connection() as conn:
+                    yield conn
         except psycopg.OperationalError as exc:
             raise ProviderError(
                 f"could not use the PostgreSQL server at {where}: {_first_line(exc)}"
             ) from None
         except psycopg.Error as exc:
             raise ProviderError(f"the PostgreSQL server at {where} refused: {_first_line(exc)}") from None
+
+    @contextmanager
+    def _admin_connection(self) -> Iterator[psycopg.Connection]:
+        """A reused autocommit connection to the admin database; discarded if anything failed."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed or conn.broken:
+            conn = psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            if len(self._idle) < self.IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        conn.close()
 
 
 def credentials(host: str, port: int, database: str, username: str, password: str) -> dict[str, Any]:

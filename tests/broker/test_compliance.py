@@ -159,3 +159,12 @@ def test_unknown_route_is_404_json(osb: OsbClient) -> None:
     resp = osb.http.get("/v2/nothing-here")
     assert resp.status_code == 404
     assert resp.json()["description"]
+
+
+def test_catalog_has_an_etag_and_answers_304_when_unchanged(osb: OsbClient) -> None:
+    first = osb.http.get("/v2/catalog")
+    etag = first.headers["ETag"]
+    again = osb.http.get("/v2/catalog", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other = osb.http.get("/v2/catalog", headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.json() == first.json()
