@@ -70,6 +70,13 @@ class Bindings:
         fingerprint = digest(body["service_id"], body["plan_id"], app_guid, bind_resource, given, predecessor)
         try:
             with self.db.unit_of_work() as session:
+                instance = session.get(ServiceInstance, instance_id)
+                if instance is None or instance.status in (GONE, CREATING, FAILED):
+                    raise bad_request(
+                        f"instance {instance_id} does not exist or is not ready; bind after it is provisioned"
+                    )
+                if instance.service_id != body["service_id"] or instance.plan_id != body["plan_id"]:
+                    raise bad_request("service_id and plan_id must be those of the instance")
                 if predecessor is not None:
                     old = session.get(ServiceBinding, predecessor)
                     if old is None or old.instance_id != instance_id or old.status != READY:
@@ -108,7 +115,11 @@ class Bindings:
         driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
             return BindingSpec(BindState.IS_ASYNC, operation=op_id)
-        if driven.state == SUCCEEDED:
+        if driven.state == SUCCEEDED and driven.result is not None:
+            endpoints = [e.to_osb() for e in driven.result.endpoints]
+            g.extra_json = {"endpoints": endpoints} if endpoints else {}
+            return BindingSpec(BindState.SUCCESSFUL_BOUND, credentials=dict(driven.result.credentials))
+        if driven.state == SUCCEEDED:  # finished by a worker that took the operation over
             return self._ready_answer(binding_id, BindState.SUCCESSFUL_BOUND)
         raise OsbError(HTTPStatus.INTERNAL_SERVER_ERROR, f"binding failed: {driven.description}")
 

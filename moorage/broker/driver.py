@@ -32,6 +32,8 @@ class Driven:
     description: str
     #: A refusal by the backend (nothing broke), as opposed to a breakdown.
     refused: bool = False
+    #: What the provider returned when it finished within the request.
+    result: Any = None
 
 
 class Driver:
@@ -86,7 +88,7 @@ class Driver:
         while True:
             outcome = self.engine.run_step(op_id)
             if outcome.state != IN_PROGRESS:
-                return Driven(op_id, outcome.state, outcome.description, outcome.refused)
+                return Driven(op_id, outcome.state, outcome.description, outcome.refused, outcome.result)
             if async_allowed:
                 set_retry_after(outcome.retry_in)
                 self._wake()

@@ -73,6 +73,8 @@ class StepOutcome:
     description: str = ""
     #: The failure was a refusal (PermanentError and the like), not a breakdown.
     refused: bool = False
+    #: The provider's return value when the step succeeded (a BindResult for binds).
+    result: Any = None
 
 
 class OperationEngine:
@@ -197,7 +199,7 @@ class OperationEngine:
                 return self._finish(
                     op_id, OP_FAILED, f"{op.kind} did not finish in time: {op.description or 'no progress'}"
                 )
-            if self._other_runner_active(session, op):
+            if op.kind in (DEPROVISION, UNBIND) and self._other_runner_active(session, op):
                 return self._reschedule(op_id, 1.0, "waiting for a cancelled operation to stop")
             try:
                 call, target = self._prepare(op, instance, binding)
@@ -388,7 +390,7 @@ class OperationEngine:
             op.description = f"{op.kind} succeeded"
             op.finished_at = utcnow()
             op.lease_owner = op.lease_until = None
-        return StepOutcome(SUCCEEDED, description=f"{op.kind} succeeded")
+        return StepOutcome(SUCCEEDED, description=f"{op.kind} succeeded", result=result)
 
     def _finish(self, op_id: str, state: str, description: str, refused: bool = False) -> StepOutcome:
         """Fail an operation (only failures come here; success goes through _succeed)."""
