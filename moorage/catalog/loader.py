@@ -156,7 +156,11 @@ class OfferingSchema(Schema):
     metadata = fields.Dict(load_default=dict)
     credentials_env = fields.Nested(CredentialsEnvSchema, load_default=None)
     config = fields.Dict(load_default=dict)
-    plans = fields.List(fields.Nested(PlanSchema), required=True, validate=validate.Length(min=1))
+    plans = fields.List(
+        fields.Nested(PlanSchema),
+        required=True,
+        validate=validate.Length(min=1, error="an offering needs at least one plan"),
+    )
     examples = fields.List(fields.Nested(ExampleSchema), load_default=list)
 
     @validates_schema
