@@ -109,6 +109,10 @@ class PlatformSettings:
     slug_max_mb: int = 500
     #: ``s3://bucket/prefix`` to keep slugs in S3-compatible storage; empty: the data dir.
     slug_store_url: str = ""
+    #: Seconds one request to a service broker may take.
+    osb_timeout_seconds: float = 60.0
+    #: Longest wait for a broker's asynchronous operation (a plan's own limit may be shorter).
+    osb_max_polling_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ router, checks the broker answers with the generated password, then sends Ctrl-C
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,16 +56,17 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         home = tmp_path / "home"
         cli_env = {"HOME": str(home), "MOORAGE_URL": controller}
         runner = CliRunner()
-        result = runner.invoke(
-            cli, ["register", controller, "--username", "alice", "--password", "wonderland1"], env=cli_env
-        )
-        assert result.exit_code == 0, result.output
-        assert runner.invoke(cli, ["apps:create", "hello"], env=cli_env).exit_code == 0
-        app_dir = ROOT / "tests" / "apps" / "echo"
+        app_dir = tmp_path / "echo"
+        shutil.copytree(ROOT / "tests" / "apps" / "echo", app_dir)
         old = os.getcwd()
-        os.chdir(app_dir)
+        os.chdir(app_dir)  # as a user would: apps:create remembers the app in ./.moorage
         try:
-            deployed = runner.invoke(cli, ["deploy", "-a", "hello"], env=cli_env)
+            result = runner.invoke(
+                cli, ["register", controller, "--username", "alice", "--password", "wonderland1"], env=cli_env
+            )
+            assert result.exit_code == 0, result.output
+            assert runner.invoke(cli, ["apps:create", "hello"], env=cli_env).exit_code == 0
+            deployed = runner.invoke(cli, ["deploy"], env=cli_env)
         finally:
             os.chdir(old)
         assert deployed.exit_code == 0, deployed.output

@@ -3,7 +3,9 @@
 Why separate from the loader: everything after start-up (broker, operation engine,
 providers) works with these frozen objects and never sees YAML or marshmallow.
 ``to_osb()`` renders exactly what the OSB ``/v2/catalog`` shows; provider-only keys
-(``provider``, ``config``, ``credentials_env``, ``asynchronous``) stay inside Moorage.
+(``provider``, ``config``, ``asynchronous``) stay inside Moorage, and ``credentials_env``
+is published as the vendor extension ``metadata.moorage.credentials_env`` so a Moorage
+platform knows which config vars a binding's credentials become.
 """
 
 from __future__ import annotations
@@ -126,8 +128,15 @@ class Offering:
             out["requires"] = list(self.requires)
         if self.allow_context_updates:
             out["allow_context_updates"] = True
-        if self.metadata:
-            out["metadata"] = dict(self.metadata)
+        metadata = dict(self.metadata)
+        if self.credentials_env:
+            # A vendor extension: how a Moorage platform turns credentials into config vars.
+            metadata["moorage"] = {
+                **metadata.get("moorage", {}),
+                "credentials_env": dict(self.credentials_env),
+            }
+        if metadata:
+            out["metadata"] = metadata
         return out
 
 

@@ -99,6 +99,8 @@ class OsbClient:
         self.min_poll_interval = min_poll_interval
         self.orphan_attempts = orphan_attempts
         self._sleep = sleep
+        #: Told each ``in progress`` description while polling (for progress lines).
+        self.on_progress: Callable[[str], None] | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -306,6 +308,8 @@ class OsbClient:
             state = body.get("state")
             if state in ("succeeded", "failed"):
                 return OperationResult(state, body.get("description", ""), body)
+            if self.on_progress is not None and body.get("description"):
+                self.on_progress(str(body["description"]))
             if time.monotonic() >= deadline:
                 return OperationResult(
                     "failed", f"{doing} did not finish within {limit:.0f} s (the plan's polling limit)"

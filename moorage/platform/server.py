@@ -9,6 +9,7 @@ streaming requests (build output, ``logs -f``). The router and runtime are built
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,10 @@ def prepare_data_dir(data_dir: Path) -> None:
 
 
 class ControllerServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, build_environ: Mapping[str, str]) -> None:
         self.settings = settings
+        #: Proxy, CA-bundle and package-index variables builds may need (from the entry point).
+        self.build_environ = build_environ
         self._runtime: Any = None
         self._router: Any = None
         super().__init__()
@@ -63,7 +66,7 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
         self._router = Router(self.settings)
         self._router.start()
         self._runtime = LocalRuntime(self.settings, self._router)
-        return create_app(self.settings, self._runtime)
+        return create_app(self.settings, self._runtime, build_environ=self.build_environ)
 
     def _worker_exit(self, _server: Any, _worker: Any) -> None:
         if self._runtime is not None:
@@ -72,6 +75,6 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
             self._router.stop()
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, build_environ: Mapping[str, str]) -> None:
     prepare_data_dir(settings.data_dir)
-    ControllerServer(settings).run()
+    ControllerServer(settings, build_environ).run()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import glob
 import os
+import shutil
 import tarfile
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,11 +17,21 @@ from tests.fixtures.builder import BuildLog, running, unpacked
 pytestmark = pytest.mark.slow
 
 
-def test_flask_app_builds_and_runs_from_an_unpacked_slug(make_builder, app_copy):
+@pytest.fixture
+def build_work_root():
+    """An empty folder the build user can traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="moorage-test-work-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_flask_app_builds_and_runs_from_an_unpacked_slug(make_builder, app_copy, build_work_root):
     builder = make_builder()
+    # A work root of this test's own, so builds running elsewhere cannot confuse the check.
+    builder.work_root = build_work_root
     source = app_copy("bp_flask")
     log = BuildLog()
-    before = set(glob.glob("/tmp/moorage-build-*"))
 
     result = builder.build("flask-app", source, {}, log)
 
@@ -31,7 +43,7 @@ def test_flask_app_builds_and_runs_from_an_unpacked_slug(make_builder, app_copy)
     assert result.process_types == {"web": "gunicorn app:app --bind 127.0.0.1:$PORT --workers 1"}
     assert result.buildpacks == ["python"]
     # The build's work folder is gone: the slug is all there is.
-    assert set(glob.glob("/tmp/moorage-build-*")) <= before
+    assert list(builder.work_root.iterdir()) == []
     with tarfile.open(result.slug) as slug:
         names = slug.getnames()
         assert "./.venv/bin/gunicorn" in names and "./.profile.d/python.sh" in names

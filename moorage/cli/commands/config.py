@@ -21,10 +21,12 @@ from moorage.cli.options import (
 @app_option
 @json_option
 @click.option("--shell", is_flag=True, help="Print KEY=value lines for a .env file.")
-def show(app: str | None, as_json: bool, shell: bool) -> None:
+@click.option("--reveal", is_flag=True, help="Show values that bound services provide (masked otherwise).")
+def show(app: str | None, as_json: bool, shell: bool, reveal: bool) -> None:
     """Show the app's config vars."""
     client = Client.from_profile()
-    values = client.get(f"/v2/apps/{resolve_app(app)}/config")["values"]
+    params = {"reveal": "1"} if reveal else {}
+    values = client.get(f"/v2/apps/{resolve_app(app)}/config", **params)["values"]
     if as_json:
         print_json(values)
     elif shell:
@@ -36,10 +38,11 @@ def show(app: str | None, as_json: bool, shell: bool) -> None:
         print_table(["Key", "Value"], sorted(values.items()))
 
 
-def _change(app: str | None, values: dict[str, str | None], as_json: bool) -> None:
+def _change(app: str | None, values: dict[str, str | None], as_json: bool, force: bool = False) -> None:
     client = Client.from_profile()
     name = resolve_app(app)
-    result = client.post(f"/v2/apps/{name}/config", {"values": values})
+    body: dict[str, object] = {"values": values, **({"force": True} if force else {})}
+    result = client.post(f"/v2/apps/{name}/config", body)
     if as_json:
         print_json(result)
         return
@@ -51,18 +54,20 @@ def _change(app: str | None, values: dict[str, str | None], as_json: bool) -> No
 @click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
 @app_option
 @json_option
-def set_(pairs: tuple[str, ...], app: str | None, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="Also override vars a bound service provides.")
+def set_(pairs: tuple[str, ...], app: str | None, as_json: bool, force: bool) -> None:
     """Set config vars (a new release, deployed if the app has a build)."""
-    _change(app, dict(parse_assignments(pairs, "KEY=VALUE")), as_json)
+    _change(app, dict(parse_assignments(pairs, "KEY=VALUE")), as_json, force)
 
 
 @click.command("config:unset")
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @app_option
 @json_option
-def unset(keys: tuple[str, ...], app: str | None, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="Also remove vars a bound service provides.")
+def unset(keys: tuple[str, ...], app: str | None, as_json: bool, force: bool) -> None:
     """Remove config vars (a new release)."""
-    _change(app, dict.fromkeys(keys), as_json)
+    _change(app, dict.fromkeys(keys), as_json, force)
 
 
 @click.command("config:get")
@@ -72,7 +77,7 @@ def get(key: str, app: str | None) -> None:
     """Print one config var's value."""
     client = Client.from_profile()
     name = resolve_app(app)
-    values = client.get(f"/v2/apps/{name}/config")["values"]
+    values = client.get(f"/v2/apps/{name}/config", reveal="1")["values"]
     if key not in values:
         raise CliError(f"{name} has no config var {key}")
     click.echo(values[key])

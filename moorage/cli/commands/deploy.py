@@ -29,7 +29,7 @@ def deploy(app: str | None, directory: Path, as_json: bool) -> None:
     name = resolve_app(app, root)
     names = packing.list_files(root)
     if "Procfile" not in names:
-        click.echo("warning: no Procfile in the upload; the build will fail without one", err=True)
+        click.echo("note: no Procfile in the upload; the buildpack's default process types apply", err=True)
     archive, size, digest = packing.pack(root, names)
     version = packing.source_version(root) or digest
     click.echo(f"-----> Uploading {len(names)} files ({size / 1024:.0f} KB) to {name}", err=as_json)

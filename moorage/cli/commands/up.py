@@ -36,7 +36,7 @@ def controller() -> None:
     p = settings.platform
     click.echo(f"moorage controller on http://{p.host}:{p.port}; router on port {p.router_port}")
     try:
-        serve(settings)
+        serve(settings, build_environ=dict(os.environ))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
 

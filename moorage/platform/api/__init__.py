@@ -9,6 +9,7 @@ The views stay thin: they parse JSON, call ``moorage.platform.controller`` and r
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -28,6 +29,7 @@ from moorage.platform.api import (
     run,
     users,
 )
+from moorage.platform.controller import builds as builds_ctl
 from moorage.platform.controller import recovery
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import Runtime
@@ -46,10 +48,15 @@ def create_app(
     db: Database | None = None,
     encryptor: Encryptor | None = None,
     builder: Any = None,
+    build_environ: Mapping[str, str] | None = None,
     migrate: bool = True,
     resume: bool = True,
 ) -> Flask:
-    """The controller WSGI app. ``builder`` replaces the Procfile build step (see controller.builds).
+    """The controller WSGI app.
+
+    ``builder``: ``None`` for the buildpack builder (given ``build_environ``, the entry
+    point's environment), ``"procfile"`` for the Procfile-only step, or a build function
+    (see ``controller.builds.build_step``).
 
     With ``resume``, a background thread (``app.extensions["moorage.resume"]``) hands every
     app's current release back to the runtime, as after a restart (see controller.recovery).
@@ -65,7 +72,7 @@ def create_app(
         runtime=runtime,
         encryptor=encryptor or Encryptor.from_file(settings.key_file),
         domains=runtime if hasattr(runtime, "set_domains") else None,  # type: ignore[arg-type]
-        builder=builder,
+        builder=builds_ctl.build_step(settings, builder, build_environ),
     )
     app = Flask("moorage.platform")
     app.config["MAX_CONTENT_LENGTH"] = settings.platform.max_request_body_mb * 1024 * 1024
@@ -76,6 +83,18 @@ def create_app(
     auth.init_app(app)
     for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, perms):
         app.register_blueprint(module.bp)
+    from moorage.platform.api import git as git_api  # git push over smart HTTP
+
+    app.register_blueprint(git_api.bp)
+    # Services (the bridge to brokers): registered here, and the built-in broker recorded.
+    from moorage.platform.api import brokers as brokers_api
+    from moorage.platform.api import marketplace as marketplace_api
+    from moorage.platform.api import services as services_api
+    from moorage.platform.controller import brokers as broker_registry
+
+    for module in (brokers_api, marketplace_api, services_api):
+        app.register_blueprint(module.bp)
+    broker_registry.ensure_builtin(platform)
 
     if resume:
         thread = threading.Thread(

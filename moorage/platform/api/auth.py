@@ -12,6 +12,8 @@ from moorage.platform.controller import accounts
 from moorage.platform.controller.context import Platform, Principal
 
 PUBLIC = {"health.healthz", "health.readiness", "users.register", "users.login"}
+#: git's smart HTTP routes check HTTP basic auth themselves (see api.git).
+PUBLIC |= {"git.info_refs", "git.rpc"}
 
 
 def platform() -> Platform:

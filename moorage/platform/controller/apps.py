@@ -147,10 +147,17 @@ def destroy(platform: Platform, who: Principal, name: str) -> None:
             raise PermissionDeniedError(f"only the owner of {name!r} or an admin can destroy it")
     with platform.app_lock(name):
         platform.runtime.destroy(name)  # also removes its routes, custom domains included
+        from moorage.platform.controller import bindings  # (bindings imports this module)
+
+        bindings.unbind_app(platform, who, name)  # its credentials stop working at the broker
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             s.delete(app)
         shutil.rmtree(platform.slugs_dir / name, ignore_errors=True)
+        # Its git repository and build cache too: a new app of that name starts clean.
+        data_dir = platform.settings.data_dir
+        shutil.rmtree(data_dir / "git" / f"{name}.git", ignore_errors=True)
+        shutil.rmtree(data_dir / "build-cache" / name, ignore_errors=True)
     log.info("app destroyed", extra={"app": name, "user": who.username})
 
 

@@ -7,6 +7,10 @@ buildpack builder replaces it without the controller changing. When the artifact
 source tree itself it is moved under ``<data_dir>/slugs/<app>/<build id>/``; any other
 artifact (a slug path or URL from the builder's store) is kept as given. Then the Build
 and a release ("alice deployed 3f2a9c1") are recorded and deployed.
+
+:func:`build_step` picks the step a controller uses: the buildpack
+:class:`~moorage.platform.builder.Builder` by default, ``"procfile"`` for the
+Procfile-only step (fast tests), or any function with that signature.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +32,7 @@ from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.runtime.base import Progress
 from moorage.platform.sources import extract_tarball
+from moorage.settings import Settings
 from moorage.store.apps import Build
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,26 @@ def procfile_build(
         )
     progress(f"-----> Procfile declares types -> {', '.join(processes)}")
     return source_dir, processes
+
+
+BuildStep = Callable[[str, Path, Mapping[str, str], Progress], tuple[Any, dict[str, str]]]
+
+
+def build_step(settings: Settings, choice: Any = None, environ: Mapping[str, str] | None = None) -> BuildStep:
+    """The build step of a controller: ``None`` → buildpacks, ``"procfile"`` → Procfile only.
+
+    ``environ`` is the entry point's environment; builds inherit only its proxy,
+    CA-bundle and registry variables (see ``builder.inherited_environment``).
+    """
+    if choice is None or choice == "buildpacks":
+        from moorage.platform.builder import Builder
+
+        return Builder(settings, environ=environ)
+    if choice == "procfile":
+        return procfile_build
+    if callable(choice):
+        return choice
+    raise ValueError(f"unknown build step {choice!r}: use None, 'buildpacks', 'procfile' or a function")
 
 
 def receive(platform: Platform, who: Principal, name: str, fileobj: IO[bytes]) -> Path:

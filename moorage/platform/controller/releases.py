@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
+from moorage.platform.controller.service_vars import refuse_service_vars
 from moorage.platform.runtime.base import Progress, ReleaseSpec
 from moorage.store.apps import DEPLOYING, FAILED, SUCCEEDED, App, Build, ConfigVars, Formation, Release
 
@@ -226,9 +227,12 @@ def get_config(platform: Platform, who: Principal, name: str) -> dict[str, str]:
 
 
 def change_config(
-    platform: Platform, who: Principal, name: str, changes: Any, progress: Progress
+    platform: Platform, who: Principal, name: str, changes: Any, progress: Progress, force: bool = False
 ) -> dict[str, Any]:
-    """Merge ``changes`` (``None`` unsets a key) into the config as a new release."""
+    """Merge ``changes`` (``None`` unsets a key) into the config as a new release.
+
+    Vars a bound service provides are refused unless ``force`` (see controller.service_vars).
+    """
     if not isinstance(changes, dict) or not changes:
         raise InvalidParametersError(
             'give the variables to change: {"values": {"KEY": "value", "OLD": null}}'
@@ -248,6 +252,8 @@ def change_config(
             rel = current(s, app)
             old = config_of(platform, s, rel)
             build_id = rel.build_id
+            if not force:
+                refuse_service_vars(s, app.id, name, changes)
         new = dict(old)
         for key, value in changes.items():
             if value is None:
