@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from moorage.broker.compliance import OsbError, async_required, bad_request, concurrency_error
 from moorage.broker.driver import Driver, retry_after_for
 from moorage.broker.instances import Instances, describe, digest, validated
-from moorage.ops.engine import active_operation
+from moorage.ops.records import active_operation
 from moorage.store.models import (
     BIND,
     CREATING,

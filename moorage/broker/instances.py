@@ -42,7 +42,7 @@ from moorage.broker.driver import Driven, Driver, retry_after_for
 from moorage.catalog import parameters as params
 from moorage.catalog.model import Catalog, Offering, Plan
 from moorage.errors import InvalidParametersError
-from moorage.ops.engine import active_operation, latest_operation
+from moorage.ops.records import active_operation, latest_operation
 from moorage.store.db import Database
 from moorage.store.encryptor import Encryptor
 from moorage.store.models import (

@@ -35,16 +35,14 @@ from moorage.catalog.model import Catalog, Offering, Plan
 from moorage.catalog.provider import BindingContext, InstanceContext
 from moorage.catalog.registry import ProviderRegistry
 from moorage.errors import Error, PermanentError, ProviderError, TemporaryError
+from moorage.ops.records import mark_failed
 from moorage.settings import Settings
 from moorage.store.base import utcnow
 from moorage.store.db import Database
 from moorage.store.encryptor import Encryptor
 from moorage.store.models import (
     BIND,
-    CREATING,
-    DELETING,
     DEPROVISION,
-    FAILED,
     GONE,
     IN_PROGRESS,
     OP_FAILED,
@@ -411,48 +409,3 @@ class OperationEngine:
         if target == "binding":
             return session.get(ServiceBinding, op.binding_id)
         return session.get(ServiceInstance, op.instance_id)
-
-
-def mark_failed(session: Session, op: Operation, encryptor: Encryptor) -> None:
-    """What a failed operation leaves behind.
-
-    A failed create leaves a ``failed`` resource that can still be deleted (orphan
-    mitigation). A failed delete puts back the status from before the request (recorded
-    in the payload), since a refusal such as "the bucket is not empty" changed nothing.
-    """
-    resource: Any
-    if op.kind in (PROVISION, DEPROVISION):
-        resource = session.get(ServiceInstance, op.instance_id)
-    elif op.kind in (BIND, UNBIND):
-        resource = session.get(ServiceBinding, op.binding_id)
-    else:
-        return
-    if resource is None:
-        return
-    if op.kind in (PROVISION, BIND) and resource.status == CREATING:
-        resource.status = FAILED
-    elif op.kind in (DEPROVISION, UNBIND) and resource.status == DELETING:
-        before = encryptor.decrypt_json(op.payload_enc).get("status_before", FAILED)
-        resource.status = before
-
-
-def active_operation(session: Session, instance_id: str, binding_id: str | None = None) -> Operation | None:
-    """The in-progress operation of an instance (binding_id None) or of one binding."""
-    query = select(Operation).where(Operation.instance_id == instance_id, Operation.state == IN_PROGRESS)
-    if binding_id is None:
-        query = query.where(Operation.binding_id.is_(None))
-    else:
-        query = query.where(Operation.binding_id == binding_id)
-    return session.scalar(query.limit(1))
-
-
-def latest_operation(session: Session, instance_id: str, binding_id: str | None = None) -> Operation | None:
-    query = select(Operation).where(Operation.instance_id == instance_id)
-    if binding_id is None:
-        query = query.where(Operation.binding_id.is_(None))
-    else:
-        query = query.where(Operation.binding_id == binding_id)
-    return session.scalar(query.order_by(Operation.created_at.desc()).limit(1))
-
-
-__all__ = ["OperationEngine", "StepOutcome", "active_operation", "latest_operation", "mark_failed"]
