@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tarfile
@@ -113,3 +114,30 @@ def test_python_version_pin_is_honoured(make_builder, app_copy):
     )
     with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
         assert httpx.get(url + "/").text == "hello from flask on 3.11\n"
+
+
+def test_pipfile_lock_app_is_installed_from_its_pins(make_builder, app_copy):
+    """A Pipfile.lock instead of requirements.txt: its pins are installed with pip, and only they."""
+    source = app_copy("bp_flask")
+    pins = {
+        line.split("==")[0].strip().lower(): line.split("==")[1].strip()
+        for line in (source / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    }
+    (source / "requirements.txt").unlink()
+    lock = {
+        "_meta": {"pipfile-spec": 6, "requires": {}, "sources": []},
+        "default": {name: {"version": f"=={version}"} for name, version in pins.items()},
+        "develop": {"pytest": {"version": "==8.0.0"}},
+    }
+    (source / "Pipfile.lock").write_text(json.dumps(lock))
+    log = BuildLog()
+    result = make_builder().build("locked", source, {}, log)
+    assert any("Pipfile.lock" in line for line in log.lines), log.text
+    with unpacked(result.slug) as app_dir:
+        site = next((app_dir / ".venv" / "lib").glob("python3.*/site-packages"))
+        installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+        assert "flask" in installed and "gunicorn" in installed
+        assert "pytest" not in installed, "develop packages are not installed"
+        with running(app_dir, result.process_types["web"]) as url:
+            assert httpx.get(url + "/").status_code == 200
