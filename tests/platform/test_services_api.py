@@ -155,6 +155,12 @@ def test_bind_unbind_rotate_write_config_releases(ctl: Controller, noop_broker: 
     r = alice.post("/v2/apps/shop/config", json={"values": {"PLAIN": "1"}})
     assert r.status_code == 201 and r.json()["values"]["SECOND_URL"] == "********"
     r = alice.post("/v2/apps/shop/config", json={"values": {"PLAIN": None}})
+    # The release ledger masks them the same way.
+    latest = alice.get("/v2/apps/shop/releases").json()["results"][0]["version"]
+    release = alice.get(f"/v2/apps/shop/releases/v{latest}").json()
+    assert release["config"]["NOOP_PASSWORD"] == "********"
+    revealed = alice.get(f"/v2/apps/shop/releases/v{latest}", params={"reveal": "1"}).json()
+    assert revealed["config"]["NOOP_PASSWORD"] == values2["NOOP_PASSWORD"]
 
     listed = {i["name"]: i for i in alice.get("/v2/services").json()["results"]}
     assert listed["cache"]["apps"] == ["shop"] and listed["cache"]["state"] == "ready"
