@@ -145,7 +145,7 @@ def _bind_at_broker(
     return dict(result.body["credentials"])
 
 
-def _unbind_at_broker(platform: Platform, who: Principal, binding_id: str) -> None:
+def unbind_at_broker(platform: Platform, who: Principal, binding_id: str) -> None:
     with platform.db.unit_of_work() as s:
         binding = s.get(ServiceBinding, binding_id)
         assert binding is not None
@@ -161,7 +161,7 @@ def _unbind_at_broker(platform: Platform, who: Principal, binding_id: str) -> No
         client.close()
 
 
-def _delete(platform: Platform, binding_id: str) -> None:
+def forget(platform: Platform, binding_id: str) -> None:
     with platform.db.unit_of_work() as s:
         binding = s.get(ServiceBinding, binding_id)
         if binding is not None:
@@ -232,7 +232,7 @@ def bind(
         try:
             credentials = _bind_at_broker(platform, who, instance_id, binding_id, app, params)
         except Error:
-            _delete(platform, binding_id)
+            forget(platform, binding_id)
             raise
         broker_seconds = time.monotonic() - started
         values = vars_for(rule, prefix, credentials)
@@ -275,10 +275,10 @@ def bind(
 def _undo(platform: Platform, who: Principal, binding_id: str) -> None:
     """After a failed release: give the new binding back at the broker, forget it."""
     try:
-        _unbind_at_broker(platform, who, binding_id)
+        unbind_at_broker(platform, who, binding_id)
     except Error as exc:
         log.warning("could not unbind after a failed release: %s", exc, extra={"binding": binding_id})
-    _delete(platform, binding_id)
+    forget(platform, binding_id)
 
 
 def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Progress) -> dict[str, Any]:
@@ -307,13 +307,13 @@ def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Pr
                     row.state = previous
             raise
         try:
-            _unbind_at_broker(platform, who, binding_id)
+            unbind_at_broker(platform, who, binding_id)
         except Error as exc:
             raise ProviderError(
                 f"{app} no longer uses {name}, but the broker could not unbind it: {exc.message}; "
                 f"run `moorage services:unbind {name} -a {app}` again"
             ) from None
-        _delete(platform, binding_id)
+        forget(platform, binding_id)
     progress(f"moorage[services]: {name} unbound from {app}")
     log.info("service unbound", extra={"binding": binding_id, "app": app})
     return {"service": name, "app": app, "removed": sorted(drop), "release": release}
@@ -345,7 +345,7 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
         try:
             credentials = _bind_at_broker(platform, who, instance_id, new_id, app, {})
         except Error:
-            _delete(platform, new_id)
+            forget(platform, new_id)
             raise
         values = vars_for(rule_for(offering), prefix, credentials)
         with platform.db.unit_of_work() as s:
@@ -376,13 +376,13 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
             assert old_row is not None
             old_row.state, old_row.var_names = UNBINDING, []
         try:
-            _unbind_at_broker(platform, who, old_id)
+            unbind_at_broker(platform, who, old_id)
         except Error as exc:
             raise ProviderError(
                 f"{app} uses the new credentials of {name}, but the broker could not remove the old "
                 f"binding: {exc.message}"
             ) from None
-        _delete(platform, old_id)
+        forget(platform, old_id)
     progress(f"moorage[services]: {name} on {app} now uses new credentials")
     return {"service": name, "app": app, "as": prefix, "release": release}
 
@@ -393,6 +393,6 @@ def unbind_app(platform: Platform, who: Principal, app: str) -> None:
         app_row = apps.find(s, who, app)
         ids = list(s.scalars(select(ServiceBinding.id).where(ServiceBinding.app_id == app_row.id)))
     for binding_id in ids:
-        _unbind_at_broker(platform, who, binding_id)
-        _delete(platform, binding_id)
+        unbind_at_broker(platform, who, binding_id)
+        forget(platform, binding_id)
         log.info("service unbound from a destroyed app", extra={"binding": binding_id, "app": app})

@@ -4,7 +4,8 @@ Why here: only the controller knows what *should* run: each app's current releas
 formation and its custom domains. On start it hands those to the runtime again; the
 runtime keeps processes that already run that release and starts the missing ones. A
 release still marked ``deploying`` was interrupted by the restart: it is marked failed,
-so the release before it is the one brought back.
+so the release before it is the one brought back. Service operations the restart
+interrupted are settled next (``service_recovery``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from moorage.platform.controller import releases
+from moorage.platform.controller import releases, service_recovery
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.store.apps import DEPLOYING, FAILED, App, Domain, Release
@@ -42,6 +43,10 @@ def resume(platform: Platform) -> list[str]:
                 continue
             domains = [d.domain for d in s.scalars(select(Domain).where(Domain.app_id == app.id))]
             wanted.append(_Wanted(spec, releases.formation_of(s, app), domains))
+    try:
+        service_recovery.settle(platform)
+    except Exception:  # settling services must not keep the apps down
+        log.exception("could not settle interrupted service operations")
     back = []
     for item in wanted:
         name = item.spec.app
