@@ -41,3 +41,28 @@ def test_s3_store_keeps_fetches_and_deletes_slugs(aws_env, moto_server, tmp_path
     store.delete(result.slug)
     with pytest.raises(NotFoundError):
         store.fetch(result.slug, tmp_path / "again.tgz")
+
+
+def test_the_local_runtime_runs_a_slug_kept_in_s3(aws_env, moto_server):
+    """A release whose slug is an s3:// reference is downloaded into its release directory and run."""
+    from dataclasses import replace
+
+    from moorage.platform.runtime.base import ReleaseSpec
+    from moorage.platform.runtime.local import LocalRuntime
+    from moorage.platform.runtime.release_dir import remove_tree
+    from tests.fixtures.servers import make_server_dir
+
+    bucket = f"slugs-{uuid.uuid4().hex[:12]}"
+    moto_server.client("s3").create_bucket(Bucket=bucket)
+    data_dir = make_server_dir("moorage-s3-slug-")  # the app user must reach its release directory
+    settings = replace(aws_env, data_dir=data_dir).with_group(platform={"slug_store_url": f"s3://{bucket}/m"})
+    result = Builder(settings, environ=os.environ).build("release-app", APPS / "bp_release", {}, BuildLog())
+    runtime = LocalRuntime(settings, None)
+    try:
+        spec = ReleaseSpec("release-app", 1, result.slug, {}, result.process_types)
+        ran = runtime.run_once(spec, "cat index.txt", timeout=30)
+    finally:
+        runtime.close()
+        remove_tree(data_dir)
+    assert ran.exit_code == 0, ran.output
+    assert ran.output.strip() == (APPS / "bp_release" / "index.txt").read_text().strip()

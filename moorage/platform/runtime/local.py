@@ -88,6 +88,12 @@ class LocalRuntime(Runtime):
         )
         self._tailer.start()
 
+    def _fetch_slug(self, ref: str, dest: Path) -> Path:
+        """Download a slug kept in the configured slug store (S3-compatible storage)."""
+        from moorage.platform.builder.slugs import store_from_settings
+
+        return store_from_settings(self.settings).fetch(ref, dest)
+
     # -- the Runtime interface -------------------------------------------------------------
 
     def deploy(self, release: ReleaseSpec, formation: Mapping[str, int], progress: Progress) -> None:
@@ -95,7 +101,7 @@ class LocalRuntime(Runtime):
         app = self._app(release.app)
         with app.op_lock:
             self._event(app, progress, f"Deploying v{release.version}")
-            directory = prepare(self.settings.data_dir, release, self.user)
+            directory = prepare(self.settings.data_dir, release, self.user, self._fetch_slug)
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
@@ -136,7 +142,7 @@ class LocalRuntime(Runtime):
     def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult:
         validate_app(release.app)
         argv = command_argv(self.settings.platform, command)
-        directory = prepare(self.settings.data_dir, release, self.user)
+        directory = prepare(self.settings.data_dir, release, self.user, self._fetch_slug)
         tmp = app_tmp(self.settings.data_dir, release.app, self.user)
         env = process_env(release, directory, tmp, "run.1", None)
         book = self._app(release.app).book

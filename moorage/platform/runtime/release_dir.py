@@ -18,6 +18,8 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from moorage.errors import InvalidParametersError, NotFoundError
@@ -34,11 +36,30 @@ def release_path(data_dir: Path, app: str, version: int) -> Path:
     return data_dir / "releases" / app / f"v{version}"
 
 
-def prepare(data_dir: Path, release: ReleaseSpec, user: AppUser) -> Path:
-    """The release's immutable directory, created on first use (atomically)."""
+#: Downloads a slug reference (``s3://…``) to a local file: ``fetch(ref, dest) -> dest``.
+Fetch = Callable[[str, Path], Path]
+
+
+def prepare(data_dir: Path, release: ReleaseSpec, user: AppUser, fetch: Fetch | None = None) -> Path:
+    """The release's immutable directory, created on first use (atomically).
+
+    A slug kept in remote storage (``s3://…``) is downloaded with ``fetch`` first.
+    """
     target = release_path(data_dir, release.app, release.version)
     if target.is_dir():
         return target
+    if "://" in release.slug:
+        if fetch is None:
+            raise InvalidParametersError(
+                f"slug {release.slug} is in remote storage, but no slug store is configured "
+                "(MOORAGE_PLATFORM_SLUG_STORE_URL)"
+            )
+        download = Path(tempfile.mkdtemp(prefix=".slug-", dir=data_dir))
+        try:
+            local = fetch(release.slug, download / "slug.tgz")
+            return prepare(data_dir, replace(release, slug=str(local)), user)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
     source = Path(release.slug)
     if not source.exists():
         raise NotFoundError(
