@@ -185,3 +185,36 @@ def test_invalid_procfile_line_is_reported(make_builder, app):
     (app / "Procfile").write_text("web python3 -m http.server\n")
     with pytest.raises(BuildFailed, match="Procfile line 1 is not `type: command`"):
         make_builder().build("bad-procfile", app, {}, BuildLog())
+
+
+@pytest.mark.parametrize(
+    ("compile_body", "release_body", "needle"),
+    [
+        ('ln -s /etc/shadow "$1/Procfile"', RELEASE_WEB, "Procfile in the build is a link"),
+        (
+            'ln -s /etc/cron.d "$1/.profile.d"',
+            RELEASE_WEB + '; echo "config_vars:"; echo "  X: y"',
+            ".profile.d in the build must be a folder",
+        ),
+        ('ln -s /etc/moorage-test-victim "$1/.release"', RELEASE_WEB, None),
+    ],
+)
+def test_links_a_buildpack_leaves_in_the_build_are_never_followed(
+    make_builder, app, shared, compile_body, release_body, needle
+):
+    """The controller reads and writes the build folder without following the build user's links."""
+    bp = write_buildpack(shared / "bp", compile_body, release_body)
+    shadow_before = Path("/etc/shadow").read_bytes()
+    cron_before = sorted(os.listdir("/etc/cron.d")) if os.path.isdir("/etc/cron.d") else None
+    log = BuildLog()
+    try:
+        make_builder().build("hostile", app, {"BUILDPACK_URL": str(bp)}, log)
+    except BuildFailed as failure:
+        assert needle is not None and needle in str(failure), str(failure)
+    else:
+        assert needle is None, "the build should have been refused"
+    assert "root:" not in log.text
+    assert Path("/etc/shadow").read_bytes() == shadow_before
+    if cron_before is not None:
+        assert sorted(os.listdir("/etc/cron.d")) == cron_before
+    assert not os.path.exists("/etc/moorage-test-victim")

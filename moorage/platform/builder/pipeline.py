@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from moorage.errors import InvalidParametersError
-from moorage.platform.builder import python_versions, runner, slugs
+from moorage.platform.builder import python_versions, runner, safefiles, slugs
 from moorage.platform.builder.buildpacks import (
     BUILTIN_ORDER,
     Buildpack,
@@ -225,20 +225,24 @@ class Builder:
         for _, rel in releases:
             defaults.update(rel.default_process_types)
             config_vars.update(rel.config_vars)
-        (build_dir / ".release").write_text(
-            yaml.safe_dump({"default_process_types": defaults, "config_vars": config_vars}, sort_keys=True)
+        # The build folder is the build user's: never follow a link they may have left.
+        safefiles.write_text(
+            build_dir,
+            ".release",
+            yaml.safe_dump({"default_process_types": defaults, "config_vars": config_vars}, sort_keys=True),
         )
         if origin != "Procfile":
-            (build_dir / "Procfile").write_text("".join(f"{k}: {v}\n" for k, v in types.items()))
+            safefiles.write_text(build_dir, "Procfile", "".join(f"{k}: {v}\n" for k, v in types.items()))
         if config_vars:
-            profile_d = build_dir / ".profile.d"
-            profile_d.mkdir(exist_ok=True)
+            profile_d = safefiles.make_dir(build_dir, ".profile.d")
             lines = [
                 f'if [ -z "${{{k}+set}}" ]; then export {k}={shlex.quote(v)}; fi\n'
                 for k, v in config_vars.items()
                 if CONFIG_NAME.match(k)
             ]
-            (profile_d / "000-release-config.sh").write_text(
-                "# config_vars from bin/release; app config wins\n" + "".join(lines)
+            safefiles.write_text(
+                profile_d,
+                "000-release-config.sh",
+                "# config_vars from bin/release; app config wins\n" + "".join(lines),
             )
         return config_vars

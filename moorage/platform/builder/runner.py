@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from moorage.platform.builder import safefiles
 from moorage.platform.builder.buildpacks import Buildpack
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, run_step
 
@@ -163,9 +164,9 @@ def parse_procfile(text: str) -> dict[str, str]:
 
 def process_types(build_dir: Path, releases: list[tuple[Buildpack, Release]]) -> tuple[dict[str, str], str]:
     """The app's process types and where they came from."""
-    procfile = build_dir / "Procfile"
-    if procfile.is_file():
-        types = parse_procfile(procfile.read_text(errors="replace"))
+    procfile = safefiles.read_text(build_dir, "Procfile")
+    if procfile is not None:
+        types = parse_procfile(procfile)
         if types:
             return types, "Procfile"
     defaults: dict[str, str] = {}
@@ -174,6 +175,9 @@ def process_types(build_dir: Path, releases: list[tuple[Buildpack, Release]]) ->
     bad = [name for name in defaults if not PROCESS_TYPE.match(name)]
     if bad:
         raise BuildFailed(f"the buildpack declared invalid process type names: {', '.join(bad)}")
+    multiline = [name for name, command in defaults.items() if "\n" in command or "\r" in command]
+    if multiline:
+        raise BuildFailed(f"the buildpack declared multi-line commands for: {', '.join(multiline)}")
     if not defaults:
         names = ", ".join(bp.name for bp, _ in releases)
         raise BuildFailed(
