@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -314,7 +315,8 @@ class OsbClient:
                 return OperationResult(
                     "failed", f"{doing} did not finish within {limit:.0f} s (the plan's polling limit)"
                 )
-            self._sleep(max(self.min_poll_interval, _retry_after(resp)))
+            remaining = max(deadline - time.monotonic(), 0.0)
+            self._sleep(min(max(self.min_poll_interval, _retry_after(resp)), remaining))
 
     def _mitigate(self, path: str, query: Mapping[str, str]) -> None:
         """Orphan mitigation: DELETE what may exist at the broker, retried, never raising."""
@@ -345,10 +347,12 @@ class OsbClient:
 
 
 def _retry_after(resp: httpx.Response) -> float:
+    """The broker's Retry-After in seconds; absent, odd or non-finite values count as 0."""
     try:
-        return float(resp.headers.get("Retry-After", "0"))
+        seconds = float(resp.headers.get("Retry-After", "0"))
     except ValueError:
         return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def _describe(resp: httpx.Response, body: Mapping[str, Any]) -> str:

@@ -130,6 +130,11 @@ def test_domains_are_validated_and_globally_unique(controller, inert_runtime):
         assert r.status_code == 400 and "invalid domain" in r.json()["message"], bad
     r = bob.post("/v2/apps/blog/domains", json={"domain": "shop.moorage.localhost"})
     assert r.status_code == 400 and "base domain" in r.json()["message"]
+    # A wildcard may not take a whole top-level domain, nor cover the base domain's names.
+    r = bob.post("/v2/apps/blog/domains", json={"domain": "*.com"})
+    assert r.status_code == 400 and "top-level domain" in r.json()["message"]
+    r = bob.post("/v2/apps/blog/domains", json={"domain": "*.localhost"})
+    assert r.status_code == 400
     assert alice.post("/v2/apps/shop/domains", json={"domain": "*.shop.example.com"}).status_code == 201
     assert alice.get("/v2/apps/shop/domains").json()["results"] == ["www.example.com", "*.shop.example.com"]
     assert alice.delete("/v2/apps/shop/domains/www.example.com").status_code == 204

@@ -97,8 +97,9 @@ def test_build_deploys_and_rollback_restores_build_and_config(alice, inert_runti
         alice.post("/v2/apps/shop/releases/rollback").json()["release"]["summary"]
         == "alice rolled back to v4"
     )
-    for target, status in (("v1", 422), ("v99", 404), ("vx", 400)):
+    for target, status in (("v1", 422), ("v99", 404), ("vx", 400), ("v²", 400), ("9" * 30, 400)):
         assert alice.post("/v2/apps/shop/releases/rollback", json={"version": target}).status_code == status
+    assert alice.get("/v2/apps/shop/releases/%C2%B2").status_code == 400
 
 
 def test_failed_deploy_is_marked_and_the_previous_release_stays_current(alice, inert_runtime):

@@ -60,7 +60,12 @@ def _pusher(app: str) -> Principal:
 
 def _cgi(app: str, path: str, who: Principal, channel: PushChannel | None) -> Response:
     ctl = platform()
-    repo = repos.ensure(ctl.settings.data_dir, app)
+    try:
+        repo = repos.ensure(ctl.settings.data_dir, app)
+    except BaseException:
+        if channel is not None:  # the channel holds a thread, a socket and a temp dir
+            channel.close()
+        raise
     cgi = http_backend.CgiRequest(
         method=request.method,
         path_info=f"/{app}.git/{path}",

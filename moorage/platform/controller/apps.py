@@ -140,16 +140,17 @@ def info(platform: Platform, who: Principal, name: str) -> dict[str, Any]:
 
 
 def destroy(platform: Platform, who: Principal, name: str) -> None:
-    """Stop every process, then forget the app and its files. Only the owner or an admin."""
+    """Unbind its services, stop every process, forget the app and its files (owner or admin)."""
     with platform.db.unit_of_work() as s:
         app = find(s, who, name)
         if app.owner_id != who.id and not who.is_admin:
             raise PermissionDeniedError(f"only the owner of {name!r} or an admin can destroy it")
     with platform.app_lock(name):
-        platform.runtime.destroy(name)  # also removes its routes, custom domains included
         from moorage.platform.controller import bindings  # (bindings imports this module)
 
+        # Services first: if a broker is down this fails while the app is still whole.
         bindings.unbind_app(platform, who, name)  # its credentials stop working at the broker
+        platform.runtime.destroy(name)  # also removes its routes, custom domains included
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             s.delete(app)

@@ -41,6 +41,16 @@ def validate(platform: Platform, raw: Any) -> str:
         raise InvalidParametersError(
             f"invalid domain {raw!r}: use a host name like www.example.com (a wildcard only as the first label)"
         )
+    if labels[0] == "*":
+        covered = domain[2:]
+        if len(labels) < 3:
+            raise InvalidParametersError(
+                f"{domain} would take every name under a top-level domain; use a wildcard like *.example.com"
+            )
+        if base == covered or base.endswith("." + covered):
+            raise InvalidParametersError(
+                f"{domain} would cover the platform's base domain {base} and capture other apps' names"
+            )
     return domain
 
 

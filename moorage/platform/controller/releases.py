@@ -296,7 +296,7 @@ def list_releases(platform: Platform, who: Principal, name: str) -> list[dict[st
 def parse_version(raw: Any) -> int:
     text = str(raw)
     text = text[1:] if text[:1] in ("v", "V") else text
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < 1:
         raise InvalidParametersError(f"invalid release version {raw!r}: use a number like v3 or 3")
     return int(text)
 

@@ -83,6 +83,8 @@ class Router:
                 return
             for sub in ("logs", "temp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+            # Access logs name every request of every app: for Moorage only (the master opens them).
+            (self.root / "logs").chmod(0o700)
             self._stop_stale()
             self._generation += 1
             self._write_config(render(self._options, self._routes, self._generation))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +33,13 @@ class LogBook:
         self._count = 0
         self._closed = False
         self._cond = threading.Condition()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # App output often carries secrets: only Moorage may read it (apps share one uid).
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.chmod(0o700)
         self._prime()
-        self._file = path.open("a", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, source: str, text: str) -> None:
         line = LogLine(dt.datetime.now(dt.UTC), source, text.rstrip("\r\n")[:MAX_LINE])
