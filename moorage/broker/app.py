@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from moorage.broker.service_broker import MoorageBroker
 from moorage.catalog.loader import load_catalog
 from moorage.catalog.model import Catalog
 from moorage.catalog.registry import ProviderRegistry
+from moorage.errors import ConfigurationError
 from moorage.ops.engine import OperationEngine
 from moorage.ops.worker import Worker
 from moorage.settings import Settings
@@ -44,7 +47,7 @@ class BrokerRuntime:
     encryptor: Encryptor
     providers: ProviderRegistry
     engine: OperationEngine
-    worker: Worker | None
+    worker: Worker
     password: str
 
     @classmethod
@@ -57,28 +60,37 @@ class BrokerRuntime:
         encryptor = Encryptor.from_file(settings.key_file)
         providers = ProviderRegistry(settings)
         engine = OperationEngine(db, encryptor, catalog, providers, settings)
-        worker = None
-        if with_worker and settings.worker.threads > 0:
-            worker = Worker(engine, settings.worker.threads, settings.worker.poll_seconds)
-            worker.start()
+        # Without worker threads (`moorage broker --no-worker`) the lease keeper still runs:
+        # steps run inside requests must keep their leases, or a separate worker takes them over.
+        threads = settings.worker.threads if with_worker else 0
+        worker = Worker(engine, threads, settings.worker.poll_seconds)
+        worker.start()
         password = settings.broker.password or broker_password(settings.data_dir)
         return cls(settings, catalog, db, encryptor, providers, engine, worker, password)
 
     def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
+        self.worker.stop()
         self.providers.close()
         self.db.dispose()
 
 
 def broker_password(data_dir: Path) -> str:
-    """The generated broker password, created 0600 in the data dir on first start."""
+    """The generated broker password, created 0600 in the data dir on first start.
+
+    Written to a temporary file and renamed into place, so a reader never sees an empty
+    password; an empty one (a damaged file) stops start-up instead of accepting it.
+    """
     path = data_dir / "broker-password"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24))
-    return path.read_text().strip()
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".broker-password-")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24))
+        os.replace(tmp, path)
+    password = path.read_text().strip()
+    if not password:
+        raise ConfigurationError(f"{path} is empty; delete it to generate a new broker password")
+    return password
 
 
 def create_app(runtime: BrokerRuntime) -> Flask:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from moorage.broker.compliance import OsbError, async_required, bad_request, concurrency_error
 from moorage.broker.driver import Driver, retry_after_for
-from moorage.broker.instances import Instances, describe, digest, validated
+from moorage.broker.instances import Instances, describe, validated, visible
 from moorage.ops.records import active_operation
 from moorage.store.models import (
     BIND,
@@ -45,14 +45,6 @@ class Bindings:
 
     def bind(self, instance_id: str, binding_id: str, async_allowed: bool) -> BindingSpec:
         body = g.body
-        with self.db.sessions() as session:
-            instance = session.get(ServiceInstance, instance_id)
-            if instance is None or instance.status in (GONE, CREATING, FAILED):
-                raise bad_request(
-                    f"instance {instance_id} does not exist or is not ready; bind after it is provisioned"
-                )
-            if instance.service_id != body["service_id"] or instance.plan_id != body["plan_id"]:
-                raise bad_request("service_id and plan_id must be those of the instance")
         offering, plan = self.instances._offering_plan(body["service_id"], body["plan_id"])
         if not offering.is_bindable(plan):
             raise bad_request(f"plan {plan.name!r} of {offering.name!r} is not bindable")
@@ -67,14 +59,19 @@ class Bindings:
             raise async_required()
         bind_resource = body.get("bind_resource") or {}
         app_guid = bind_resource.get("app_guid") or body.get("app_guid")
-        fingerprint = digest(body["service_id"], body["plan_id"], app_guid, bind_resource, given, predecessor)
+        fingerprint = self.encryptor.fingerprint(
+            [body["service_id"], body["plan_id"], app_guid, bind_resource, given, predecessor]
+        )
         try:
             with self.db.unit_of_work() as session:
-                instance = session.get(ServiceInstance, instance_id)
+                # Locked on PostgreSQL so a deprovision cannot slip between this check and the insert.
+                instance = session.get(ServiceInstance, instance_id, with_for_update=True)
                 if instance is None or instance.status in (GONE, CREATING, FAILED):
                     raise bad_request(
                         f"instance {instance_id} does not exist or is not ready; bind after it is provisioned"
                     )
+                if instance.status == DELETING:
+                    raise concurrency_error()
                 if instance.service_id != body["service_id"] or instance.plan_id != body["plan_id"]:
                     raise bad_request("service_id and plan_id must be those of the instance")
                 if predecessor is not None:
@@ -160,7 +157,7 @@ class Bindings:
 
     def unbind(self, instance_id: str, binding_id: str, async_allowed: bool) -> UnbindSpec:
         with self.db.unit_of_work() as session:
-            binding = session.get(ServiceBinding, binding_id)
+            binding = session.get(ServiceBinding, binding_id, with_for_update=True)  # see Instances.update
             if binding is None or binding.status == GONE or binding.instance_id != instance_id:
                 raise OsbError(HTTPStatus.GONE, "")
             _, plan = self.instances._offering_plan(binding.service_id, binding.plan_id)
@@ -199,7 +196,8 @@ class Bindings:
                     HTTPStatus.NOT_FOUND, f"binding {binding_id} does not exist or is not ready yet"
                 )
             credentials = self.encryptor.decrypt_json(binding.credentials_enc)
-            parameters = self.encryptor.decrypt_json(binding.parameters_enc)
+            _, plan = self.instances._offering_plan(binding.service_id, binding.plan_id)
+            parameters = visible(plan, self.encryptor.decrypt_json(binding.parameters_enc), "service_binding")
             self._extras(binding)
         return GetBindingSpec(credentials=credentials, parameters=parameters or None)
 

@@ -118,6 +118,9 @@ class Driver:
                 if op is not None and op.state != IN_PROGRESS:
                     return Driven(op_id, op.state, op.description or "")
             time.sleep(0.05)
+        self.engine.fail(
+            op_id, f"did not finish within {self.sync_budget:.0f} s"
+        )  # a 5xx changes nothing later
         raise OsbError(
             HTTPStatus.INTERNAL_SERVER_ERROR,
             f"the operation did not finish within {self.sync_budget:.0f} s; retry with accepts_incomplete=true",

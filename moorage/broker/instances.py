@@ -19,8 +19,6 @@ GET while creating      404; while updating 422 ConcurrencyError
 
 from __future__ import annotations
 
-import hashlib
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -69,11 +67,6 @@ STATES = {
 }
 
 
-def digest(*parts: Any) -> str:
-    """A stable fingerprint of a request's identifying attributes (for re-PUT checks)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def check_maintenance(plan: Plan, body: dict[str, Any]) -> None:
     info = body.get("maintenance_info")
     if info is None:
@@ -119,8 +112,8 @@ class Instances:
         merged = validated(plan, "service_instance", "create", given)
         if plan.asynchronous and not async_allowed:
             raise async_required()
-        fingerprint = digest(
-            body["service_id"], body["plan_id"], body["organization_guid"], body["space_guid"], given
+        fingerprint = self.encryptor.fingerprint(
+            [body["service_id"], body["plan_id"], body["organization_guid"], body["space_guid"], given]
         )
         try:
             with self.db.unit_of_work() as session:
@@ -190,7 +183,9 @@ class Instances:
     def update(self, instance_id: str, async_allowed: bool) -> UpdateServiceSpec:
         body = g.body
         with self.db.unit_of_work() as session:
-            instance = session.get(ServiceInstance, instance_id)
+            # Row-locked on PostgreSQL: concurrent mutations of one instance queue here and the
+            # second sees the first's operation (422 ConcurrencyError), as BEGIN IMMEDIATE does on SQLite.
+            instance = session.get(ServiceInstance, instance_id, with_for_update=True)
             if instance is None or instance.status == GONE:
                 raise bad_request(f"instance {instance_id} does not exist; provision it first")
             if instance.service_id != body["service_id"]:
@@ -218,8 +213,9 @@ class Instances:
             if target is not current:
                 payload["plan_id"] = target.id
             if "parameters" in body and body["parameters"] is not None:
-                given = validated(target, "service_instance", "update", body["parameters"])
-                new_params = {**old_params, **given}
+                validated(target, "service_instance", "update", body["parameters"])
+                # What was given, over what is: a parameter left out keeps its value (no defaults).
+                new_params = {**old_params, **body["parameters"]}
                 if new_params != old_params:
                     payload["parameters"] = new_params
             info = body.get("maintenance_info")
@@ -253,7 +249,7 @@ class Instances:
 
     def deprovision(self, instance_id: str, async_allowed: bool) -> DeprovisionServiceSpec:
         with self.db.unit_of_work() as session:
-            instance = session.get(ServiceInstance, instance_id)
+            instance = session.get(ServiceInstance, instance_id, with_for_update=True)  # see update()
             if instance is None or instance.status == GONE:
                 raise OsbError(HTTPStatus.GONE, "")
             offering, plan = self._offering_plan(instance.service_id, instance.plan_id)
@@ -312,7 +308,7 @@ class Instances:
             if op is not None and op.kind == UPDATE:
                 raise concurrency_error()
             _, plan = self._offering_plan(instance.service_id, instance.plan_id)
-            parameters = _visible(plan, self.encryptor.decrypt_json(instance.parameters_enc))
+            parameters = visible(plan, self.encryptor.decrypt_json(instance.parameters_enc))
             extra: dict[str, Any] = {}
             if instance.maintenance_version:
                 extra["maintenance_info"] = {"version": instance.maintenance_version}
@@ -329,7 +325,7 @@ class Instances:
             op = self._find_operation(session, instance_id, None, operation)
             if op.kind == DEPROVISION and op.state == SUCCEEDED and instance.status == GONE:
                 raise OsbError(HTTPStatus.GONE, f"instance {instance_id} has been deleted")
-            return describe(op)
+            return describe(op, instance.status)
 
     def _find_operation(
         self, session: Any, instance_id: str, binding_id: str | None, operation: str | None
@@ -345,7 +341,7 @@ class Instances:
         return op
 
 
-def describe(op: Operation) -> LastOperation:
+def describe(op: Operation, instance_status: str | None = None) -> LastOperation:
     """The last_operation answer for ``op``, with Retry-After while it runs."""
     extra: dict[str, Any] = {}
     if op.state == IN_PROGRESS:
@@ -353,13 +349,13 @@ def describe(op: Operation) -> LastOperation:
     elif op.state == OP_FAILED and op.kind == UPDATE:
         extra = {"instance_usable": True, "update_repeatable": True}
     elif op.state == OP_FAILED and op.kind == DEPROVISION:
-        extra = {"instance_usable": False}
+        extra = {"instance_usable": instance_status == READY}
     g.extra_json = extra
     return LastOperation(STATES[op.state], op.description or op.state)
 
 
-def _visible(plan: Plan, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Parameters without the ones the plan's schema marks ``writeOnly`` (secrets)."""
-    schema = plan.schema("service_instance", "create") or {}
+def visible(plan: Plan, parameters: dict[str, Any], resource: str = "service_instance") -> dict[str, Any]:
+    """Parameters without the ones the plan's create schema marks ``writeOnly`` (secrets)."""
+    schema = plan.schema(resource, "create") or {}
     props = schema.get("properties") or {}
     return {k: v for k, v in parameters.items() if not (props.get(k) or {}).get("writeOnly")}

@@ -47,10 +47,17 @@ class BrokerServer(BaseApplication):  # type: ignore[misc]
 
 def serve(settings: Settings, with_worker: bool = True) -> None:
     """Start embedded servers if needed (before gunicorn forks), then serve until stopped."""
+    from moorage.broker.app import broker_password
     from moorage.broker.embedded import start_embedded
     from moorage.catalog.loader import load_catalog
+    from moorage.store import migrate
 
     settings, servers = start_embedded(settings, load_catalog(settings.catalog_dirs))
+    # Once, before gunicorn forks its workers: they would race on both.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    migrate.upgrade(settings.state_url)
+    if not settings.broker.password:
+        broker_password(settings.data_dir)
     try:
         BrokerServer(settings, with_worker).run()
     finally:

@@ -300,7 +300,8 @@ class OperationEngine:
         return StepOutcome(op.state, description=op.description or "")
 
     def _owned(self, session: Session, op_id: str) -> Operation | None:
-        op = session.get(Operation, op_id)
+        # Locked on PostgreSQL: a concurrent cancel either lands before this check or waits.
+        op = session.get(Operation, op_id, with_for_update=True)
         if op is None or op.state != IN_PROGRESS or op.lease_owner != self.owner:
             return None  # cancelled or taken over meanwhile: our result is discarded
         return op
@@ -338,6 +339,7 @@ class OperationEngine:
             else:
                 delay = min(worker.backoff_seconds * 2 ** (op.attempts - 1), worker.backoff_max_seconds)
                 op.run_at = utcnow() + dt.timedelta(seconds=delay)
+                op.lease_owner = op.lease_until = None  # due again after the backoff, for anyone
                 op.description = (
                     f"retrying after an error (attempt {op.attempts} of {worker.max_attempts}): {message}"
                 )
@@ -393,7 +395,7 @@ class OperationEngine:
     def _finish(self, op_id: str, state: str, description: str, refused: bool = False) -> StepOutcome:
         """Fail an operation (only failures come here; success goes through _succeed)."""
         with self.db.unit_of_work() as session:
-            op = session.get(Operation, op_id)
+            op = session.get(Operation, op_id, with_for_update=True)
             if op is None or op.state != IN_PROGRESS:
                 return StepOutcome(
                     op.state if op else state, description=(op.description or "") if op else ""

@@ -252,6 +252,7 @@ class RdsPostgresProvider(Provider):
             if not pg_roles.is_member(conn, master, group):
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(master)))
             pg_roles.create_database(conn, database, group)
+            pg_roles.give_public_schema(conn, group)
             pg_roles.create_login_role(conn, role, password, group)
         log.info(
             "created RDS binding role",

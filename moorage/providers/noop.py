@@ -7,7 +7,8 @@ backend whose behaviour the test chooses through parameters:
   raise ``TemporaryError(step_seconds, "step k of n", outputs={"step": k + 1})`` until the
   ``step`` in the outputs reaches ``steps``, so progress is recorded between calls;
 * ``fail`` (string): provision, update and bind raise ``PermanentError(fail)``;
-* ``fail_delete`` (string): deprovision and unbind raise ``PermanentError(fail_delete)``.
+* ``fail_delete`` (string): deprovision and unbind raise ``PermanentError(fail_delete)``;
+* ``delete_steps`` (int, default 0): the same steps for deprovision (a slow delete).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class NoopProvider(Provider):
         return ProvisionResult(outputs=self._advance(ctx.parameters, ctx.outputs, "update"))
 
     def deprovision(self, ctx: InstanceContext) -> None:
-        _fail_if_asked(ctx.parameters, "fail_delete")
+        slow = {**ctx.parameters, "steps": ctx.parameters.get("delete_steps", 0)}
+        self._advance(slow, ctx.outputs, "deprovision", fail_key="fail_delete")
 
     def bind(self, ctx: BindingContext) -> BindResult:
         outputs = self._advance(ctx.parameters, ctx.outputs, "bind")
@@ -49,13 +51,15 @@ class NoopProvider(Provider):
         _fail_if_asked(ctx.parameters, "fail_delete")
 
     @staticmethod
-    def _advance(parameters: Mapping[str, Any], outputs: Mapping[str, Any], action: str) -> dict[str, Any]:
+    def _advance(
+        parameters: Mapping[str, Any], outputs: Mapping[str, Any], action: str, fail_key: str = "fail"
+    ) -> dict[str, Any]:
         """Raise TemporaryError until ``steps`` calls have been recorded; the outputs when done.
 
         A finished action drops its ``step`` counter (keeping ``<action>_steps``), so the
         next action on the same instance (an update after the provision) counts from 0.
         """
-        _fail_if_asked(parameters)
+        _fail_if_asked(parameters, fail_key)
         steps = parameters.get("steps", 0)
         delay = parameters.get("step_seconds", 0.0)
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:

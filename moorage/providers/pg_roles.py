@@ -45,28 +45,36 @@ def create_group_role(conn: psycopg.Connection, group: str) -> None:
 
 
 def create_database(
-    conn: psycopg.Connection, database: str, owner: str, *, connection_limit: int | None = None
+    conn: psycopg.Connection, database: str, group: str, *, connection_limit: int | None = None
 ) -> None:
-    """Create ``database`` owned by ``owner`` (or fix its owner), CONNECT revoked from PUBLIC.
+    """Create ``database`` for the instance's ``group`` role, CONNECT revoked from PUBLIC.
 
-    ``connection_limit`` (None: unlimited) is applied on every call, so calling again after
-    a plan change updates it.
+    The database is owned by the connecting (admin) role, not by the group: a database's
+    owner may ``ALTER DATABASE … CONNECTION LIMIT``, and bindings must not lift the plan's
+    limit. The group gets CONNECT, TEMPORARY and CREATE on it, and the ``public`` schema
+    (see :func:`give_public_schema`). ``connection_limit`` (None: unlimited) is applied on
+    every call, so calling again after a plan change updates it.
     """
     limit = -1 if connection_limit is None else int(connection_limit)
-    ident, owner_ident = sql.Identifier(database), sql.Identifier(owner)
+    ident, group_ident = sql.Identifier(database), sql.Identifier(group)
     if not database_exists(conn, database):
         try:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {} CONNECTION LIMIT {}").format(
-                    ident, owner_ident, sql.Literal(limit)
-                )
-            )
+            conn.execute(sql.SQL("CREATE DATABASE {} CONNECTION LIMIT {}").format(ident, sql.Literal(limit)))
         except psycopg.errors.DuplicateDatabase:
             pass
-    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(ident, owner_ident))
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(ident))
     conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(ident, sql.Literal(limit)))
     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
-    conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(ident, owner_ident))
+    conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {} TO {}").format(ident, group_ident))
+
+
+def give_public_schema(conn: psycopg.Connection, group: str) -> None:
+    """Make ``group`` the owner of the ``public`` schema of the database ``conn`` is in.
+
+    Tables the bindings create there then belong to the group, and survive any one
+    binding's unbind. Must be called on a connection to the instance's database.
+    """
+    conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(group)))
 
 
 def create_login_role(

@@ -122,10 +122,10 @@ class PostgresProvider(Provider):
         with self._connect() as conn:
             pg_roles.create_group_role(conn, group)
             pg_roles.create_database(conn, database, group, connection_limit=limit)
-        if extensions:
-            with self._connect(database) as conn:
-                for name in extensions:
-                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+        with self._connect(database) as conn:
+            pg_roles.give_public_schema(conn, group)
+            for name in extensions:
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
         log.info("provisioned PostgreSQL database", extra={"instance": ctx.instance_id})
         return ProvisionResult(outputs={"database": database, "group_role": group, "connection_limit": limit})
 

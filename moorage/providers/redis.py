@@ -38,8 +38,24 @@ from moorage.errors import ConfigurationError, PermanentError, ProviderError
 
 log = logging.getLogger(__name__)
 
-#: ACL rules after ``reset``: every command but the server-wide and dangerous ones.
-READ_WRITE_RULES = ("+@all", "-@admin", "-@dangerous", "+info")
+#: Commands that see or change state of the whole server, across key prefixes: key
+#: names of other instances (SCAN, RANDOMKEY, DBSIZE), the one function library and
+#: script cache of the server, and the channel list.
+CROSS_TENANT = (
+    "-scan",
+    "-randomkey",
+    "-dbsize",
+    "-function",
+    "-fcall",
+    "-fcall_ro",
+    "-script|flush",
+    "-pubsub|channels",
+    "-pubsub|shardchannels",
+    "-pubsub|numsub",
+    "-pubsub|shardnumsub",
+)
+#: ACL rules after ``reset``: every command but the server-wide, dangerous and cross-tenant ones.
+READ_WRITE_RULES = ("+@all", "-@admin", "-@dangerous", "+info", *CROSS_TENANT)
 READ_ONLY_RULES = (
     "-@all",
     "+@read",
@@ -52,6 +68,7 @@ READ_ONLY_RULES = (
     "-@admin",
     "-@dangerous",
     "+info",
+    *CROSS_TENANT,
 )
 _UNLINK_BATCH = 500
 

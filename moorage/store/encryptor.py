@@ -9,6 +9,8 @@ the first encrypts, all decrypt.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -27,6 +29,8 @@ class Encryptor:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except ValueError as exc:
             raise ConfigurationError(f"invalid encryption key: {exc}") from None
+        # Fingerprints use the oldest key, so adding a key (rotation) keeps them stable.
+        self._digest_key = hashlib.sha256(b"moorage fingerprint\0" + keys[-1]).digest()
 
     @classmethod
     def from_file(cls, path: Path) -> Encryptor:
@@ -57,6 +61,15 @@ class Encryptor:
 
     def encrypt_json(self, value: Any) -> bytes:
         return self.encrypt(json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
+
+    def fingerprint(self, value: Any) -> str:
+        """A keyed hash (HMAC-SHA256) of ``value`` as canonical JSON.
+
+        For comparing requests that may carry secret parameters: unlike a plain hash, it
+        cannot be used to guess a low-entropy secret offline without the key.
+        """
+        data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
 
     def decrypt_json(self, token: bytes | None) -> Any:
         if not token:

@@ -107,3 +107,16 @@ def test_failed_unbind_is_422_and_binding_still_works(osb: OsbClient) -> None:
     assert resp.status_code == 422
     assert "still has sessions" in resp.json()["description"]
     assert osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").status_code == 200
+
+
+def test_bind_while_the_instance_is_being_deleted_is_422_concurrency(osb: OsbClient) -> None:
+    iid, sid, pid = _instance(osb, "async")
+    # A slow deprovision (20 steps of 0.1 s).
+    slow = {"delete_steps": 20, "step_seconds": 0.1}
+    assert osb.update(iid, {"service_id": sid, "parameters": slow}).status_code == 202
+    assert osb.wait(iid).json()["state"] == "succeeded"
+    deleting = osb.deprovision(iid, sid, pid)
+    assert deleting.status_code == 202
+    resp = osb.bind(iid, new_id(), sid, pid, {})
+    assert resp.status_code == 422 and resp.json()["error"] == "ConcurrencyError"
+    assert osb.wait(iid).status_code == 410

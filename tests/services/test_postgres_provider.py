@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from moorage.catalog.model import Offering
 from moorage.embedded.ports import free_port
@@ -192,6 +193,15 @@ def test_connection_limit_follows_plan_and_parameters(
     inst = instance_ctx(postgresql_offering, "shared-small", pg_settings)
     database, _ = instance_names(inst.instance_id)
     provider.provision(inst)
+    assert limit(database) == 20
+    # A binding cannot lift the plan's limit: it does not own the database.
+    binding = binding_ctx(inst)
+    creds = provider.bind(binding).credentials
+    with psycopg.connect(creds["uri"], autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT -1").format(sql.Identifier(database)))
+        conn.execute("CREATE TABLE still_allowed (id int)")  # the public schema is the instance's
+    provider.unbind(binding)
     assert limit(database) == 20
 
     small = instance_ctx(

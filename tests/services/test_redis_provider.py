@@ -86,7 +86,16 @@ def test_a_binding_cannot_touch_another_instances_keys_or_channels(
         with pytest.raises(redis.exceptions.NoPermissionError):
             app_a.publish(f"{creds_b['key_prefix']}:events", "x")
         assert app_a.publish(f"{creds_a['key_prefix']}:events", "x") == 0
-        for command in (("FLUSHALL",), ("KEYS", "*"), ("CONFIG", "GET", "*"), ("ACL", "LIST")):
+        cross_tenant = (
+            ("SCAN", "0"),
+            ("RANDOMKEY",),
+            ("DBSIZE",),
+            ("FUNCTION", "LIST"),
+            ("FUNCTION", "FLUSH"),
+            ("SCRIPT", "FLUSH"),
+            ("PUBSUB", "CHANNELS"),
+        )
+        for command in (("FLUSHALL",), ("KEYS", "*"), ("CONFIG", "GET", "*"), ("ACL", "LIST"), *cross_tenant):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 app_a.execute_command(*command)
         assert "redis_version" in app_a.info("server")  # allowed: client libraries ask for it
