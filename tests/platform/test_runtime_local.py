@@ -211,6 +211,13 @@ def test_run_once_returns_output_and_exit_code(runtime: LocalRuntime) -> None:
     result = runtime.run_once(release(3), "sleep 30", timeout=0.5)
     assert result.exit_code == 124
     assert "stopped after" in result.output
+    # Endless output: only the tail is kept, never everything the command printed.
+    from moorage.platform.runtime.local import RUN_OUTPUT_LIMIT
+
+    result = runtime.run_once(release(3), "yes moorage", timeout=1.0)
+    assert result.exit_code == 124
+    assert len(result.output) <= RUN_OUTPUT_LIMIT + 100
+    assert "moorage\nmoorage\n" in result.output and "stopped after" in result.output
 
 
 def test_bad_input_changes_nothing(runtime: LocalRuntime, router: Router) -> None:

@@ -16,18 +16,16 @@ neither the build fails, naming both.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from moorage.platform import procfile
 from moorage.platform.builder import safefiles
 from moorage.platform.builder.buildpacks import Buildpack
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, run_step
-
-PROCESS_TYPE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass
@@ -143,38 +141,28 @@ def _str_map(value: object, what: str) -> dict[str, str]:
 
 
 def parse_procfile(text: str) -> dict[str, str]:
-    """``type: command`` lines (what every implementation agrees on; comments allowed)."""
-    types: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, command = line.partition(":")
-        name, command = name.strip(), command.strip()
-        if not sep or not PROCESS_TYPE.match(name) or not command:
-            raise BuildFailed(
-                f"Procfile line {number} is not `type: command`: {raw.strip()!r}. "
-                "Write one process per line, for example `web: gunicorn app:app`"
-            )
-        if name in types:
-            raise BuildFailed(f"Procfile declares the process type {name!r} twice (line {number})")
-        types[name] = command
-    return types
+    """``type: command`` lines (see ``moorage.platform.procfile``); a bad one fails the build."""
+    try:
+        return procfile.parse(text)
+    except procfile.ProcfileError as exc:
+        raise BuildFailed(str(exc)) from None
 
 
 def process_types(build_dir: Path, releases: list[tuple[Buildpack, Release]]) -> tuple[dict[str, str], str]:
     """The app's process types and where they came from."""
-    procfile = safefiles.read_text(build_dir, "Procfile")
-    if procfile is not None:
-        types = parse_procfile(procfile)
+    text = safefiles.read_text(build_dir, "Procfile")
+    if text is not None:
+        types = parse_procfile(text)
         if types:
             return types, "Procfile"
     defaults: dict[str, str] = {}
     for _, rel in releases:
         defaults.update(rel.default_process_types)
-    bad = [name for name in defaults if not PROCESS_TYPE.match(name)]
+    bad = [name for name in defaults if not procfile.is_process_type(name)]
     if bad:
-        raise BuildFailed(f"the buildpack declared invalid process type names: {', '.join(bad)}")
+        raise BuildFailed(
+            f"the buildpack declared invalid process type names: {', '.join(bad)} ({procfile.RULE})"
+        )
     multiline = [name for name, command in defaults.items() if "\n" in command or "\r" in command]
     if multiline:
         raise BuildFailed(f"the buildpack declared multi-line commands for: {', '.join(multiline)}")

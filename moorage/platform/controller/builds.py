@@ -27,6 +27,7 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from moorage.errors import InvalidParametersError
+from moorage.platform import procfile
 from moorage.platform.controller import releases
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
@@ -37,41 +38,24 @@ from moorage.store.apps import Build
 
 log = logging.getLogger(__name__)
 
-PROCESS_TYPE_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SOURCE_VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def parse_procfile(text: str) -> dict[str, str]:
-    """``type: command`` lines; blank lines and ``#`` comments are allowed."""
-    processes: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        ptype, sep, command = line.partition(":")
-        ptype, command = ptype.strip(), command.strip()
-        if not sep or not command:
-            raise InvalidParametersError(f"Procfile line {number} is not `type: command`: {raw!r}")
-        if not PROCESS_TYPE_RE.match(ptype):
-            raise InvalidParametersError(
-                f"Procfile line {number}: invalid process type {ptype!r} (lower-case letters, digits and dashes)"
-            )
-        if ptype in processes:
-            raise InvalidParametersError(f"Procfile line {number}: the process type {ptype!r} appears twice")
-        processes[ptype] = command
-    return processes
+    """``type: command`` lines (see ``moorage.platform.procfile``)."""
+    return procfile.parse(text)
 
 
 def procfile_build(
     app: str, source_dir: Path, env: Mapping[str, str], progress: Progress
 ) -> tuple[Path, dict[str, str]]:
     """The artifact is the source tree itself; its Procfile lists the process types."""
-    procfile = source_dir / "Procfile"
-    if procfile.is_symlink() or not procfile.is_file():
+    path = source_dir / "Procfile"
+    if path.is_symlink() or not path.is_file():
         raise InvalidParametersError(
             "no Procfile at the top of the source; add one with a line like `web: python app.py`"
         )
-    processes = parse_procfile(procfile.read_text(errors="replace"))
+    processes = parse_procfile(path.read_text(errors="replace"))
     if not processes:
         raise InvalidParametersError(
             "the Procfile declares no process types; add a line like `web: python app.py`"
@@ -142,8 +126,10 @@ def deploy_source(
             progress(f"-----> Building {name} ({source_version[:7]})")
             artifact, processes = builder(name, source_dir, env, progress)
             for ptype in processes:
-                if not PROCESS_TYPE_RE.match(ptype):
-                    raise InvalidParametersError(f"invalid process type {ptype!r} from the build")
+                if not procfile.is_process_type(ptype):
+                    raise InvalidParametersError(
+                        f"invalid process type {ptype!r} from the build ({procfile.RULE})"
+                    )
             build_id = str(uuid.uuid4())
             if Path(artifact).resolve() == source_dir.resolve():  # the source tree is the artifact
                 final = platform.slugs_dir / name / build_id

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import select
 import signal
 import socket
 import subprocess
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
+from moorage.platform import procfile
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
@@ -55,7 +56,6 @@ from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_PROCESS_TYPE = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
 MAX_PER_TYPE = 100
 RUN_OUTPUT_LIMIT = 1024 * 1024
 
@@ -161,17 +161,18 @@ class LocalRuntime(Runtime):
         except OSError as exc:
             raise UnprocessableError(f"cannot run {command!r}: {exc.strerror}") from None
         try:
-            output, _ = process.communicate(timeout=timeout)
-            code = process.returncode
-        except subprocess.TimeoutExpired:
-            _kill_group(process.pid)
-            output, _ = process.communicate()
-            output += f"\nmoorage: the command was stopped after {timeout:g}s\n".encode()
-            code = 124
+            output, timed_out = _read_capped(process, timeout, RUN_OUTPUT_LIMIT)
+            if timed_out:
+                _kill_group(process.pid)
+                output += f"\nmoorage: the command was stopped after {timeout:g}s\n".encode()
+                code = 124
+            else:
+                code = process.wait()
         finally:
             _kill_group(process.pid)
+            process.wait()
         book.write("moorage[run.1]", f"Process exited with status {code}")
-        return RunResult(code, output[-RUN_OUTPUT_LIMIT:].decode("utf-8", errors="replace"))
+        return RunResult(code, output.decode("utf-8", errors="replace"))
 
     def destroy(self, app: str) -> None:
         state = self._app(app)
@@ -371,10 +372,8 @@ class LocalRuntime(Runtime):
     ) -> dict[str, int]:
         counts = dict(base or {})
         for ptype, count in formation.items():
-            if not isinstance(ptype, str) or not _PROCESS_TYPE.match(ptype):
-                raise InvalidParametersError(
-                    f"process type {ptype!r} is not valid (lowercase letters, digits, '-')"
-                )
+            if not procfile.is_process_type(ptype):
+                raise InvalidParametersError(f"process type {ptype!r} is not valid ({procfile.RULE})")
             if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PER_TYPE:
                 raise InvalidParametersError(
                     f"count {count!r} for {ptype} must be a whole number from 0 to {MAX_PER_TYPE}"
@@ -426,3 +425,28 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _read_capped(process: subprocess.Popen[bytes], timeout: float, limit: int) -> tuple[bytes, bool]:
+    """The last ``limit`` bytes of ``process``'s output; True if ``timeout`` ran out first.
+
+    Read as it comes, so a command printing without end (``yes``) costs at most ``limit``
+    bytes of memory, not everything it printed.
+    """
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    tail = bytearray()
+    fd = process.stdout.fileno()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return bytes(tail), True
+        ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return bytes(tail), False
+        tail += chunk
+        if len(tail) > limit:
+            del tail[: len(tail) - limit]
