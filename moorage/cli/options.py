@@ -8,6 +8,7 @@ remote named ``moorage`` whose URL ends in ``/<app>.git``; ``-a`` always wins.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,22 +39,33 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+#: App names as the controller accepts them (DNS labels); checked before a name found
+#: in a file or a git remote goes into a URL path.
+APP_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
 def resolve_app(app: str | None, cwd: Path | None = None) -> str:
     if app:
-        return app
+        return _checked(app, "-a/--app")
     here = (cwd or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         marker = folder / APP_FILE
         if marker.is_file():
             name = marker.read_text().strip()
             if name:
-                return name
+                return _checked(name, str(marker))
     remote = _git_remote(here)
     if remote:
-        return remote
+        return _checked(remote, "the `moorage` git remote")
     raise CliError(
         "which app? pass -a/--app NAME, or run inside a folder with a .moorage file or a `moorage` git remote"
     )
+
+
+def _checked(name: str, source: str) -> str:
+    if not APP_NAME.match(name):
+        raise CliError(f"{name!r} (from {source}) is not an app name: lower-case letters, digits and dashes")
+    return name
 
 
 def _git_remote(cwd: Path) -> str | None:

@@ -71,6 +71,10 @@ def test_app_is_taken_from_a_flag_a_dot_moorage_file_or_a_git_remote(cli):
     (cli.cwd / ".moorage").write_text("first\n")
     assert cli.ok("config:get", "WHERE").strip() == "flag"
     assert cli.ok("config:get", "-a", "second", "WHERE").strip() == "remote"
+    # A name from a file is checked before it goes into a URL.
+    (cli.cwd / ".moorage").write_text("x/../../services/db\n")
+    result = cli("config")
+    assert result.exit_code == 1 and "is not an app name" in result.output
 
 
 def test_other_users_apps_and_bad_input_give_readable_errors(cli, controller):

@@ -44,7 +44,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 
 @pytest.fixture
 def live() -> Iterator[LivePlatform]:
-    with run_live_platform(builder=None) as platform:  # the real buildpack builder
+    # The real buildpack builder; a 3 MB size limit, so a big commit is cheap to test.
+    with run_live_platform(builder=None, platform={"slug_max_mb": 3}) as platform:
         yield platform
 
 
@@ -162,6 +163,17 @@ def test_refused_pushes_say_why_and_change_nothing(live, tmp_path):
     assert git(alice, "ls-remote", "moorage", "refs/heads/main").stdout.split()[0] == good
     assert [r["version"] for r in releases(alice)][0] == 2
     assert served(live, "v2")["message"] == "good"
+
+    # files that unpack to more than the size limit: refused before anything is written
+    git(alice, "reset", "--quiet", "--hard", good)
+    (alice.cwd / "zeros.bin").write_bytes(bytes(4 * 1024 * 1024))  # compresses to a few KB
+    git(alice, "add", "zeros.bin")
+    git(alice, "commit", "--quiet", "-m", "big")
+    push = git(alice, "push", "moorage", "main", check=False)
+    assert push.returncode != 0
+    assert "holds more than 3 MB of files" in push.stderr, push.stderr
+    assert [r["version"] for r in releases(alice)][0] == 2
+    git(alice, "reset", "--quiet", "--hard", good)
 
     # bob has no access: his valid token gets "not found", exactly like a missing app
     bob = cli_for(live, tmp_path, "bob")

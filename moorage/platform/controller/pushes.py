@@ -75,6 +75,7 @@ def check_out(platform: Platform, name: str, repo: Path, sha: str, objects: dict
     """The tree of commit ``sha`` in a fresh folder under the app's slug folder."""
     env = git_env(GIT_DIR=str(repo), **_objects_env(repo, objects))
     limit = platform.settings.platform.slug_max_mb * 1024 * 1024
+    _check_tree_size(sha, env, limit)
     with tempfile.TemporaryFile() as tar:
         proc = subprocess.run(
             ["git", "archive", "--format=tar", f"{sha}^{{commit}}"],
@@ -88,6 +89,33 @@ def check_out(platform: Platform, name: str, repo: Path, sha: str, objects: dict
             raise InvalidParametersError(f"cannot read the pushed commit {sha[:7]}: {message}")
         tar.seek(0)
         return extract_tarball(tar, platform.slugs_dir / name, limit)
+
+
+def _check_tree_size(sha: str, env: dict[str, str], limit: int) -> None:
+    """Refuse a commit whose files add up to more than ``limit`` before writing any of them.
+
+    A small pack can expand to gigabytes (compressible blobs); ``git ls-tree -l`` reads the
+    sizes from the objects without checking anything out.
+    """
+    proc = subprocess.run(
+        ["git", "ls-tree", "-r", "-l", "-z", f"{sha}^{{commit}}"],
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip()
+        raise InvalidParametersError(f"cannot read the pushed commit {sha[:7]}: {message}")
+    total = 0
+    for entry in proc.stdout.split(b"\0"):
+        fields = entry.split(None, 4)
+        if len(fields) >= 4 and fields[3].isdigit():
+            total += int(fields[3])
+            if total > limit:
+                raise InvalidParametersError(
+                    f"commit {sha[:7]} holds more than {limit // (1024 * 1024)} MB of files; "
+                    "remove large files from the repository (or raise MOORAGE_PLATFORM_SLUG_MAX_MB)"
+                )
 
 
 def deploy_push(
