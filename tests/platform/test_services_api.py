@@ -361,3 +361,20 @@ def test_operations_interrupted_by_a_restart_are_settled(ctl: Controller, noop_b
     assert listed["stuck"]["state"] == "failed"
     assert "services:destroy stuck" in alice.get("/v2/services/stuck").json()["description"]
     assert alice.delete("/v2/services/stuck").status_code == 200
+
+
+def test_rollback_keeps_the_credentials_of_services_bound_now(ctl: Controller) -> None:
+    alice = ctl.user("alice")
+    alice.post("/v2/apps", json={"id": "shop"})
+    assert create(alice, "cache")[0] == 200
+    assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "old"}}).status_code == 201
+    assert alice.post("/v2/services/cache/bindings", json={"app": "shop"}).status_code == 201
+    bound_at = alice.get("/v2/apps/shop/releases").json()["results"][0]["version"]
+    assert alice.post("/v2/services/cache/bindings/shop/rotate").status_code == 200
+    rotated = config(alice, "shop")
+    assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "new"}}).status_code == 201
+    r = alice.post("/v2/apps/shop/releases/rollback", json={"version": f"v{bound_at}"})
+    assert r.status_code == 201, r.text
+    after = config(alice, "shop")
+    assert after["GREETING"] == "old", "the rest of the config is the target's"
+    assert after["NOOP_PASSWORD"] == rotated["NOOP_PASSWORD"], "not the credentials the rotation revoked"

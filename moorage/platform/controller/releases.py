@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
-from moorage.platform.controller.service_vars import refuse_service_vars
+from moorage.platform.controller.service_vars import owned_vars, refuse_service_vars
 from moorage.platform.runtime.base import Progress, ReleaseSpec
 from moorage.store.apps import DEPLOYING, FAILED, SUCCEEDED, App, Build, ConfigVars, Formation, Release
 
@@ -339,6 +339,24 @@ def rollback(
                     raise UnprocessableError(
                         f"v{number} failed to deploy; roll back to a release that worked"
                     )
-            build_id, config_id, number = target.build_id, target.config_id, target.version
+            build_id, number = target.build_id, target.version
+            values = _with_live_service_vars(platform, s, app, config_of(platform, s, target), live)
         summary = f"{who.username} rolled back to v{number}"
-        return record(platform, who, name, summary, build_id=build_id, config_id=config_id, progress=progress)
+        return record(
+            platform, who, name, summary, build_id=build_id, config_values=values, progress=progress
+        )
+
+
+def _with_live_service_vars(
+    platform: Platform, session: Session, app: App, target: dict[str, str], live: Release
+) -> dict[str, str]:
+    """``target``'s config, but the vars of services bound now keep their current values.
+
+    Rolling back code or config must not bring back credentials a rotation revoked, nor
+    drop the vars of a binding that still stands.
+    """
+    owned = owned_vars(session, app.id)
+    current_values = config_of(platform, session, live)
+    values = {k: v for k, v in target.items() if k not in owned}
+    values.update({k: current_values[k] for k in owned if k in current_values})
+    return values
