@@ -266,16 +266,31 @@ class LocalRuntime(Runtime):
             if failure is not None:
                 self._fail(app, release, process, failure, list(fresh.values()), progress)
         old = [p for key, p in app.processes.items() if keep.get(key) is not p]
+        before = (app.processes, app.release, app.formation)
         app.processes = {**keep, **fresh}
         app.release = release
         app.formation = {t: c for t, c in counts.items() if c > 0}
         app.crash_reported = False
-        record_processes(self.settings.data_dir, app.name, [p.pid for p in app.processes.values() if p.pid])
-        self._sync_routes(app)
+        try:
+            self._sync_routes(app)
+        except Exception:
+            # The router refused the switch: the old processes keep serving, the new ones go.
+            app.processes, app.release, app.formation = before
+            self._stop_all(list(fresh.values()))
+            try:
+                self._sync_routes(app)
+            except Exception:
+                log.exception("cannot restore the routes", extra={"app": app.name})
+            raise
+        self._record(app)
         if old:
             if self.router is not None and any(p.is_web for p in old):
                 self.router.wait_drained()
             self._stop_all(old)
+
+    def _record(self, app: _App) -> None:
+        """Write the app's live pids down, so a Moorage killed without cleaning up finds them."""
+        record_processes(self.settings.data_dir, app.name, [p.pid for p in app.processes.values() if p.pid])
 
     def _fail(
         self,
@@ -286,8 +301,7 @@ class LocalRuntime(Runtime):
         started: list[ManagedProcess],
         progress: Progress,
     ) -> None:
-        self._stop_all(started)
-        self._release_ports(started)
+        self._stop_all(started)  # also gives their ports back
         output = "\n".join(process.tail) or "(no output)"
         running = f"v{app.release.version} keeps running" if app.release else "nothing else was running"
         message = f"v{release.version} failed: {failure}; {running}. Last output of {process.name}:\n{output}"
@@ -319,6 +333,7 @@ class LocalRuntime(Runtime):
         """A supervised process came up or crashed: update the router if it is routed."""
         if app.processes.get((process.type, process.number)) is not process:
             return
+        self._record(app)  # a restart has a new pid
         if process.crash_looping and not app.crash_reported:
             app.crash_reported = True
             app.book.write("moorage[deploy]", f"v{process.release} crashed: {process.name} keeps exiting")
