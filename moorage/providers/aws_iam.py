@@ -55,10 +55,14 @@ def instance_tags(instance_id: str) -> dict[str, str]:
 
 
 def user_name(prefix: str, binding_id: str) -> str:
-    """``<prefix>-<binding id>``, within IAM's 64 characters and allowed alphabet."""
+    """``<prefix>-<binding id>``, within IAM's 64 characters and allowed alphabet.
+
+    IAM user names are case-insensitive: an id with capitals is hashed (case-sensitively),
+    so two binding ids that differ only in case never share a user.
+    """
     safe = "".join(c if c.isalnum() or c in "+=,.@_-" else "-" for c in binding_id)
     name = f"{prefix}-{safe}"
-    if len(name) > 64 or safe != binding_id:
+    if len(name) > 64 or safe != binding_id or binding_id != binding_id.lower():
         name = f"{prefix}-{hashlib.sha256(binding_id.encode()).hexdigest()[: 63 - len(prefix)]}"
     return name
 

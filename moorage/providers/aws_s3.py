@@ -50,9 +50,13 @@ BUCKET_ACTIONS = [
 
 
 def bucket_name(instance_id: str, prefix: str = "moorage-") -> str:
-    """``<prefix><instance id>`` when that is a valid bucket name, else a hash of the id."""
-    name = f"{prefix}{instance_id.lower()}"
-    if BUCKET_NAME.match(name) and "--" not in name:
+    """``<prefix><instance id>`` when that is a valid bucket name, else a hash of the id.
+
+    Bucket names are lower-case: an id with capitals is hashed (case-sensitively), so two
+    instance ids that differ only in case never share a bucket.
+    """
+    name = f"{prefix}{instance_id}"
+    if BUCKET_NAME.match(name) and "--" not in name and instance_id == instance_id.lower():
         return name
     return f"{prefix}{hashlib.sha256(instance_id.encode()).hexdigest()[: 63 - len(prefix)]}"
 
