@@ -55,7 +55,7 @@ from moorage.errors import (
     TemporaryError,
 )
 from moorage.providers import aws_iam, pg_roles
-from moorage.providers.postgres import binding_role, credentials, instance_names, short_hash
+from moorage.providers.postgres import binding_role, credentials, first_line, instance_names, short_hash
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -415,8 +415,9 @@ class RdsPostgresProvider(Provider):
             ) as conn:
                 yield conn
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ProviderError(f"could not manage roles on RDS instance at {host}:{port}: {first}") from None
+            raise ProviderError(
+                f"could not manage roles on RDS instance at {host}:{port}: {first_line(exc)}"
+            ) from None
 
 
 def _new_password() -> str:

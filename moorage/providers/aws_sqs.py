@@ -21,7 +21,7 @@ from typing import Any
 
 from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, Provider, ProvisionResult
 from moorage.clients.aws import AwsClients, aws_code
-from moorage.errors import ConflictError, NotFoundError, PermanentError
+from moorage.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from moorage.providers import aws_iam
 from moorage.settings import Settings
 
@@ -86,6 +86,10 @@ class SqsProvider(Provider):
                 "sqs", "create_queue", region, QueueName=name, Attributes=attributes, tags=tags
             )["QueueUrl"]
         except ConflictError as exc:
+            if aws_code(exc).endswith("QueueDeletedRecently"):  # SQS keeps the name for 60 s after a delete
+                raise TemporaryError(
+                    61, f"queue {name} was deleted less than 60 s ago; waiting to create it again"
+                ) from None
             if aws_code(exc) not in {"QueueNameExists", "QueueAlreadyExists"}:
                 raise
             url = self.aws.call("sqs", "get_queue_url", region, QueueName=name)["QueueUrl"]

@@ -233,10 +233,10 @@ class PostgresProvider(Provider):
                     yield conn
         except psycopg.OperationalError as exc:
             raise ProviderError(
-                f"could not use the PostgreSQL server at {where}: {_first_line(exc)}"
+                f"could not use the PostgreSQL server at {where}: {first_line(exc)}"
             ) from None
         except psycopg.Error as exc:
-            raise ProviderError(f"the PostgreSQL server at {where} refused: {_first_line(exc)}") from None
+            raise ProviderError(f"the PostgreSQL server at {where} refused: {first_line(exc)}") from None
 
     @contextmanager
     def _admin_connection(self) -> Iterator[psycopg.Connection]:
@@ -274,5 +274,5 @@ def credentials(host: str, port: int, database: str, username: str, password: st
     }
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -77,10 +77,6 @@ class Database:
         self.sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._writers = sessionmaker(self.engine, expire_on_commit=False)
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
