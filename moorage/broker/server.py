@@ -36,6 +36,8 @@ class BrokerServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
             "proc_name": "moorage-broker",
+            # No gunicorn control socket: two servers would share ~/.gunicorn/gunicorn.ctl.
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

@@ -53,6 +53,8 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
             "proc_name": "moorage-controller",
+            # No gunicorn control socket: two servers would share ~/.gunicorn/gunicorn.ctl.
+            "control_socket_disable": True,
             "worker_exit": self._worker_exit,
         }
         for key, value in options.items():

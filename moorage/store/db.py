@@ -20,12 +20,7 @@ from sqlalchemy.pool import NullPool
 def make_engine(url: str, writer: bool = True) -> Engine:
     """An engine for ``url``; on SQLite, ``writer`` engines take the write lock at BEGIN."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # The data dir may be traversable by app users; the state is for Moorage alone
-            # (SQLite gives its -wal and -shm files the database file's mode).
-            Path(path).touch(mode=0o600, exist_ok=True)
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate if writer else _sqlite_begin_deferred)
@@ -39,7 +34,24 @@ def make_engine(url: str, writer: bool = True) -> Engine:
 
 def make_nullpool_engine(url: str) -> Engine:
     """For short-lived tools (migrations) that must not keep connections open."""
+    private_sqlite_file(url)
     return create_engine(url, poolclass=NullPool)
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create a SQLite state file (and its folder) readable by Moorage alone.
+
+    The data dir may be traversable by app users; SQLite gives its -wal and -shm files
+    the database file's mode, so creating the file 0600 first covers all three.
+    """
+    if not url.startswith("sqlite"):
+        return
+    path = url.split("///", 1)[-1]
+    if not path or path == ":memory:":
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    Path(path).touch(mode=0o600, exist_ok=True)
+    Path(path).chmod(0o600)
 
 
 def _sqlite_on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -126,3 +126,5 @@ def test_secret_parameters_and_credentials_are_not_stored_or_logged_in_clear(
     assert creds["password"] not in caplog.text
     key = broker.settings.key_file
     assert key.stat().st_mode & 0o777 == 0o600
+    for state_file in broker.settings.data_dir.glob("moorage.db*"):
+        assert state_file.stat().st_mode & 0o777 == 0o600, state_file

@@ -153,7 +153,7 @@ Moorage is up.
   data             {Path(settings.data_dir)}
 
 Next:
-  moorage register {controller_url}            # the first user is the admin
+  moorage register {controller_url:<31}# the first user is the admin
   moorage apps:create myapp
   moorage deploy -a myapp                      # from a directory with a Procfile or a buildpack app
   curl http://myapp.{domain}:{port}/
