@@ -5,17 +5,23 @@ the router (nginx workers) must drop root the same way, and a release directory 
 usable if the unprivileged user can reach it. Checking that up front turns an obscure
 ``chdir`` failure inside a forked child into an error that says which folder to fix.
 
-When Moorage runs as root, children run as ``settings.platform.run_as_user`` (default
-``nobody``) with no supplementary groups. When it does not run as root, children run as
-the current user. In both cases the limits below apply to the child and what it starts.
+When Moorage runs as root, each app's processes run under a uid and gid of their own
+(:class:`AppUids`, allocated once per app name from a range no account uses), with no
+supplementary groups: one app cannot read another's ``/proc/<pid>/environ`` (its config
+and credentials), signal its processes or use up its process limit. ``run_as_user``
+(default ``nobody``) is the fallback identity for what belongs to no app. When Moorage does
+not run as root, children run as the current user. In both cases the limits below apply
+to the child and what it starts.
 """
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +46,57 @@ class AppUser:
         if not self.drop:
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+class AppUids:
+    """Per-app uids, kept in ``<data_dir>/run/app-uids.json`` so an app keeps its uid.
+
+    Uids come from ``FIRST_UID`` up, skipping any that ``/etc/passwd`` knows. The file is
+    Moorage's alone (0600); a uid is never reused for another app name.
+    """
+
+    FIRST_UID = 40000
+
+    def __init__(self, data_dir: Path, fallback: AppUser) -> None:
+        self.path = data_dir / "run" / "app-uids.json"
+        self.fallback = fallback
+        self._lock = threading.Lock()
+
+    def user(self, app: str) -> AppUser:
+        if not self.fallback.drop:
+            return self.fallback
+        with self._lock:
+            table = self._load()
+            uid = table.get(app)
+            if uid is None:
+                uid = max([self.FIRST_UID - 1, *table.values()]) + 1
+                while _uid_taken(uid):
+                    uid += 1
+                table[app] = uid
+                self._save(table)
+        return AppUser(f"app-{app}", uid, uid, str(uid), drop=True)
+
+    def _load(self) -> dict[str, int]:
+        try:
+            return {str(k): int(v) for k, v in json.loads(self.path.read_text()).items()}
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, table: dict[str, int]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(table, fh, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def _uid_taken(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
 
 
 def app_user(settings: PlatformSettings) -> AppUser:

@@ -40,7 +40,7 @@ from moorage.platform import procfile
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
-from moorage.platform.runtime.limits import app_user
+from moorage.platform.runtime.limits import AppUids, app_user
 from moorage.platform.runtime.logbook import FileTail, LogBook
 from moorage.platform.runtime.orphans import kill_orphans, record_processes
 from moorage.platform.runtime.release_dir import (
@@ -79,6 +79,7 @@ class LocalRuntime(Runtime):
         self.settings = settings
         self.router = router
         self.user = app_user(settings.platform)
+        self.uids = AppUids(settings.data_dir, self.user)
         self._apps: dict[str, _App] = {}
         self._lock = threading.Lock()
         self._ports: set[int] = set()
@@ -101,7 +102,7 @@ class LocalRuntime(Runtime):
         app = self._app(release.app)
         with app.op_lock:
             self._event(app, progress, f"Deploying v{release.version}")
-            directory = prepare(self.settings.data_dir, release, self.user, self._fetch_slug)
+            directory = prepare(self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug)
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
@@ -142,8 +143,8 @@ class LocalRuntime(Runtime):
     def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult:
         validate_app(release.app)
         argv = command_argv(self.settings.platform, command)
-        directory = prepare(self.settings.data_dir, release, self.user, self._fetch_slug)
-        tmp = app_tmp(self.settings.data_dir, release.app, self.user)
+        directory = prepare(self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug)
+        tmp = app_tmp(self.settings.data_dir, release.app, self.uids.user(release.app))
         env = process_env(release, directory, tmp, "run.1", None)
         book = self._app(release.app).book
         book.write("moorage[run.1]", f"Starting process with command `{command}`")
@@ -156,7 +157,7 @@ class LocalRuntime(Runtime):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **self.user.popen_kwargs(),  # type: ignore[arg-type]
+                **self.uids.user(release.app).popen_kwargs(),  # type: ignore[arg-type]
             )
         except OSError as exc:
             raise UnprocessableError(f"cannot run {command!r}: {exc.strerror}") from None
@@ -239,7 +240,7 @@ class LocalRuntime(Runtime):
         if not app.processes:
             kill_orphans(self.settings.data_dir, app.name)
         directory = release_path(self.settings.data_dir, release.app, release.version)
-        tmp = app_tmp(self.settings.data_dir, app.name, self.user)
+        tmp = app_tmp(self.settings.data_dir, app.name, self.uids.user(app.name))
         keep: dict[tuple[str, int], ManagedProcess] = {}
         fresh: dict[tuple[str, int], ManagedProcess] = {}
         for ptype, count in counts.items():
@@ -317,7 +318,7 @@ class LocalRuntime(Runtime):
             argv=command_argv(self.settings.platform, release.processes[ptype]),
             env=process_env(release, directory, tmp, name, port),
             cwd=directory,
-            user=self.user,
+            user=self.uids.user(app.name),
         )
         return ManagedProcess(
             type=ptype,
