@@ -98,7 +98,7 @@ def login(platform: Platform, username: str, password: str) -> tuple[Principal, 
 
 def authenticate(platform: Platform, token: str) -> Principal:
     wanted = token_hash(token)
-    with platform.db.unit_of_work() as s:
+    with platform.db.sessions() as s:  # every request comes here: a read, never the write lock
         row = s.scalar(select(Token).where(Token.token_hash == wanted))
         if row is None or not hmac.compare_digest(row.token_hash, wanted):
             raise AuthenticationError("invalid token; log in again with `moorage login`")

@@ -126,7 +126,7 @@ def url_of(platform: Platform, name: str) -> str:
 
 
 def list_apps(platform: Platform, who: Principal) -> list[dict[str, Any]]:
-    with platform.db.unit_of_work() as s:
+    with platform.db.sessions() as s:
         query = select(App).order_by(App.name)
         if not who.is_admin:
             shared = select(Perm.app_id).where(Perm.user_id == who.id)
@@ -135,7 +135,7 @@ def list_apps(platform: Platform, who: Principal) -> list[dict[str, Any]]:
 
 
 def info(platform: Platform, who: Principal, name: str) -> dict[str, Any]:
-    with platform.db.unit_of_work() as s:
+    with platform.db.sessions() as s:
         return describe(platform, s, find(s, who, name))
 
 

@@ -287,7 +287,7 @@ def _mark_crashed(platform: Platform, name: str, release: dict[str, Any]) -> dic
 
 
 def list_releases(platform: Platform, who: Principal, name: str) -> list[dict[str, Any]]:
-    with platform.db.unit_of_work() as s:
+    with platform.db.sessions() as s:
         app = find(s, who, name)
         rows = s.scalars(select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()))
         return [_mark_crashed(platform, name, describe(platform, s, r)) for r in rows]
@@ -303,7 +303,7 @@ def parse_version(raw: Any) -> int:
 
 def get_release(platform: Platform, who: Principal, name: str, version: Any) -> dict[str, Any]:
     number = parse_version(version)
-    with platform.db.unit_of_work() as s:
+    with platform.db.sessions() as s:
         app = find(s, who, name)
         rel = s.scalar(select(Release).where(Release.app_id == app.id, Release.version == number))
         if rel is None:
