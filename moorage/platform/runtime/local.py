@@ -23,11 +23,7 @@ logged with source ``moorage[deploy]``).
 from __future__ import annotations
 
 import logging
-import os
-import select
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +35,7 @@ from moorage.errors import Error, InvalidParametersError, NotFoundError, Unproce
 from moorage.platform import procfile
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
+from moorage.platform.runtime import oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
 from moorage.platform.runtime.limits import AppUids, app_user
 from moorage.platform.runtime.logbook import FileTail, LogBook
@@ -102,7 +99,9 @@ class LocalRuntime(Runtime):
         app = self._app(release.app)
         with app.op_lock:
             self._event(app, progress, f"Deploying v{release.version}")
-            directory = prepare(self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug)
+            directory = prepare(
+                self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug
+            )
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
@@ -148,32 +147,11 @@ class LocalRuntime(Runtime):
         env = process_env(release, directory, tmp, "run.1", None)
         book = self._app(release.app).book
         book.write("moorage[run.1]", f"Starting process with command `{command}`")
-        try:
-            process = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=directory,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **self.uids.user(release.app).popen_kwargs(),  # type: ignore[arg-type]
-            )
-        except OSError as exc:
-            raise UnprocessableError(f"cannot run {command!r}: {exc.strerror}") from None
-        try:
-            output, timed_out = _read_capped(process, timeout, RUN_OUTPUT_LIMIT)
-            if timed_out:
-                _kill_group(process.pid)
-                output += f"\nmoorage: the command was stopped after {timeout:g}s\n".encode()
-                code = 124
-            else:
-                code = process.wait()
-        finally:
-            _kill_group(process.pid)
-            process.wait()
+        code, output = oneoff.run(
+            argv, env, directory, self.uids.user(release.app), timeout, RUN_OUTPUT_LIMIT
+        )
         book.write("moorage[run.1]", f"Process exited with status {code}")
-        return RunResult(code, output.decode("utf-8", errors="replace"))
+        return RunResult(code, output)
 
     def destroy(self, app: str) -> None:
         state = self._app(app)
@@ -434,35 +412,3 @@ class LocalRuntime(Runtime):
 
 def _describe(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{t}={c}" for t, c in sorted(counts.items())) or "no processes"
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _read_capped(process: subprocess.Popen[bytes], timeout: float, limit: int) -> tuple[bytes, bool]:
-    """The last ``limit`` bytes of ``process``'s output; True if ``timeout`` ran out first.
-
-    Read as it comes, so a command printing without end (``yes``) costs at most ``limit``
-    bytes of memory, not everything it printed.
-    """
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    tail = bytearray()
-    fd = process.stdout.fileno()
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return bytes(tail), True
-        ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return bytes(tail), False
-        tail += chunk
-        if len(tail) > limit:
-            del tail[: len(tail) - limit]
