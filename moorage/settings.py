@@ -99,6 +99,8 @@ class PlatformSettings:
     allow_registration: bool = True
     deploy_timeout_seconds: float = 60.0
     stop_grace_seconds: float = 10.0
+    #: First delay before restarting a crashed process; doubled per quick crash, up to 60 s.
+    restart_backoff_seconds: float = 1.0
     process_memory_mb: int = 512
     process_open_files: int = 1024
     process_max_procs: int = 256

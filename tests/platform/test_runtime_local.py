@@ -338,3 +338,24 @@ def test_each_app_runs_under_its_own_uid_and_cannot_read_another_apps_environmen
     # And an app keeps its uid across deploys.
     runtime.deploy(release(2, SECRET="echo-only"), {"web": 1}, quiet)
     assert int(runtime.run_once(release(2), "id -u").output.strip()) == echo_uid
+
+
+def test_a_process_that_keeps_crashing_is_restarted_with_backoff_and_its_release_marked_crashed(
+    settings: Settings, router: Router
+) -> None:
+    runtime = LocalRuntime(settings.with_group(platform={"restart_backoff_seconds": 0.05}), router)
+    try:
+        crashy = replace(release(1), processes={**PROCFILE, "worker": "echo 'starting'; sleep 1; exit 1"})
+        runtime.deploy(crashy, {"web": 1, "worker": 1}, quiet)
+        wait_for(lambda: runtime.crashed_release("echo") == 1, timeout=20)
+        worker = next(p for p in runtime.status("echo") if p.type == "worker")
+        assert worker.restarts >= 4
+        assert get(router)["release"] == "v1", "the web process keeps serving"
+        wait_for(
+            lambda: any(
+                "v1 crashed: worker.1 keeps exiting" in line.line for line in runtime.logs("echo", 200)
+            ),
+            timeout=10,
+        )
+    finally:
+        runtime.close()

@@ -306,6 +306,7 @@ class LocalRuntime(Runtime):
             launch=launch,
             write_log=app.book.write,
             on_change=lambda p: self._on_change(app, p),
+            backoff=(self.settings.platform.restart_backoff_seconds, 60.0),
         )
 
     def _on_change(self, app: _App, process: ManagedProcess) -> None:
