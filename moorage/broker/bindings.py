@@ -45,7 +45,7 @@ class Bindings:
 
     def bind(self, instance_id: str, binding_id: str, async_allowed: bool) -> BindingSpec:
         body = g.body
-        offering, plan = self.instances._offering_plan(body["service_id"], body["plan_id"])
+        offering, plan = self.instances.offering_plan(body["service_id"], body["plan_id"])
         if not offering.is_bindable(plan):
             raise bad_request(f"plan {plan.name!r} of {offering.name!r} is not bindable")
         predecessor = body.get("predecessor_binding_id")
@@ -160,7 +160,7 @@ class Bindings:
             binding = session.get(ServiceBinding, binding_id, with_for_update=True)  # see Instances.update
             if binding is None or binding.status == GONE or binding.instance_id != instance_id:
                 raise OsbError(HTTPStatus.GONE, "")
-            _, plan = self.instances._offering_plan(binding.service_id, binding.plan_id)
+            _, plan = self.instances.offering_plan(binding.service_id, binding.plan_id)
             op = active_operation(session, instance_id, binding_id)
             if op is not None and op.kind == UNBIND:
                 if not async_allowed:
@@ -196,7 +196,7 @@ class Bindings:
                     HTTPStatus.NOT_FOUND, f"binding {binding_id} does not exist or is not ready yet"
                 )
             credentials = self.encryptor.decrypt_json(binding.credentials_enc)
-            _, plan = self.instances._offering_plan(binding.service_id, binding.plan_id)
+            _, plan = self.instances.offering_plan(binding.service_id, binding.plan_id)
             parameters = visible(plan, self.encryptor.decrypt_json(binding.parameters_enc), "service_binding")
             self._extras(binding)
         return GetBindingSpec(credentials=credentials, parameters=parameters or None)

@@ -95,7 +95,7 @@ class Instances:
         self.encryptor = encryptor
         self.driver = driver
 
-    def _offering_plan(self, service_id: str, plan_id: str) -> tuple[Offering, Plan]:
+    def offering_plan(self, service_id: str, plan_id: str) -> tuple[Offering, Plan]:
         offering = self.catalog.offering(service_id)
         plan = offering.plan(plan_id) if offering else None
         if offering is None or plan is None:  # compliance.py checked already; kept for safety
@@ -106,7 +106,7 @@ class Instances:
 
     def provision(self, instance_id: str, async_allowed: bool) -> ProvisionedServiceSpec:
         body = g.body
-        offering, plan = self._offering_plan(body["service_id"], body["plan_id"])
+        offering, plan = self.offering_plan(body["service_id"], body["plan_id"])
         check_maintenance(plan, body)
         given = body.get("parameters") or {}
         merged = validated(plan, "service_instance", "create", given)
@@ -198,10 +198,10 @@ class Instances:
                 raise OsbError(
                     HTTPStatus.UNPROCESSABLE_ENTITY, f"instance {instance_id} is in a failed state; delete it"
                 )
-            offering, current = self._offering_plan(instance.service_id, instance.plan_id)
+            offering, current = self.offering_plan(instance.service_id, instance.plan_id)
             target = current
             if body.get("plan_id") and body["plan_id"] != instance.plan_id:
-                target = self._offering_plan(instance.service_id, body["plan_id"])[1]
+                target = self.offering_plan(instance.service_id, body["plan_id"])[1]
                 if not offering.is_plan_updateable(current):
                     raise OsbError(
                         HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -252,7 +252,7 @@ class Instances:
             instance = session.get(ServiceInstance, instance_id, with_for_update=True)  # see update()
             if instance is None or instance.status == GONE:
                 raise OsbError(HTTPStatus.GONE, "")
-            offering, plan = self._offering_plan(instance.service_id, instance.plan_id)
+            offering, plan = self.offering_plan(instance.service_id, instance.plan_id)
             bound = session.scalar(
                 select(func.count())
                 .select_from(ServiceBinding)
@@ -307,7 +307,7 @@ class Instances:
             op = active_operation(session, instance_id)
             if op is not None and op.kind == UPDATE:
                 raise concurrency_error()
-            _, plan = self._offering_plan(instance.service_id, instance.plan_id)
+            _, plan = self.offering_plan(instance.service_id, instance.plan_id)
             parameters = visible(plan, self.encryptor.decrypt_json(instance.parameters_enc))
             extra: dict[str, Any] = {}
             if instance.maintenance_version:
