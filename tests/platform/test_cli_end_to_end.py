@@ -12,18 +12,9 @@ import time
 import pytest
 
 from tests.fixtures.platform import APPS_DIR
+from tests.polling import wait_for
 
 HOST = "shop.moorage.localhost"
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def served(live, host: str = HOST) -> dict:

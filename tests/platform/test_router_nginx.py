@@ -10,23 +10,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from moorage.embedded.ports import free_port
 from moorage.errors import ConflictError, InvalidParametersError
 from moorage.platform.router import Router
 from moorage.settings import Settings
+from tests.polling import wait_for
 
 ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(
@@ -39,16 +34,6 @@ def request(
         return response.status, response.read(), dict(response.getheaders())
     finally:
         conn.close()
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

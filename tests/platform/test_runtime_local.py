@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from moorage.embedded.ports import free_port
 from moorage.errors import InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.router import Router
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
-from tests.platform.test_router_nginx import free_port, request, wait_for
+from tests.platform.test_router_nginx import request
+from tests.polling import wait_for
 
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "rt_echo"
 PROCFILE = {
