@@ -194,15 +194,7 @@ class OsbClient:
     def deprovision(
         self, instance_id: str, service_id: str, plan: Mapping[str, Any], user: str | None = None
     ) -> OperationResult:
-        path = f"/v2/service_instances/{instance_id}"
-        query = {"service_id": service_id, "plan_id": plan["id"]}
-        resp = self._request("DELETE", path, user, params={**query, "accepts_incomplete": "true"})
-        if resp.status_code == 410:
-            return OperationResult("succeeded", "already gone")
-        result = self._finish(resp, path, "deprovisioning", plan, query)
-        if result.state != "succeeded":
-            raise BrokerError(f"deprovisioning failed: {result.description or 'no reason given'}")
-        return result
+        return self._delete(f"/v2/service_instances/{instance_id}", service_id, plan, "deprovisioning", user)
 
     def bind(
         self,
@@ -259,13 +251,19 @@ class OsbClient:
         user: str | None = None,
     ) -> OperationResult:
         path = f"/v2/service_instances/{instance_id}/service_bindings/{binding_id}"
+        return self._delete(path, service_id, plan, "unbinding", user)
+
+    def _delete(
+        self, path: str, service_id: str, plan: Mapping[str, Any], doing: str, user: str | None
+    ) -> OperationResult:
+        """DELETE an instance or binding and wait for the end; 410 counts as done."""
         query = {"service_id": service_id, "plan_id": plan["id"]}
         resp = self._request("DELETE", path, user, params={**query, "accepts_incomplete": "true"})
         if resp.status_code == 410:
             return OperationResult("succeeded", "already gone")
-        result = self._finish(resp, path, "unbinding", plan, query)
+        result = self._finish(resp, path, doing, plan, query)
         if result.state != "succeeded":
-            raise BrokerError(f"unbinding failed: {result.description or 'no reason given'}")
+            raise BrokerError(f"{doing} failed: {result.description or 'no reason given'}")
         return result
 
     # -- answers, polling, orphan mitigation --------------------------------------------------
