@@ -44,7 +44,9 @@ def classify(up_pid: int, data_dir: Path) -> dict[str, float]:
     tree = set(descendants(up_pid))
     for pid in tree:
         line = cmdline(pid)
-        kind = "moorage" if "moorage" in line and "python" in line else "router" if "nginx" in line else "apps"
+        kind = (
+            "moorage" if "moorage" in line and "python" in line else "router" if "nginx" in line else "apps"
+        )
         kinds[kind] += rss_kib(pid)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) not in tree and str(data_dir) in cmdline(int(entry.name)):
@@ -84,7 +86,11 @@ def main() -> None:
         )
         log = (base / "up.log").open("wb")
         up = subprocess.Popen(
-            [sys.executable, "-m", "moorage.cli.main", "up"], env=env, stdout=log, stderr=log, start_new_session=True
+            [sys.executable, "-m", "moorage.cli.main", "up"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + 120

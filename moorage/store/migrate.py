@@ -3,14 +3,25 @@
 Why programmatic: ``moorage up``, the broker and the tests all call :func:`upgrade`
 at start-up, so an operator never runs a separate migration step by hand, and the
 migrations in ``moorage/store/migrations`` are exercised by every test run.
+
+Why a lock: the broker and the controller start side by side against one state
+database, and both upgrade it. Without serialising, both read "no version yet" and
+both create the same tables, and the slower one dies with "table already exists".
+PostgreSQL serialises with an advisory lock taken inside the migration transaction
+(see ``migrations/env.py``); SQLite, whose DDL alembic runs outside a transaction,
+with an exclusive ``flock`` on a file beside the database.
 """
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,5 +34,24 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.migrate-lock`` (no-op for other databases)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if not parsed.drivername.startswith("sqlite") or database in ("", ":memory:"):
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(url: str) -> None:
-    command.upgrade(alembic_config(url), "head")
+    """Upgrade to head; safe to call from several processes at once."""
+    with _sqlite_file_lock(url):
+        command.upgrade(alembic_config(url), "head")

@@ -26,13 +26,20 @@ ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_every_route_needs_basic_auth_before_anything_else(broker: RunningBroker, method: str, path: str) -> None:
+def test_every_route_needs_basic_auth_before_anything_else(
+    broker: RunningBroker, method: str, path: str
+) -> None:
     # No version header either: auth must be checked first (RULES §7 row 3).
     anonymous = httpx.request(method, broker.url + path, json={})
     assert anonymous.status_code == 401
     assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
-    wrong = httpx.request(method, broker.url + path, json={}, auth=("moorage", PASSWORD + "x"),
-                          headers={"X-Broker-API-Version": "2.17"})
+    wrong = httpx.request(
+        method,
+        broker.url + path,
+        json={},
+        auth=("moorage", PASSWORD + "x"),
+        headers={"X-Broker-API-Version": "2.17"},
+    )
     assert wrong.status_code == 401
 
 
@@ -100,10 +107,15 @@ def test_plan_of_another_offering_is_400(make_broker) -> None:
 
 
 def test_malformed_json_and_wrong_content_type_are_400(osb: OsbClient) -> None:
-    bad = osb.http.put(f"/v2/service_instances/{new_id()}", content=b"{not json",
-                       headers={"Content-Type": "application/json"})
+    bad = osb.http.put(
+        f"/v2/service_instances/{new_id()}",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert bad.status_code == 400 and "JSON" in bad.json()["description"]
-    text = osb.http.put(f"/v2/service_instances/{new_id()}", content=b"{}", headers={"Content-Type": "text/plain"})
+    text = osb.http.put(
+        f"/v2/service_instances/{new_id()}", content=b"{}", headers={"Content-Type": "text/plain"}
+    )
     assert text.status_code == 400 and "Content-Type" in text.json()["description"]
     array = osb.http.put(f"/v2/service_instances/{new_id()}", json=[1])
     assert array.status_code == 400
@@ -111,8 +123,13 @@ def test_malformed_json_and_wrong_content_type_are_400(osb: OsbClient) -> None:
 
 def test_oversized_body_is_413(osb: OsbClient) -> None:
     sid, pid = osb.ids("noop", "sync")
-    huge = {"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s",
-            "parameters": {"fail": "x" * (1024 * 1024 + 10)}}
+    huge = {
+        "service_id": sid,
+        "plan_id": pid,
+        "organization_guid": "o",
+        "space_guid": "s",
+        "parameters": {"fail": "x" * (1024 * 1024 + 10)},
+    }
     resp = osb.http.put(f"/v2/service_instances/{new_id()}", json=huge)
     assert resp.status_code == 413
     assert "larger than" in resp.json()["description"]

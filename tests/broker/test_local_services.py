@@ -67,7 +67,9 @@ def _lifecycle_postgres(broker: RunningBroker, asynchronous: bool) -> None:
         resp = osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}")
     body = resp.json()
     creds = body["credentials"]
-    assert {"uri", "username", "password", "host", "hostname", "port", "database", "name", "jdbcUrl"} <= set(creds)
+    assert {"uri", "username", "password", "host", "hostname", "port", "database", "name", "jdbcUrl"} <= set(
+        creds
+    )
     assert body["endpoints"][0]["ports"] == [str(creds["port"])]
     with psycopg.connect(creds["uri"]) as conn:
         conn.execute("CREATE TABLE notes (body citext)")

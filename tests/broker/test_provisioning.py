@@ -69,7 +69,9 @@ def test_async_provision_202_then_poll_until_succeeded(osb: OsbClient) -> None:
 def test_failed_provision_reports_failed_and_can_be_deleted(osb: OsbClient) -> None:
     sid, pid = _noop(osb, "async")
     iid = new_id()
-    resp = osb.provision(iid, sid, pid, {"steps": 1, "step_seconds": 0.05, "fail": "quota exceeded for tests"})
+    resp = osb.provision(
+        iid, sid, pid, {"steps": 1, "step_seconds": 0.05, "fail": "quota exceeded for tests"}
+    )
     assert resp.status_code in (202, 500)
     final = osb.wait(iid)
     assert final.json() == {"state": "failed", "description": "quota exceeded for tests"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 import moorage.store.models  # noqa: F401  (registers the broker tables)
 from moorage.store.base import Base
@@ -15,6 +16,7 @@ except ImportError:  # pragma: no cover
     pass
 
 config = context.config
+MIGRATION_LOCK_KEY = 0x6D6F6F72  # "moor": one key for every Moorage state database
 target_metadata = Base.metadata
 
 
@@ -31,6 +33,10 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Serialise concurrent upgrades (broker and controller start together);
+                # released at commit. The version table is read after the lock.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
     engine.dispose()
 
