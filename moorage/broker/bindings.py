@@ -100,18 +100,17 @@ class Bindings:
                 binding.outputs_enc = binding.credentials_enc = None
                 binding.endpoints = []
                 binding.status = CREATING
-                session.flush()
-                op_id = self.driver.new_operation(
-                    session, BIND, instance_id, binding_id, max_seconds=plan.maximum_polling_duration
+                started = self.driver.new_operation(
+                    session, BIND, instance, binding, max_seconds=plan.maximum_polling_duration
                 )
         except IntegrityError:  # a concurrent PUT with the same id won the race
             with self.db.unit_of_work() as session:
                 binding = session.get(ServiceBinding, binding_id)
                 assert binding is not None
                 return self._existing(session, binding, instance_id, fingerprint, async_allowed)
-        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
+        driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
-            return BindingSpec(BindState.IS_ASYNC, operation=op_id)
+            return BindingSpec(BindState.IS_ASYNC, operation=driven.op_id)
         if driven.state == SUCCEEDED and driven.result is not None:
             endpoints = [e.to_osb() for e in driven.result.endpoints]
             g.extra_json = {"endpoints": endpoints} if endpoints else {}
@@ -174,13 +173,14 @@ class Bindings:
                 raise async_required()
             status_before = binding.status if binding.status != CREATING else FAILED
             binding.status = DELETING
-            session.flush()
-            op_id = self.driver.new_operation(
-                session, UNBIND, instance_id, binding_id, payload={"status_before": status_before}
+            instance = session.get(ServiceInstance, instance_id)
+            assert instance is not None  # bindings are deleted with their instance
+            started = self.driver.new_operation(
+                session, UNBIND, instance, binding, payload={"status_before": status_before}
             )
-        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
+        driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
-            return UnbindSpec(True, op_id)
+            return UnbindSpec(True, driven.op_id)
         if driven.state == SUCCEEDED:
             return UnbindSpec(False)
         raise OsbError(

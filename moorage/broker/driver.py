@@ -19,10 +19,17 @@ from flask import g
 from sqlalchemy.orm import Session
 
 from moorage.broker.compliance import OsbError
-from moorage.ops.engine import OperationEngine
+from moorage.ops.engine import OperationEngine, Prepared
 from moorage.ops.worker import Worker
 from moorage.store.base import utcnow
-from moorage.store.models import IN_PROGRESS, OP_FAILED, SUCCEEDED, Operation
+from moorage.store.models import (
+    IN_PROGRESS,
+    OP_FAILED,
+    SUCCEEDED,
+    Operation,
+    ServiceBinding,
+    ServiceInstance,
+)
 
 
 @dataclass(frozen=True)
@@ -46,38 +53,42 @@ class Driver:
         self,
         session: Session,
         kind: str,
-        instance_id: str,
-        binding_id: str | None = None,
+        instance: ServiceInstance,
+        binding: ServiceBinding | None = None,
         payload: Any = None,
         max_seconds: int | None = None,
-    ) -> str:
-        """Add an operation row already leased to this process, so no worker races us to it."""
-        op_id = uuid.uuid4().hex
-        now = utcnow()
-        session.add(
-            Operation(
-                id=op_id,
-                instance_id=instance_id,
-                binding_id=binding_id,
-                kind=kind,
-                state=IN_PROGRESS,
-                description=f"{kind} requested",
-                payload_enc=self.engine.encryptor.encrypt_json(payload) if payload is not None else None,
-                run_at=now,
-                lease_owner=self.engine.owner,
-                lease_until=now + dt.timedelta(seconds=self.engine.settings.worker.lease_seconds),
-                deadline=now + dt.timedelta(seconds=max_seconds) if max_seconds else None,
-                request_id=g.get("request_identity"),
-            )
-        )
-        return op_id
+    ) -> Prepared:
+        """Add an operation row already leased to this process, so no worker races us to it.
 
-    def drive(self, op_id: str, async_allowed: bool, inline: bool = True) -> Driven:
+        What comes back carries the rows the first step needs, so :meth:`drive` runs it
+        without reading them again.
+        """
+        now = utcnow()
+        op = Operation(
+            id=uuid.uuid4().hex,
+            instance_id=instance.id,
+            binding_id=binding.id if binding is not None else None,
+            kind=kind,
+            state=IN_PROGRESS,
+            description=f"{kind} requested",
+            payload_enc=self.engine.encryptor.encrypt_json(payload) if payload is not None else None,
+            attempts=0,
+            run_at=now,
+            lease_owner=self.engine.owner,
+            lease_until=now + dt.timedelta(seconds=self.engine.settings.worker.lease_seconds),
+            deadline=now + dt.timedelta(seconds=max_seconds) if max_seconds else None,
+            request_id=g.get("request_identity"),
+        )
+        session.add(op)
+        return self.engine.prepared(session, op, instance, binding)
+
+    def drive(self, started: Prepared, async_allowed: bool, inline: bool = True) -> Driven:
         """Run steps now. With ``async_allowed`` one step, then hand over to the worker.
 
         ``inline=False`` (plans marked asynchronous) hands over at once: the answer is
         202 without waiting for even a first backend call.
         """
+        op_id = started.op.id
         if async_allowed and not inline:
             self.engine.release(op_id)
             self._wake()
@@ -85,8 +96,10 @@ class Driver:
             return Driven(op_id, IN_PROGRESS, "queued")
         self.engine.hold(op_id)
         deadline = time.monotonic() + self.sync_budget
+        prepared: Prepared | None = started
         while True:
-            outcome = self.engine.run_step(op_id)
+            outcome = self.engine.run_step(op_id, prepared)
+            prepared = None  # later steps read the operation afresh (checkpoints, retries)
             if outcome.state != IN_PROGRESS:
                 return Driven(op_id, outcome.state, outcome.description, outcome.refused, outcome.result)
             if async_allowed:

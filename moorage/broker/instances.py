@@ -134,16 +134,15 @@ class Instances:
                 instance.dashboard_url = None
                 instance.maintenance_version = plan.maintenance_version
                 instance.status = CREATING
-                session.flush()
-                op_id = self.driver.new_operation(
-                    session, PROVISION, instance_id, max_seconds=plan.maximum_polling_duration
+                started = self.driver.new_operation(
+                    session, PROVISION, instance, max_seconds=plan.maximum_polling_duration
                 )
         except IntegrityError:  # a concurrent PUT with the same id won the race
             with self.db.unit_of_work() as session:
                 instance = session.get(ServiceInstance, instance_id)
                 assert instance is not None
                 return self._existing(session, instance, fingerprint, async_allowed)
-        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
+        driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         return self._provision_answer(instance_id, driven)
 
     def _existing(
@@ -169,9 +168,12 @@ class Instances:
         raise concurrency_error()
 
     def _provision_answer(self, instance_id: str, driven: Driven) -> ProvisionedServiceSpec:
-        with self.db.sessions() as session:
-            instance = session.get(ServiceInstance, instance_id)
-            dashboard = instance.dashboard_url if instance else None
+        if driven.result is not None:  # finished within this request: the provider's answer
+            dashboard = driven.result.dashboard_url
+        else:
+            with self.db.sessions() as session:
+                instance = session.get(ServiceInstance, instance_id)
+                dashboard = instance.dashboard_url if instance else None
         if driven.state == IN_PROGRESS:
             return ProvisionedServiceSpec(ProvisionState.IS_ASYNC, dashboard, driven.op_id)
         if driven.state == SUCCEEDED:
@@ -228,14 +230,14 @@ class Instances:
                 return UpdateServiceSpec(False, dashboard_url=instance.dashboard_url)
             if (current.asynchronous or target.asynchronous) and not async_allowed:
                 raise async_required()
-            op_id = self.driver.new_operation(
-                session, UPDATE, instance_id, payload=payload, max_seconds=target.maximum_polling_duration
+            started = self.driver.new_operation(
+                session, UPDATE, instance, payload=payload, max_seconds=target.maximum_polling_duration
             )
         driven = self.driver.drive(
-            op_id, async_allowed, inline=not (current.asynchronous or target.asynchronous)
+            started, async_allowed, inline=not (current.asynchronous or target.asynchronous)
         )
         if driven.state == IN_PROGRESS:
-            return UpdateServiceSpec(True, operation=op_id)
+            return UpdateServiceSpec(True, operation=driven.op_id)
         if driven.state == SUCCEEDED:
             return UpdateServiceSpec(False)
         raise OsbError(
@@ -276,17 +278,16 @@ class Instances:
                 raise async_required()
             status_before = instance.status if instance.status != CREATING else FAILED
             instance.status = DELETING
-            session.flush()
-            op_id = self.driver.new_operation(
+            started = self.driver.new_operation(
                 session,
                 DEPROVISION,
-                instance_id,
+                instance,
                 payload={"status_before": status_before},
                 max_seconds=plan.maximum_polling_duration,
             )
-        driven = self.driver.drive(op_id, async_allowed, inline=not plan.asynchronous)
+        driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
-            return DeprovisionServiceSpec(True, op_id)
+            return DeprovisionServiceSpec(True, driven.op_id)
         if driven.state == SUCCEEDED:
             return DeprovisionServiceSpec(False)
         raise OsbError(

@@ -64,6 +64,17 @@ def new_owner_id() -> str:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """An operation with the rows its step works on, read (or just written) together."""
+
+    op: Operation
+    instance: ServiceInstance
+    binding: ServiceBinding | None
+    #: A cancelled operation on the same resource is still inside a provider call.
+    waits_for_cancelled: bool = False
+
+
+@dataclass(frozen=True)
 class StepOutcome:
     state: str
     #: Seconds until the next step is due, when still in progress.
@@ -176,15 +187,34 @@ class OperationEngine:
 
     # -- running --------------------------------------------------------------------
 
-    def run_step(self, op_id: str) -> StepOutcome:
+    def prepared(
+        self,
+        session: Session,
+        op: Operation,
+        instance: ServiceInstance,
+        binding: ServiceBinding | None = None,
+    ) -> Prepared:
+        """Capture an operation in the transaction that creates it, for :meth:`run_step`.
+
+        Why: the request that records an operation has just read (or written) the rows
+        its first step needs; handing them over saves the step a read transaction. The
+        session must keep its objects loaded after commit (``expire_on_commit=False``).
+        """
+        waits = False
+        if op.kind in (DEPROVISION, UNBIND):
+            session.flush()
+            waits = self._other_runner_active(session, op)
+        return Prepared(op, instance, binding, waits)
+
+    def run_step(self, op_id: str, prepared: Prepared | None = None) -> StepOutcome:
         """Run one provider call for an operation we hold; the lease is given back with the outcome."""
         try:
-            return self._run_step(op_id)
+            return self._run_step(op_id, prepared)
         finally:
             with self._held_lock:
                 self._held.discard(op_id)
 
-    def _run_step(self, op_id: str) -> StepOutcome:
+    def _load(self, op_id: str) -> Prepared | StepOutcome:
         with self.db.sessions() as session:
             op = session.get(Operation, op_id)
             if op is None or op.state != IN_PROGRESS:
@@ -193,16 +223,24 @@ class OperationEngine:
             binding = session.get(ServiceBinding, op.binding_id) if op.binding_id else None
             if instance is None or (op.binding_id and binding is None):
                 return self._finish(op_id, OP_FAILED, "the resource of this operation no longer exists")
-            if op.deadline and utcnow() > op.deadline:
-                return self._finish(
-                    op_id, OP_FAILED, f"{op.kind} did not finish in time: {op.description or 'no progress'}"
-                )
-            if op.kind in (DEPROVISION, UNBIND) and self._other_runner_active(session, op):
-                return self._reschedule(op_id, 1.0, "waiting for a cancelled operation to stop")
-            try:
-                call, target = self._prepare(op, instance, binding)
-            except Error as exc:
-                return self._finish(op_id, OP_FAILED, str(exc))
+            waits = op.kind in (DEPROVISION, UNBIND) and self._other_runner_active(session, op)
+            return Prepared(op, instance, binding, waits)
+
+    def _run_step(self, op_id: str, prepared: Prepared | None) -> StepOutcome:
+        loaded = prepared or self._load(op_id)
+        if isinstance(loaded, StepOutcome):
+            return loaded
+        op = loaded.op
+        if op.deadline and utcnow() > op.deadline:
+            return self._finish(
+                op_id, OP_FAILED, f"{op.kind} did not finish in time: {op.description or 'no progress'}"
+            )
+        if loaded.waits_for_cancelled:
+            return self._reschedule(op_id, 1.0, "waiting for a cancelled operation to stop")
+        try:
+            call, target = self._prepare(op, loaded.instance, loaded.binding)
+        except Error as exc:
+            return self._finish(op_id, OP_FAILED, str(exc))
         extra = {"operation": op_id, "instance": op.instance_id, "binding": op.binding_id, "kind": op.kind}
         try:
             result = call()
@@ -220,7 +258,7 @@ class OperationEngine:
         except Exception as exc:  # a bug or an untranslated failure: retried, then reported
             log.exception("operation step raised %s", type(exc).__name__, extra=extra)
             return self._retry(op_id, f"internal error ({type(exc).__name__}); see the broker log", extra)
-        return self._succeed(op_id, result)
+        return self._succeed(op, result)
 
     def _other_runner_active(self, session: Session, op: Operation) -> bool:
         """A cancelled operation on the same resource whose runner is still inside a provider call."""
@@ -347,50 +385,76 @@ class OperationEngine:
                 return StepOutcome(IN_PROGRESS, retry_in=delay, description=op.description)
         return self._finish(op_id, OP_FAILED, f"gave up after {attempts} attempts: {message}")
 
-    def _succeed(self, op_id: str, result: Any) -> StepOutcome:
-        with self.db.unit_of_work() as session:
-            op = self._owned(session, op_id)
-            if op is None:
-                return self._not_ours(session, op_id)
-            if op.kind in (PROVISION, UPDATE):
-                instance = session.get(ServiceInstance, op.instance_id)
-                assert instance is not None
-                instance.outputs_enc = self.encryptor.encrypt_json(dict(result.outputs))
-                if result.dashboard_url:
-                    instance.dashboard_url = result.dashboard_url
-                if op.kind == UPDATE:
-                    payload = self.encryptor.decrypt_json(op.payload_enc)
-                    if payload.get("plan_id"):
-                        instance.plan_id = payload["plan_id"]
-                    if "parameters" in payload:
-                        instance.parameters_enc = self.encryptor.encrypt_json(payload["parameters"])
-                    if payload.get("maintenance_version"):
-                        instance.maintenance_version = payload["maintenance_version"]
-                    if payload.get("context"):
-                        instance.context = payload["context"]
-                instance.status = READY
-            elif op.kind == DEPROVISION:
-                instance = session.get(ServiceInstance, op.instance_id)
-                assert instance is not None
-                instance.status = GONE
-                instance.outputs_enc = instance.parameters_enc = None
-            elif op.kind == BIND:
-                binding = session.get(ServiceBinding, op.binding_id)
-                assert binding is not None
-                binding.credentials_enc = self.encryptor.encrypt_json(dict(result.credentials))
-                binding.endpoints = [e.to_osb() for e in result.endpoints]
-                binding.outputs_enc = self.encryptor.encrypt_json(dict(result.outputs))
-                binding.status = READY
-            elif op.kind == UNBIND:
-                binding = session.get(ServiceBinding, op.binding_id)
-                assert binding is not None
-                binding.status = GONE
-                binding.credentials_enc = binding.outputs_enc = binding.parameters_enc = None
-            op.state = SUCCEEDED
-            op.description = f"{op.kind} succeeded"
-            op.finished_at = utcnow()
-            op.lease_owner = op.lease_until = None
-        return StepOutcome(SUCCEEDED, description=f"{op.kind} succeeded", result=result)
+    def _succeed(self, op: Operation, result: Any) -> StepOutcome:
+        """Record success: the operation and its resource, in one transaction.
+
+        Core statements, not the ORM: this runs inside every synchronous request, and a
+        compare-and-set UPDATE (still in progress, still our lease) both checks and
+        writes the operation in one statement; on PostgreSQL it also takes the row lock
+        that a concurrent cancel waits for.
+        """
+        description = f"{op.kind} succeeded"
+        if op.kind in (PROVISION, UPDATE, DEPROVISION):
+            table, key, values = ServiceInstance.__table__, op.instance_id, self._instance_values(op, result)
+        else:
+            table, key, values = ServiceBinding.__table__, op.binding_id, self._binding_values(op, result)
+        operations = Operation.__table__
+        with self.db.engine.begin() as conn:
+            done = conn.execute(
+                operations.update()
+                .where(
+                    operations.c.id == op.id,
+                    operations.c.state == IN_PROGRESS,
+                    operations.c.lease_owner == self.owner,
+                )
+                .values(
+                    state=SUCCEEDED,
+                    description=description,
+                    finished_at=utcnow(),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+            if done.rowcount != 1:  # cancelled or taken over meanwhile: our result is discarded
+                row = conn.execute(
+                    select(operations.c.state, operations.c.description).where(operations.c.id == op.id)
+                ).first()
+                if row is None:
+                    return StepOutcome(OP_FAILED, description="the operation no longer exists")
+                return StepOutcome(row.state, description=row.description or "")
+            conn.execute(table.update().where(table.c.id == key).values(**values))
+        return StepOutcome(SUCCEEDED, description=description, result=result)
+
+    def _instance_values(self, op: Operation, result: Any) -> dict[str, Any]:
+        if op.kind == DEPROVISION:
+            return {"status": GONE, "outputs_enc": None, "parameters_enc": None}
+        values: dict[str, Any] = {
+            "status": READY,
+            "outputs_enc": self.encryptor.encrypt_json(dict(result.outputs)),
+        }
+        if result.dashboard_url:
+            values["dashboard_url"] = result.dashboard_url
+        if op.kind == UPDATE:
+            payload = self.encryptor.decrypt_json(op.payload_enc)
+            if payload.get("plan_id"):
+                values["plan_id"] = payload["plan_id"]
+            if "parameters" in payload:
+                values["parameters_enc"] = self.encryptor.encrypt_json(payload["parameters"])
+            if payload.get("maintenance_version"):
+                values["maintenance_version"] = payload["maintenance_version"]
+            if payload.get("context"):
+                values["context"] = payload["context"]
+        return values
+
+    def _binding_values(self, op: Operation, result: Any) -> dict[str, Any]:
+        if op.kind == UNBIND:
+            return {"status": GONE, "credentials_enc": None, "outputs_enc": None, "parameters_enc": None}
+        return {
+            "status": READY,
+            "credentials_enc": self.encryptor.encrypt_json(dict(result.credentials)),
+            "endpoints": [e.to_osb() for e in result.endpoints],
+            "outputs_enc": self.encryptor.encrypt_json(dict(result.outputs)),
+        }
 
     def _finish(self, op_id: str, state: str, description: str, refused: bool = False) -> StepOutcome:
         """Fail an operation (only failures come here; success goes through _succeed)."""
