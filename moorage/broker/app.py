@@ -15,9 +15,11 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from openbrokerapi import api as obapi
+from werkzeug.wsgi import wrap_file
 
 from moorage.broker import compliance
 from moorage.broker.bindings import Bindings
@@ -93,6 +95,24 @@ def broker_password(data_dir: Path) -> str:
     return password
 
 
+def write_catalog_file(data_dir: Path, digest: str, body: bytes) -> Path:
+    """The serialised catalog as ``catalog-<digest>.json`` in the data dir.
+
+    Named by content and written by rename, so brokers sharing a data dir never read a
+    half-written file; copies of older catalogs are removed.
+    """
+    path = data_dir / f"catalog-{digest}.json"
+    for old in data_dir.glob("catalog-*.json"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".catalog-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, path)
+    return path
+
+
 def create_app(runtime: BrokerRuntime) -> Flask:
     settings = runtime.settings
     app = Flask("moorage.broker")
@@ -103,7 +123,9 @@ def create_app(runtime: BrokerRuntime) -> Flask:
     # would walk and dump the whole catalog on every request), with an ETag so platforms
     # can re-fetch it with If-None-Match. Registered after the checks: auth still comes first.
     catalog_body = json.dumps(runtime.catalog.to_osb(), separators=(",", ":")).encode()
-    catalog_etag = '"' + hashlib.sha256(catalog_body).hexdigest()[:32] + '"'
+    digest = hashlib.sha256(catalog_body).hexdigest()[:32]
+    catalog_etag = f'"{digest}"'
+    catalog_file = write_catalog_file(settings.data_dir, digest, catalog_body)
 
     @app.before_request
     def _cached_catalog() -> Response | None:
@@ -111,7 +133,16 @@ def create_app(runtime: BrokerRuntime) -> Flask:
             return None
         if catalog_etag in request.headers.get("If-None-Match", ""):
             return Response(status=304, headers={"ETag": catalog_etag})
-        return Response(catalog_body, mimetype="application/json", headers={"ETag": catalog_etag})
+        try:  # a file lets gunicorn sendfile() it: no copy through Python
+            body: Any = wrap_file(request.environ, catalog_file.open("rb"))
+        except OSError:  # removed behind our back: the bytes in memory are the same
+            body = [catalog_body]
+        return Response(
+            body,
+            mimetype="application/json",
+            headers={"ETag": catalog_etag, "Content-Length": str(len(catalog_body))},
+            direct_passthrough=True,
+        )
 
     driver = Driver(runtime.engine, runtime.worker, settings.broker.sync_budget_seconds)
     instances = Instances(runtime.catalog, runtime.db, runtime.encryptor, driver)

@@ -185,3 +185,29 @@ def test_catalog_has_an_etag_and_answers_304_when_unchanged(osb: OsbClient) -> N
     assert again.status_code == 304 and again.content == b""
     other = osb.http.get("/v2/catalog", headers={"If-None-Match": '"something-else"'})
     assert other.status_code == 200 and other.json() == first.json()
+
+
+def test_gunicorn_serves_the_whole_catalog_from_its_file_and_without_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The production server sends the pre-serialised catalog with sendfile(); a missing
+    file (another broker on the same data dir replaced it) falls back to memory."""
+    from moorage.catalog.loader import load_catalog
+    from tests.fixtures.broker import BrokerProcess, broker_settings, settings_env
+
+    settings = broker_settings(tmp_path / "state")
+    process = BrokerProcess(settings, settings_env(settings))
+    process.start()
+    osb = OsbClient(process.url)
+    try:
+        expected = load_catalog(settings.catalog_dirs).to_osb()
+        first = osb.http.get("/v2/catalog")
+        assert first.status_code == 200 and first.json() == expected
+        assert int(first.headers["Content-Length"]) == len(first.content)
+        copies = list(settings.data_dir.glob("catalog-*.json"))
+        assert [c.read_bytes() for c in copies] == [first.content]
+        copies[0].unlink()
+        again = osb.http.get("/v2/catalog")
+        assert again.status_code == 200 and again.content == first.content
+        assert again.headers["ETag"] == first.headers["ETag"]
+    finally:
+        osb.close()
+        process.stop()
