@@ -109,6 +109,9 @@ class Release(Base):
     failure: Mapped[str | None] = mapped_column(Text)
     build_id: Mapped[str | None] = mapped_column(ForeignKey("platform_builds.id"))
     config_id: Mapped[int] = mapped_column(ForeignKey("platform_configs.id"))
+    #: The config vars bound services provided in this release (None: made before 0004).
+    #: A rollback drops those whose binding is gone since: their credentials are revoked.
+    service_vars: Mapped[list[str] | None] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -378,3 +378,20 @@ def test_rollback_keeps_the_credentials_of_services_bound_now(ctl: Controller) -
     after = config(alice, "shop")
     assert after["GREETING"] == "old", "the rest of the config is the target's"
     assert after["NOOP_PASSWORD"] == rotated["NOOP_PASSWORD"], "not the credentials the rotation revoked"
+
+
+def test_rollback_past_an_unbind_does_not_bring_back_the_revoked_credentials(ctl: Controller) -> None:
+    alice = ctl.user("alice")
+    alice.post("/v2/apps", json={"id": "shop"})
+    assert create(alice, "cache")[0] == 200
+    assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "old"}}).status_code == 201
+    assert alice.post("/v2/services/cache/bindings", json={"app": "shop"}).status_code == 201
+    bound_at = alice.get("/v2/apps/shop/releases").json()["results"][0]["version"]
+    assert "NOOP_PASSWORD" in config(alice, "shop")
+    assert alice.delete("/v2/services/cache/bindings/shop").status_code == 200
+    assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "new"}}).status_code == 201
+    r = alice.post("/v2/apps/shop/releases/rollback", json={"version": f"v{bound_at}"})
+    assert r.status_code == 201, r.text
+    after = config(alice, "shop")
+    assert after["GREETING"] == "old", "the rest of the config is the target's"
+    assert not [k for k in after if k.startswith("NOOP_") or k == "VCAP_SERVICES"], after

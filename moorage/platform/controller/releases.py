@@ -142,12 +142,16 @@ def record(
             select(Release.version).where(Release.app_id == app.id).order_by(Release.version.desc())
         )
         if config_id is None:
+            keys = set(config_values or {})
             row = ConfigVars(
                 app_id=app.id, values_enc=platform.encryptor.encrypt_json(dict(config_values or {}))
             )
             s.add(row)
             s.flush()
             config_id = row.id
+        else:
+            row = s.get(ConfigVars, config_id)
+            keys = set(platform.encryptor.decrypt_json(row.values_enc if row else None))
         release = Release(
             app_id=app.id,
             version=(latest or 0) + 1,
@@ -155,6 +159,7 @@ def record(
             status=DEPLOYING if build_id else SUCCEEDED,
             build_id=build_id,
             config_id=config_id,
+            service_vars=sorted(keys & set(owned_vars(s, app.id))),
             created_by=who.username,
         )
         s.add(release)
@@ -340,7 +345,7 @@ def rollback(
                         f"v{number} failed to deploy; roll back to a release that worked"
                     )
             build_id, number = target.build_id, target.version
-            values = _with_live_service_vars(platform, s, app, config_of(platform, s, target), live)
+            values = _with_live_service_vars(platform, s, app, target, live)
         summary = f"{who.username} rolled back to v{number}"
         return record(
             platform, who, name, summary, build_id=build_id, config_values=values, progress=progress
@@ -348,15 +353,22 @@ def rollback(
 
 
 def _with_live_service_vars(
-    platform: Platform, session: Session, app: App, target: dict[str, str], live: Release
+    platform: Platform, session: Session, app: App, target: Release, live: Release
 ) -> dict[str, str]:
-    """``target``'s config, but the vars of services bound now keep their current values.
+    """``target``'s config, but service vars come from the services bound now.
 
-    Rolling back code or config must not bring back credentials a rotation revoked, nor
-    drop the vars of a binding that still stands.
+    Rolling back code or config must not bring back credentials a rotation or an unbind
+    revoked, nor drop the vars of a binding that still stands: the vars of services
+    bound now keep their current values, and those a service provided in ``target``
+    whose binding is gone since are left out.
     """
     owned = owned_vars(session, app.id)
+    provided_then = set(target.service_vars or ())
     current_values = config_of(platform, session, live)
-    values = {k: v for k, v in target.items() if k not in owned}
+    values = {
+        k: v
+        for k, v in config_of(platform, session, target).items()
+        if k not in owned and k not in provided_then
+    }
     values.update({k: current_values[k] for k in owned if k in current_values})
     return values
