@@ -9,9 +9,9 @@ status and latest event.
 
 The master password is generated before anything is created and checkpointed: in the
 instance's outputs (encrypted by the engine), or, with ``settings.aws.use_secrets_manager``,
-in a Secrets Manager secret whose ARN alone is kept. It is never handed to apps: each
-binding gets its own LOGIN role, created by connecting as master, in the same scheme as
-the local ``postgres`` offering (:mod:`moorage.providers.pg_roles`: a NOLOGIN group owns
+in a Secrets Manager secret whose ARN alone is kept (see ``aws_rds_master.py``). It is
+never handed to apps: each binding gets its own LOGIN role, created by connecting as
+master, in the same scheme as the local ``postgres`` offering (:mod:`moorage.providers.pg_roles`: a NOLOGIN group owns
 the database, bindings are its members).
 
 ``settings.aws.rds_endpoint_map`` (``host:port=host:port,…``) maps an RDS endpoint to
@@ -25,10 +25,8 @@ Plan ``config``: ``instance_class``, ``allocated_storage``, ``engine_version``,
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import string
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -55,7 +53,8 @@ from moorage.errors import (
     TemporaryError,
 )
 from moorage.providers import aws_iam, pg_roles
-from moorage.providers.postgres import binding_role, credentials, first_line, instance_names, short_hash
+from moorage.providers.aws_rds_master import MasterPasswords, db_identifier, master_username
+from moorage.providers.postgres import binding_role, credentials, first_line, instance_names
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,16 +71,6 @@ FAILED_STATES = frozenset(
         "storage-full",
     }
 )
-PASSWORD_ALPHABET = string.ascii_letters + string.digits
-
-
-def db_identifier(instance_id: str) -> str:
-    """``moorage-<hash>``: a valid, stable DBInstanceIdentifier whatever the instance id."""
-    return f"moorage-{short_hash(instance_id, 20)}"
-
-
-def master_username(instance_id: str) -> str:
-    return f"{instance_names(instance_id)[0]}_master"
 
 
 def parse_endpoint_map(raw: str) -> dict[tuple[str, int], tuple[str, int]]:
@@ -104,6 +93,7 @@ class RdsPostgresProvider(Provider):
         super().__init__(settings)
         self.aws = AwsClients(settings.aws)
         self.endpoint_map = parse_endpoint_map(settings.aws.rds_endpoint_map)
+        self.passwords = MasterPasswords(self.aws, settings.aws.use_secrets_manager)
 
     def close(self) -> None:
         self.aws.close()
@@ -114,7 +104,7 @@ class RdsPostgresProvider(Provider):
         ident = db_identifier(ctx.instance_id)
         outputs = {**ctx.outputs, "db_instance_identifier": ident}
         outputs.setdefault("started_at", time.time())
-        password = self._master_password(ctx, outputs)
+        password = self.passwords.ensure(ctx.instance_id, outputs)
         db = self._describe(ident)
         if db is None:
             self._create(ctx, ident, password)
@@ -234,8 +224,7 @@ class RdsPostgresProvider(Provider):
             db = self._describe(ident)
         if db is not None:
             raise TemporaryError(self._poll(ctx), f"RDS instance {ident} is being deleted")
-        if self.settings.aws.use_secrets_manager:
-            self._delete_secret(ctx.instance_id, keep_days=7 if final else 0)
+        self.passwords.forget(ctx.instance_id, keep_days=7 if final else 0)
 
     # -- bindings --------------------------------------------------------------------------
 
@@ -350,55 +339,6 @@ class RdsPostgresProvider(Provider):
         address = (str(outputs["host"]), int(outputs["port"]))
         return self.endpoint_map.get(address, address)
 
-    # -- the master password ---------------------------------------------------------------
-
-    def _master_password(self, ctx: InstanceContext, outputs: dict[str, Any]) -> str:
-        """Generate once and checkpoint before anything uses it, so a crash never loses it."""
-        if self.settings.aws.use_secrets_manager:
-            return self._secret(ctx.instance_id, outputs)
-        if not outputs.get("master_password"):
-            outputs["master_password"] = _new_password()
-            raise TemporaryError(0, "generated the RDS master password", outputs=outputs)
-        return str(outputs["master_password"])
-
-    def _secret_name(self, instance_id: str) -> str:
-        return f"moorage/rds/{db_identifier(instance_id)}/master"
-
-    def _secret(self, instance_id: str, outputs: dict[str, Any]) -> str:
-        name = self._secret_name(instance_id)
-        value = json.dumps({"username": master_username(instance_id), "password": _new_password()})
-        tags = [{"Key": k, "Value": v} for k, v in aws_iam.instance_tags(instance_id).items()]
-        try:
-            outputs["master_secret_arn"] = self.aws.call(
-                "secretsmanager", "create_secret", Name=name, SecretString=value, Tags=tags
-            )["ARN"]
-        except ConflictError as exc:
-            if aws_code(exc) != "ResourceExistsException":
-                raise
-        found = self.aws.call("secretsmanager", "get_secret_value", SecretId=name)
-        outputs["master_secret_arn"] = found["ARN"]
-        return str(json.loads(found["SecretString"])["password"])
-
-    def _delete_secret(self, instance_id: str, keep_days: int) -> None:
-        params: dict[str, Any] = {"SecretId": self._secret_name(instance_id)}
-        if keep_days:
-            params["RecoveryWindowInDays"] = keep_days
-        else:
-            params["ForceDeleteWithoutRecovery"] = True
-        try:
-            self.aws.call("secretsmanager", "delete_secret", **params)
-        except (NotFoundError, PermanentError) as exc:
-            if isinstance(exc, PermanentError) and aws_code(exc) != "InvalidRequestException":
-                raise  # InvalidRequestException: already scheduled for deletion
-
-    def _stored_password(self, instance: InstanceContext) -> str:
-        if self.settings.aws.use_secrets_manager:
-            found = self.aws.call(
-                "secretsmanager", "get_secret_value", SecretId=self._secret_name(instance.instance_id)
-            )
-            return str(json.loads(found["SecretString"])["password"])
-        return str(instance.outputs["master_password"])
-
     @contextmanager
     def _connect(self, instance: InstanceContext, database: str) -> Iterator[psycopg.Connection]:
         """An autocommit connection as master; psycopg errors become ProviderError here."""
@@ -409,7 +349,7 @@ class RdsPostgresProvider(Provider):
                 port=port,
                 dbname=database,
                 user=master_username(instance.instance_id),
-                password=self._stored_password(instance),
+                password=self.passwords.stored(instance.instance_id, instance.outputs),
                 autocommit=True,
                 connect_timeout=10,
             ) as conn:
@@ -418,7 +358,3 @@ class RdsPostgresProvider(Provider):
             raise ProviderError(
                 f"could not manage roles on RDS instance at {host}:{port}: {first_line(exc)}"
             ) from None
-
-
-def _new_password() -> str:
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(32))
