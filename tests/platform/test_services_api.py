@@ -363,13 +363,19 @@ def test_operations_interrupted_by_a_restart_are_settled(ctl: Controller, noop_b
     assert alice.delete("/v2/services/stuck").status_code == 200
 
 
-def test_rollback_keeps_the_credentials_of_services_bound_now(ctl: Controller) -> None:
+def _shop_with_cache_bound(ctl: Controller) -> tuple[httpx.Client, int]:
+    """Alice's app "shop" with GREETING=old and the service "cache" bound; the release number."""
     alice = ctl.user("alice")
     alice.post("/v2/apps", json={"id": "shop"})
     assert create(alice, "cache")[0] == 200
     assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "old"}}).status_code == 201
     assert alice.post("/v2/services/cache/bindings", json={"app": "shop"}).status_code == 201
     bound_at = alice.get("/v2/apps/shop/releases").json()["results"][0]["version"]
+    return alice, bound_at
+
+
+def test_rollback_keeps_the_credentials_of_services_bound_now(ctl: Controller) -> None:
+    alice, bound_at = _shop_with_cache_bound(ctl)
     assert alice.post("/v2/services/cache/bindings/shop/rotate").status_code == 200
     rotated = config(alice, "shop")
     assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "new"}}).status_code == 201
@@ -381,12 +387,7 @@ def test_rollback_keeps_the_credentials_of_services_bound_now(ctl: Controller) -
 
 
 def test_rollback_past_an_unbind_does_not_bring_back_the_revoked_credentials(ctl: Controller) -> None:
-    alice = ctl.user("alice")
-    alice.post("/v2/apps", json={"id": "shop"})
-    assert create(alice, "cache")[0] == 200
-    assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "old"}}).status_code == 201
-    assert alice.post("/v2/services/cache/bindings", json={"app": "shop"}).status_code == 201
-    bound_at = alice.get("/v2/apps/shop/releases").json()["results"][0]["version"]
+    alice, bound_at = _shop_with_cache_bound(ctl)
     assert "NOOP_PASSWORD" in config(alice, "shop")
     assert alice.delete("/v2/services/cache/bindings/shop").status_code == 200
     assert alice.post("/v2/apps/shop/config", json={"values": {"GREETING": "new"}}).status_code == 201
