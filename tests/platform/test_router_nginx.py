@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -19,21 +18,10 @@ from moorage.embedded.ports import free_port
 from moorage.errors import ConflictError, InvalidParametersError
 from moorage.platform.router import Router
 from moorage.settings import Settings
+from tests.host_requests import request
 from tests.polling import wait_for
 
 ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
-
-
-def request(
-    port: int, host: str, path: str = "/", method: str = "GET", body: bytes | None = None, headers=None
-):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
-        response = conn.getresponse()
-        return response.status, response.read(), dict(response.getheaders())
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from moorage.platform.router import Router
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
-from tests.platform.test_router_nginx import request
+from tests.host_requests import request
 from tests.polling import wait_for
 
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "rt_echo"
