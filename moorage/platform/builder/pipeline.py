@@ -171,7 +171,9 @@ class Builder:
 
     def _step_env(self, work: Path) -> dict[str, str]:
         if self._pythons is None:
-            self._pythons = python_versions.stack_pythons(self.user.uid)
+            self._pythons = python_versions.stack_pythons(
+                self.user.uid, self.settings.platform.share_root_pyenv
+            )
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(work / "home"),

@@ -1,19 +1,21 @@
-"""The Python interpreters of this machine, made reachable to the build and app user.
+"""The Python interpreters of this machine that the build and app user can run.
 
 Why this lives on Moorage's side: the Python buildpack picks an interpreter itself, but
 it runs as an unprivileged user, and pyenv's interpreters are under ``/root/.pyenv``,
 behind ``/root``'s ``0700``. The decision (documented in docs/architecture.md):
 
 * we do **not** copy interpreters (300 MB each) into every slug or a stack folder;
-* we grant *search* permission only (``o+x``, never ``o+r``) on the folders leading to
-  each pyenv version (``/root``, ``/root/.pyenv``, ``/root/.pyenv/versions``), so the
-  unprivileged user can open the interpreter by its full path but cannot list ``/root``.
-  The version trees themselves are world-readable as pyenv installs them.
+* by default we offer only interpreters the unprivileged user can already reach: the
+  system's ``/usr/bin/python3.X`` and ``/usr/local/bin``, and pyenv's when its folders
+  are already searchable. We never change ``/root``'s mode on our own: search permission
+  there would let every app open world-readable files under ``/root`` by name;
+* an operator who wants pyenv's versions for their apps opts in with
+  ``MOORAGE_PLATFORM_SHARE_ROOT_PYENV=true``; then we grant *search* permission only
+  (``o+x``, never ``o+r``) on the folders leading to each pyenv version and log it.
 
 The list is handed to the buildpack as ``STACK_PYTHONS`` (colon-separated
 ``version=path`` entries, worked out once per builder so builds need not ask). Apps
-run the same interpreters (the slug's venv names it in ``pyvenv.cfg``), so this is done
-once per process, before the first build, and stays in effect.
+run the same interpreters (the slug's venv names it in ``pyvenv.cfg``).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def discover(pyenv_root: Path | None = Path("/root/.pyenv")) -> list[Path]:
     return found
 
 
-def make_reachable(interpreters: list[Path], uid: int | None) -> list[Path]:
-    """Grant search permission on the folders above each interpreter; returns those usable.
+def make_reachable(interpreters: list[Path], uid: int | None, grant: bool = False) -> list[Path]:
+    """The interpreters an unprivileged user can run; with ``grant``, make pyenv's runnable.
 
     With ``uid`` None (we are not root) nothing is changed and the list is returned as it is.
     """
@@ -54,7 +56,7 @@ def make_reachable(interpreters: list[Path], uid: int | None) -> list[Path]:
     usable = []
     for exe in interpreters:
         top = _pyenv_version_dir(exe)
-        if top is not None:
+        if top is not None and grant:
             for folder in [*reversed(top.parents), top]:
                 mode = folder.stat().st_mode
                 if not mode & stat.S_IXOTH:
@@ -63,7 +65,11 @@ def make_reachable(interpreters: list[Path], uid: int | None) -> list[Path]:
         if _world_executable(exe):
             usable.append(exe)
         else:
-            log.warning("skipping interpreter %s: not readable by unprivileged users", exe)
+            log.info(
+                "not offering %s to builds: the app user cannot reach it "
+                "(MOORAGE_PLATFORM_SHARE_ROOT_PYENV=true grants search permission on /root)",
+                exe,
+            )
     return usable
 
 
@@ -101,10 +107,12 @@ def version_of(exe: Path) -> str:
     return out if re.fullmatch(r"3\.\d+\.\d+", out) else ""
 
 
-def stack_pythons(uid: int | None, pyenv_root: Path | None = Path("/root/.pyenv")) -> str:
+def stack_pythons(
+    uid: int | None, share_root_pyenv: bool = False, pyenv_root: Path | None = Path("/root/.pyenv")
+) -> str:
     """The ``STACK_PYTHONS`` value for the buildpack: ``version=path`` entries."""
     entries = []
-    for exe in make_reachable(discover(pyenv_root), uid):
+    for exe in make_reachable(discover(pyenv_root), uid, grant=share_root_pyenv):
         version = version_of(exe)
         entries.append(f"{version}={exe}" if version else str(exe))
     return ":".join(entries)
