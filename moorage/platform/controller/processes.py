@@ -36,6 +36,11 @@ def scale(platform: Platform, who: Principal, name: str, counts: Any, progress: 
     with platform.app_lock(name):
         spec, formation = _live_spec(platform, who, name)
         for ptype, count in counts.items():
+            if ptype == releases.RELEASE_TASK:
+                raise InvalidParametersError(
+                    "the release task runs once per release, before deploys; it cannot be scaled "
+                    "(use `moorage run` to run it again)"
+                )
             if ptype not in spec.processes:
                 known = ", ".join(sorted(spec.processes)) or "none"
                 raise InvalidParametersError(
@@ -81,6 +86,8 @@ def restart(platform: Platform, who: Principal, name: str, ptype: str | None, pr
 def run(platform: Platform, who: Principal, name: str, command: Any) -> dict[str, Any]:
     if not isinstance(command, str) or not command.strip():
         raise InvalidParametersError('give the command to run: {"command": "python manage.py migrate"}')
+    if "\x00" in command:
+        raise InvalidParametersError("the command contains a NUL character; send it as plain text")
     spec, _ = _live_spec(platform, who, name)
     result = platform.runtime.run_once(
         spec, command, timeout=platform.settings.platform.build_timeout_seconds

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Shown (not stored) for the live release while its processes crash-loop.
 CRASHED = "crashed"
+#: The Procfile type Heroku runs once per release, before its processes start (migrations).
+RELEASE_TASK = "release"
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_VALUE = 64 * 1024
 
@@ -176,10 +178,12 @@ def record(
             f"moorage[release]: v{version} recorded: {summary} (nothing to deploy until the first build)"
         )
         return _reload(platform, who, name, version)
-    progress(f"moorage[deploy]: deploying v{version} ({summary})")
     try:
+        if RELEASE_TASK in spec.processes:
+            _run_release_task(platform, spec, progress)
+        progress(f"moorage[deploy]: deploying v{version} ({summary})")
         platform.runtime.deploy(spec, formation, progress)
-    except Exception as exc:  # the runtime's failure becomes the release's
+    except Exception as exc:  # the task's or the runtime's failure becomes the release's
         reason = (
             exc.message
             if isinstance(exc, Error)
@@ -198,9 +202,30 @@ def record(
     return _reload(platform, who, name, version)
 
 
+def _run_release_task(platform: Platform, spec: ReleaseSpec, progress: Progress) -> None:
+    """Heroku's release phase: the ``release:`` command, once, before any process starts.
+
+    It runs for every release that has one (a build, a config change, a service binding,
+    a rollback), with that release's code and config, so migrations see the new
+    ``DATABASE_URL`` before the new code serves. A non-zero exit fails the release.
+    """
+    command = spec.processes[RELEASE_TASK]
+    progress(f"moorage[release]: running the release task of v{spec.version}: {command}")
+    result = platform.runtime.run_once(
+        spec, command, timeout=platform.settings.platform.build_timeout_seconds
+    )
+    for line in result.output.splitlines():
+        progress(f"moorage[release]: {line}")
+    if result.exit_code != 0:
+        raise UnprocessableError(
+            f"the release task `{command}` exited with status {result.exit_code}; "
+            "fix it (see its output above) and deploy again"
+        )
+
+
 def _formation_for(formation: Mapping[str, int], processes: Mapping[str, str]) -> dict[str, int]:
     """Keep counts of the types the Procfile still has; start one web on the first deploy."""
-    counts = {t: c for t, c in formation.items() if t in processes}
+    counts = {t: c for t, c in formation.items() if t in processes and t != RELEASE_TASK}
     if not formation and "web" in processes:
         counts["web"] = 1
     return counts
@@ -251,6 +276,10 @@ def change_config(
             raise InvalidParametersError(f"the value of {key} must be a string (or null to unset it)")
         if value is not None and len(value) > MAX_VALUE:
             raise InvalidParametersError(f"the value of {key} is longer than {MAX_VALUE} characters")
+        if value is not None and "\x00" in value:
+            raise InvalidParametersError(
+                f"the value of {key} contains a NUL character, which no process environment can hold"
+            )
     with platform.app_lock(name):
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)

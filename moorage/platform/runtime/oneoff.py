@@ -39,6 +39,8 @@ def run(
         )
     except OSError as exc:
         raise UnprocessableError(f"cannot run {argv[-1]!r}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL byte in the command or the environment
+        raise UnprocessableError(f"cannot run {argv[-1]!r}: {exc}") from None
     try:
         output, timed_out = _read_capped(process, timeout, limit)
         if timed_out:

@@ -177,7 +177,7 @@ class ManagedProcess:
                 close_fds=True,
                 **self.launch.user.popen_kwargs(),  # type: ignore[arg-type]
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the command or env
             self.write_log(f"moorage[{self.name}]", f"Cannot start: {exc}")
             self.tail.append(f"cannot start: {exc}")
             return 127
