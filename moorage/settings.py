@@ -11,6 +11,7 @@ that works on one machine with nothing configured (the embedded default).
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -182,8 +183,14 @@ class Settings:
             values[gname] = gcls(**gvalues)
         unknown = sorted(set(env) - known - _IGNORED)
         if unknown:
+            hints = [
+                f"{name} (did you mean {close[0]}?)"
+                if (close := difflib.get_close_matches(name, known, 1))
+                else name
+                for name in unknown
+            ]
             raise ConfigurationError(
-                f"unknown setting(s) {', '.join(unknown)}; see docs/architecture.md for the list of MOORAGE_* variables"
+                f"unknown setting(s) {', '.join(hints)}; docs/settings.md lists every MOORAGE_* variable"
             )
         return cls(**values)
 

@@ -59,7 +59,12 @@ class Client:
         self.token = token
         headers = {"Authorization": f"token {token}"} if token else {}
         headers["User-Agent"] = "moorage-cli"
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        try:
+            self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        except httpx.InvalidURL as exc:
+            raise CliError(
+                f"invalid controller URL {url!r} ({exc}); give one like http://127.0.0.1:5000"
+            ) from None
 
     @classmethod
     def from_profile(cls, url: str | None = None, require_token: bool = True) -> Client:

@@ -132,3 +132,20 @@ def test_errors_have_one_json_shape(controller):
     r = controller.client().get("/v2/no/such/route")
     assert r.status_code in (401, 404)
     assert set(r.json()) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize(
+    "raw,fragment",
+    [
+        (b"{not json", "must be a JSON object"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"username": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+    ],
+    ids=["malformed", "array", "deeply-nested"],
+)
+def test_malformed_bodies_are_400_and_register_no_one(controller, raw, fragment):
+    client = controller.client()
+    r = client.post("/v2/auth/register", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and fragment in r.json()["message"], r.text
+    first = client.post("/v2/auth/register", json={"username": "dana", "password": "correct-horse"})
+    assert first.json()["is_admin"] is True, "no one was registered before"

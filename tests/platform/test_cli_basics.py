@@ -118,3 +118,10 @@ def test_sharing_domains_and_destroy(cli, controller):
     assert "Destroyed shop" in cli.ok("apps:destroy", input="shop\n")
     assert not (cli.cwd / ".moorage").exists()
     assert json.loads(cli.ok("apps", "--json")) == []
+
+
+def test_a_malformed_controller_url_is_a_readable_error(cli):
+    result = cli("login", "http://[::1", "--username", "alice", "--password", "correct-horse")
+    assert result.exit_code == 1 and "invalid controller URL 'http://[::1'" in result.output
+    result = cli("apps", env={"MOORAGE_URL": "http://[::1", "MOORAGE_TOKEN": "x"})
+    assert result.exit_code == 1 and "invalid controller URL" in result.output

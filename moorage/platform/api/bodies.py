@@ -12,7 +12,12 @@ from moorage.errors import InvalidParametersError
 def json_object(optional: bool = False) -> dict[str, Any]:
     if optional and not request.get_data(cache=True):
         return {}
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json's recursion limit: hundreds of nested [ or {
+        raise InvalidParametersError(
+            "the request body is nested too deeply; send a flat JSON object"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidParametersError(
             "the request body must be a JSON object (Content-Type: application/json)"

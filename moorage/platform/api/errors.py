@@ -58,7 +58,7 @@ def init_app(app: Flask) -> None:
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         status = exc.code or 500
         messages = {
-            404: "no such API route; see the controller API reference in docs/",
+            404: "no such API route; docs/api.md lists them all",
             405: "this route does not accept that method",
             413: f"the request body is larger than {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB",
         }
