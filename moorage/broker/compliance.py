@@ -30,6 +30,9 @@ MIN_VERSION = (2, 13)
 #: Path segments we accept as ids: RFC 3986 unreserved characters.
 ID = re.compile(r"^[A-Za-z0-9._~-]{1,255}$")
 JSON_METHODS = {"PUT", "PATCH"}
+#: Nesting levels of objects/arrays a request body may have (the body object is level 1).
+#: Deeper documents are no real parameters, and past ~1,000 levels json.loads fails.
+MAX_DEPTH = 64
 
 
 class OsbError(Exception):
@@ -169,13 +172,48 @@ def _check_ids() -> None:
             )
 
 
+def parse_body(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity (not JSON, and they would be stored and later sent
+    back as invalid JSON) and at most :data:`MAX_DEPTH` levels of nesting."""
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:  # far deeper than MAX_DEPTH: the C parser gave up first
+        raise _too_deep() from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+    if _depth_exceeds(body, MAX_DEPTH):
+        raise _too_deep()
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise bad_request(f"request body contains {name}: NaN/Infinity are not JSON; send a number")
+
+
+def _too_deep() -> OsbError:
+    return bad_request(
+        f"the request body is nested too deeply (at most {MAX_DEPTH} levels); send a flatter JSON document"
+    )
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects/arrays nest more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _check_body(catalog: Catalog) -> None:
     if not request.is_json:
         raise bad_request("Content-Type must be application/json")
-    try:
-        body = json.loads(request.get_data(cache=True) or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"request body is not valid JSON: {exc}") from None
+    body = parse_body(request.get_data(cache=True) or b"")
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     g.body = body

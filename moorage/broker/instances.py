@@ -1,7 +1,7 @@
 """Service instances over OSB: provision, update, deprovision, fetch, last_operation.
 
 Why the status table below is spelled out: OSB gives re-sent and concurrent requests
-precise answers (RULES.md §2.6), and platforms rely on them for retries and orphan
+precise answers (RULES.md §2.5, §2.6), and platforms rely on them for retries and orphan
 mitigation. Each method reads the row and its active operation in one transaction and
 answers from this table; only then does it start work.
 
@@ -13,6 +13,7 @@ DELETE, no row / gone   410
 DELETE while creating   the provision is cancelled, deprovision starts (halts creation)
 DELETE with bindings    400: unbind first
 PATCH while busy        422 ConcurrencyError
+PATCH re-sent, running  202 (same operation) with accepts_incomplete; without it 422
 GET while creating      404; while updating 422 ConcurrencyError
 ======================  ==========================================================
 """
@@ -59,6 +60,9 @@ from moorage.store.models import (
     ServiceBinding,
     ServiceInstance,
 )
+
+#: Key of the update request's fingerprint in an UPDATE operation's (encrypted) payload.
+REQUEST_DIGEST = "request_digest"
 
 STATES = {
     IN_PROGRESS: OperationState.IN_PROGRESS,
@@ -184,6 +188,7 @@ class Instances:
 
     def update(self, instance_id: str, async_allowed: bool) -> UpdateServiceSpec:
         body = g.body
+        digest = self.update_digest(body)
         with self.db.unit_of_work() as session:
             # Row-locked on PostgreSQL: concurrent mutations of one instance queue here and the
             # second sees the first's operation (422 ConcurrencyError), as BEGIN IMMEDIATE does on SQLite.
@@ -194,7 +199,11 @@ class Instances:
                 raise bad_request(
                     f"instance {instance_id} belongs to another service than {body['service_id']}"
                 )
-            if active_operation(session, instance_id) is not None or instance.status in (CREATING, DELETING):
+            op = active_operation(session, instance_id)
+            if op is not None and op.kind == UPDATE and async_allowed and self._same_update(op, digest):
+                retry_after_for(op)  # a re-send of the running update: its 202 again (RULES §2.5)
+                return UpdateServiceSpec(True, operation=op.id)
+            if op is not None or instance.status in (CREATING, DELETING):
                 raise concurrency_error()
             if instance.status == FAILED:
                 raise OsbError(
@@ -230,6 +239,7 @@ class Instances:
                 return UpdateServiceSpec(False, dashboard_url=instance.dashboard_url)
             if (current.asynchronous or target.asynchronous) and not async_allowed:
                 raise async_required()
+            payload[REQUEST_DIGEST] = digest
             started = self.driver.new_operation(
                 session, UPDATE, instance, payload=payload, max_seconds=target.maximum_polling_duration
             )
@@ -246,6 +256,22 @@ class Instances:
             instance_usable=True,
             update_repeatable=True,
         )
+
+    def update_digest(self, body: dict[str, Any]) -> str:
+        """A keyed fingerprint of what a PATCH asks for, to recognise it when re-sent.
+
+        ``previous_values`` is left out: it describes the instance, not the change.
+        """
+        return self.encryptor.fingerprint(
+            [
+                body.get(name)
+                for name in ("service_id", "plan_id", "parameters", "maintenance_info", "context")
+            ]
+        )
+
+    def _same_update(self, op: Operation, digest: str) -> bool:
+        payload = self.encryptor.decrypt_json(op.payload_enc)
+        return isinstance(payload, dict) and payload.get(REQUEST_DIGEST) == digest
 
     # -- deprovision -------------------------------------------------------------
 
