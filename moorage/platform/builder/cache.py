@@ -5,8 +5,10 @@ Why move instead of mount: a build sees only its own folders, so the cache is mo
 build's private work folder before the build, and moved back afterwards, whatever the
 outcome (buildpacks write their cache keys last, so a half-written cache is noticed
 and rebuilt). ``<data_dir>/build-cache`` itself is ``0700``: no build, and no app, can
-reach another app's cache. Two builds of one app at the same time are safe: the second
-simply finds no cache.
+reach another app's cache. The builder gives a checked-out cache to the app's build user
+(its own uid when Moorage is root; files a cache kept from before, when all builds shared
+one user, are given over too) and makes it ``0700``. Two builds of one app at the same
+time are safe: the second simply finds no cache.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ class BuildCaches:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, app: str) -> Path:
+    @staticmethod
+    def check_name(app: str) -> None:
+        """Raise ``InvalidParametersError`` unless ``app`` is a valid app name."""
         if not _APP_NAME.fullmatch(app):
             raise InvalidParametersError(
                 f"app name {app!r} is not valid (lower-case letters, digits and '-')"
             )
+
+    def _path(self, app: str) -> Path:
+        self.check_name(app)
         return self.root / app
 
     def check_out(self, app: str, dest: Path) -> bool:

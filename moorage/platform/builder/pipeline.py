@@ -8,10 +8,10 @@ slug reference, size and buildpacks.
 
 The steps (deis slugbuilder and herokuish, §3.2/§3.7 of the PaaS anchors):
 
-1. a private work folder ``/tmp/moorage-build-XXXX`` (``0711``, root's) holding
-   ``build/`` (a copy of the source without ``.git``), ``cache/`` (the app's cache,
-   moved in), ``env/`` (one file per config var, ``0600``), ``home/`` and ``tmp/``;
-   everything but the buildpacks is owned by the build user;
+1. a private work folder ``/tmp/moorage-build-XXXX`` holding ``build/`` (a copy of the
+   source without ``.git``), ``cache/`` (the app's cache, moved in), ``env/`` (one file
+   per config var, ``0600``), ``home/`` and ``tmp/``; those five are the build user's
+   (``0700``), everything else root's;
 2. ``.slugignore`` applied; buildpacks chosen, fetched and run (detect, compile,
    release) as the build user with limits and a deadline for the whole build;
 3. ``.release`` and, without a Procfile, a Procfile from ``default_process_types``
@@ -19,11 +19,19 @@ The steps (deis slugbuilder and herokuish, §3.2/§3.7 of the PaaS anchors):
    ``.profile.d/000-release-config.sh`` as defaults the app's config overrides;
 4. the slug is packed, checked against the size limit and put in the store; the cache
    goes back; the work folder is removed.
+
+Who the build user is: as root, the app's own uid, the one the local runtime gives the
+app's processes (:class:`~moorage.platform.runtime.limits.AppUids`), so builds of two
+apps running at once cannot read each other's config (``env/``) or change each other's
+build or cache. The work folder stays root's (a folder the build user owns could hold a
+symlink planted for the root controller to follow) with the app's group and mode
+``0710``: only that build may even enter it. Not as root, builds run as ourselves.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -48,6 +56,7 @@ from moorage.platform.builder.buildpacks import (
 )
 from moorage.platform.builder.cache import BuildCaches
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress
+from moorage.platform.runtime.limits import AppUids, app_user
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,7 +106,9 @@ class Builder:
         self.work_root = work_root or Path(tempfile.gettempdir())
         self.store = store or slugs.store_from_settings(settings)
         self.caches = BuildCaches(settings.data_dir / "build-cache")
+        #: Ourselves when not root; as root only the fallback, each build runs as its app's uid.
         self.user = BuildUser.resolve(settings.platform.run_as_user)
+        self.uids = AppUids(settings.data_dir, app_user(settings.platform))
         self._pythons: str | None = None
 
     # The controller's build step.
@@ -116,11 +127,15 @@ class Builder:
             raise InvalidParametersError(f"config var names must be letters, digits and _: {', '.join(bad)}")
         if not source_dir.is_dir():
             raise InvalidParametersError(f"the source {source_dir} is not a folder")
+        self.caches.check_name(app)
+        user = self.user_for(app)
         work = Path(tempfile.mkdtemp(prefix="moorage-build-", dir=self.work_root))
         cache_dir = work / "cache"
         checked_out = False
         try:
-            work.chmod(0o711)
+            if user.gid is not None:
+                os.chown(work, -1, user.gid)
+                work.chmod(0o710)
             build_dir, env_dir = work / "build", work / "env"
             shutil.copytree(source_dir, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
             removed = slugs.apply_slugignore(build_dir)
@@ -136,8 +151,9 @@ class Builder:
             (work / "home" / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
             checked_out = self.caches.check_out(app, cache_dir)
             for path in (build_dir, env_dir, cache_dir, work / "home", work / "tmp"):
-                self.user.give_tree(path)
-            step = runner.Step(self.user, self._step_env(work), self.limits, deadline, progress)
+                user.give_tree(path)
+                path.chmod(0o700)  # root-made or moved in: never a symlink
+            step = runner.Step(user, self._step_env(work), self.limits, deadline, progress)
             packs = self._choose(config, build_dir, work, step)
             releases = []
             for bp, name in packs:
@@ -169,8 +185,15 @@ class Builder:
                 log.warning("the build cache of %s was lost", app, extra={"app": app})
             shutil.rmtree(work, ignore_errors=True)
 
+    def user_for(self, app: str) -> BuildUser:
+        """Who the build steps of ``app`` run as: its own uid as root, else ourselves."""
+        if self.user.uid is None:
+            return self.user
+        return BuildUser.for_app(app, self.uids.user(app).uid)
+
     def _step_env(self, work: Path) -> dict[str, str]:
         if self._pythons is None:
+            # Only "others" permissions decide what is reachable, the same for every app uid.
             self._pythons = python_versions.stack_pythons(
                 self.user.uid, self.settings.platform.share_root_pyenv
             )
@@ -188,7 +211,7 @@ class Builder:
     def _choose(
         self, config: dict[str, str], build_dir: Path, work: Path, step: runner.Step
     ) -> list[tuple[Buildpack, str]]:
-        fetcher = BuildpackFetcher(self.builtin_dir, work, self.user, self.limits, step.env)
+        fetcher = BuildpackFetcher(self.builtin_dir, work, step.user, self.limits, step.env)
         specs = requested(config, build_dir)
         if specs is not None:
             chosen = []

@@ -5,7 +5,8 @@ buildpack) is an untrusted program. They all need the same treatment, and gettin
 right once matters more than getting it short:
 
 * when Moorage runs as root, the child runs as an unprivileged user (``setuid`` in the
-  child, never a shell ``su``), with no supplementary groups;
+  child, never a shell ``su``), with no supplementary groups: the app's own uid
+  (:meth:`BuildUser.for_app`), so one app's build cannot read or change another's;
 * resource limits (open files, processes, file size, core dumps, address space);
 * a new session, so the whole process group can be killed at the deadline, including
   grandchildren such as ``pip`` or ``npm`` that the step started;
@@ -76,6 +77,11 @@ class BuildUser:
         if entry.pw_uid == 0:
             raise ConfigurationError(f"build user {name!r} is root; builds must run as an unprivileged user")
         return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    @classmethod
+    def for_app(cls, app: str, uid: int) -> BuildUser:
+        """The app's own identity (uid = gid, no home), as its processes get from the runtime."""
+        return cls(f"app-{app}", uid, uid, "/nonexistent")
 
     def give(self, path: Path) -> None:
         """Make ``path`` (not recursive) owned by this user."""

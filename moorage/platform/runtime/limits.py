@@ -16,12 +16,15 @@ to the child and what it starts.
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import json
 import os
 import pwd
 import stat
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +55,24 @@ class AppUids:
     """Per-app uids, kept in ``<data_dir>/run/app-uids.json`` so an app keeps its uid.
 
     Uids come from ``FIRST_UID`` up, skipping any that ``/etc/passwd`` knows. The file is
-    Moorage's alone (0600); a uid is never reused for another app name.
+    Moorage's alone (0600); a uid is never reused for another app name. The runtime and
+    the builder each hold an instance, and several Moorage processes may share a data
+    dir, so load-assign-save happens under an exclusive ``flock`` on ``app-uids.lock``
+    beside the table (a lock per open file, so it also orders instances of one process).
     """
 
     FIRST_UID = 40000
 
     def __init__(self, data_dir: Path, fallback: AppUser) -> None:
         self.path = data_dir / "run" / "app-uids.json"
+        self.lock_path = self.path.with_suffix(".lock")
         self.fallback = fallback
         self._lock = threading.Lock()
 
     def user(self, app: str) -> AppUser:
         if not self.fallback.drop:
             return self.fallback
-        with self._lock:
+        with self._lock, self._exclusive():
             table = self._load()
             uid = table.get(app)
             if uid is None:
@@ -76,6 +83,16 @@ class AppUids:
                 self._save(table)
         return AppUser(f"app-{app}", uid, uid, str(uid), drop=True)
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _load(self) -> dict[str, int]:
         try:
             return {str(k): int(v) for k, v in json.loads(self.path.read_text()).items()}
@@ -83,9 +100,8 @@ class AppUids:
             return {}
 
     def _save(self, table: dict[str, int]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(table, fh, sort_keys=True)
         os.replace(tmp, self.path)
