@@ -1,4 +1,4 @@
-"""Slugs in S3-compatible storage: upload, download and delete one object by key.
+"""Slugs in S3-compatible storage: upload, download and delete by key or key prefix.
 
 Why a separate small module: the builder's slug store must not import boto3 (only
 ``moorage.clients`` does). It reuses :class:`~moorage.clients.aws.AwsClients` for the
@@ -42,3 +42,28 @@ class SlugBucket:
 
     def delete(self, key: str) -> None:
         self._clients.call("s3", "delete_object", Bucket=self.bucket, Key=key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix``; returns how many."""
+        keys = [
+            obj["Key"]
+            for obj in self._clients.pages(
+                "s3", "list_objects_v2", "Contents", Bucket=self.bucket, Prefix=prefix
+            )
+        ]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = keys[start : start + 1000]
+            answer = self._clients.call(
+                "s3",
+                "delete_objects",
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+            )
+            errors = answer.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise ProviderError(
+                    f"deleting {len(errors)} slug(s) under s3://{self.bucket}/{prefix} failed, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
+        return len(keys)

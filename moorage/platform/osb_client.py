@@ -10,7 +10,8 @@ so nothing above has to remember them:
 - polling ``last_operation`` while honouring ``Retry-After`` and giving up after the plan's
   ``maximum_polling_duration`` (or our own limit), the operation then counting as failed;
 - orphan mitigation: after a 5xx, a timeout or a failed async provision/bind, DELETE the
-  resource (retried) so nothing is left behind at the broker;
+  resource (retried) so nothing is left behind at the broker; an accepted DELETE is
+  polled within the same plan's limit only (the broker finishes it on its own);
 - the catalog fetched with ``If-None-Match`` when the broker gave an ETag.
 """
 
@@ -158,11 +159,11 @@ class OsbClient:
         try:
             resp = self._request("PUT", path, user, json=body, params={"accepts_incomplete": "true"})
         except BrokerError:
-            self._mitigate(path, query)
+            self._mitigate(path, query, plan)
             raise
         result = self._finish(resp, path, "provisioning", plan, query)
         if result.state != "succeeded":
-            self._mitigate(path, query)
+            self._mitigate(path, query, plan)
             raise BrokerError(f"provisioning failed: {result.description or 'no reason given'}")
         return result
 
@@ -220,25 +221,25 @@ class OsbClient:
         try:
             resp = self._request("PUT", path, user, json=body, params={"accepts_incomplete": "true"})
         except BrokerError:
-            self._mitigate(path, query)
+            self._mitigate(path, query, plan)
             raise
         try:
             result = self._finish(resp, path, "binding", plan, query)
         except BrokerError:
             if resp.status_code >= 500 or resp.status_code in (200, 201, 202):
-                self._mitigate(path, query)
+                self._mitigate(path, query, plan)
             raise
         if result.state != "succeeded":
-            self._mitigate(path, query)
+            self._mitigate(path, query, plan)
             raise BrokerError(f"binding failed: {result.description or 'no reason given'}")
         if resp.status_code == 202 or "credentials" not in result.body:
             fetched = self._request("GET", path, user)
             result.body = self._json(fetched, "fetching the binding")
             if fetched.status_code != 200:
-                self._mitigate(path, query)
+                self._mitigate(path, query, plan)
                 raise BrokerError(f"the new binding could not be fetched: {_describe(fetched, result.body)}")
         if not isinstance(result.body.get("credentials"), dict):
-            self._mitigate(path, query)
+            self._mitigate(path, query, plan)
             raise BrokerError("the broker returned a binding without credentials")
         return result
 
@@ -316,17 +317,27 @@ class OsbClient:
             remaining = max(deadline - time.monotonic(), 0.0)
             self._sleep(min(max(self.min_poll_interval, _retry_after(resp)), remaining))
 
-    def _mitigate(self, path: str, query: Mapping[str, str]) -> None:
-        """Orphan mitigation: DELETE what may exist at the broker, retried, never raising."""
+    def _mitigate(self, path: str, query: Mapping[str, str], plan: Mapping[str, Any]) -> None:
+        """Orphan mitigation: DELETE what may exist at the broker, retried, never raising.
+
+        An accepted (202) DELETE is polled only within the same plan's polling limit: the
+        broker finishes it on its own, and the caller is waiting to record the failure.
+        """
         for attempt in range(self.orphan_attempts):
             try:
                 resp = self._request("DELETE", path, params={**query, "accepts_incomplete": "true"})
                 if resp.status_code in (200, 410):
                     return
                 if resp.status_code == 202:
-                    self._poll(
-                        path, self._json(resp, "cleaning up").get("operation"), "cleaning up", {}, query
-                    )
+                    operation = self._json(resp, "cleaning up").get("operation")
+                    result = self._poll(path, operation, "cleaning up", plan, query)
+                    if result.state != "succeeded":
+                        log.warning(
+                            "orphan clean-up of %s%s accepted but not finished: %s",
+                            self.url,
+                            path,
+                            result.description or "no reason given",
+                        )
                     return
             except Error as exc:
                 log.warning("orphan mitigation attempt %d failed: %s", attempt + 1, exc)

@@ -5,7 +5,9 @@ directory for every release (deis slugbuilder's format: the *contents* of the bu
 directory as ``./…`` paths, without ``.git``). The store is a directory by default
 (``<data_dir>/slugs/<app>/<id>.tgz``) and S3-compatible storage when
 ``settings.platform.slug_store_url`` is ``s3://bucket/prefix`` (through
-``moorage.clients.s3_slugs``, the only place boto3 is imported).
+``moorage.clients.s3_slugs``, the only place boto3 is imported). When an app is
+destroyed, :func:`forget_app` removes its slugs from the store: each recorded reference,
+then whatever is left under the app's folder or key prefix.
 
 ``.slugignore`` uses Heroku's rules: one pattern per line, ``#`` comments; a pattern
 with a ``/`` is anchored at the app's root, one without matches a name at any depth;
@@ -15,6 +17,7 @@ matches are removed before the buildpacks run.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import shutil
 import subprocess
@@ -22,9 +25,11 @@ import tarfile
 from pathlib import Path
 from typing import Protocol
 
-from moorage.errors import ConfigurationError, NotFoundError
+from moorage.errors import ConfigurationError, Error, NotFoundError
 from moorage.platform.builder.processes import BuildFailed
 from moorage.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: gzip -1 packs a typical slug (a venv) ~2.5x faster than the default -6 for ~14% more bytes;
 #: slugs are packed on every build, so build time wins.
@@ -119,7 +124,14 @@ class SlugStore(Protocol):
     def fetch(self, ref: str, dest: Path) -> Path:
         """Copy the slug named by ``ref`` to ``dest``."""
 
-    def delete(self, ref: str) -> None: ...
+    def delete(self, ref: str) -> None:
+        """Remove the slug named by ``ref`` (gone already counts as removed).
+
+        NotFoundError when ``ref`` is not a slug of this store.
+        """
+
+    def delete_app(self, app: str) -> int:
+        """Remove every slug kept for ``app``; returns how many were removed."""
 
 
 class DirectorySlugStore:
@@ -143,7 +155,18 @@ class DirectorySlugStore:
         return dest
 
     def delete(self, ref: str) -> None:
-        Path(ref).unlink(missing_ok=True)
+        path = Path(ref)
+        if not path.resolve().is_relative_to(self.root.resolve()) or path.is_dir():
+            raise NotFoundError(f"{ref} is not a slug in {self.root}")
+        path.unlink(missing_ok=True)
+
+    def delete_app(self, app: str) -> int:
+        folder = self.root / app
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for path in folder.iterdir() if path.suffix == ".tgz")
+        shutil.rmtree(folder)
+        return count
 
 
 class S3SlugStore:
@@ -174,6 +197,10 @@ class S3SlugStore:
     def delete(self, ref: str) -> None:
         self._s3.delete(self._key(ref))
 
+    def delete_app(self, app: str) -> int:
+        # The trailing slash keeps ``shop`` from matching the slugs of ``shop-2``.
+        return self._s3.delete_prefix("/".join(filter(None, [self.prefix, app])) + "/")
+
 
 def store_from_settings(settings: Settings) -> SlugStore:
     url = settings.platform.slug_store_url
@@ -184,3 +211,27 @@ def store_from_settings(settings: Settings) -> SlugStore:
     raise ConfigurationError(
         f"MOORAGE_PLATFORM_SLUG_STORE_URL={url!r}: use s3://bucket/prefix or leave it empty"
     )
+
+
+def forget_app(store: SlugStore, app: str, refs: list[str]) -> list[str]:
+    """Delete the slugs of a destroyed app: each of ``refs``, then the rest of its folder.
+
+    Never raises: a slug that cannot be deleted must not stop the destroy. Returns what
+    went wrong (one line each, also logged); references the store does not hold (the
+    source trees of Procfile-only builds, slugs of another store) are skipped.
+    """
+    problems: list[str] = []
+    for ref in refs:
+        try:
+            store.delete(ref)
+        except NotFoundError:
+            continue  # not in this store
+        except (Error, OSError) as exc:
+            problems.append(f"slug {ref}: {exc}")
+    try:
+        store.delete_app(app)
+    except (Error, OSError) as exc:
+        problems.append(f"slugs of {app}: {exc}")
+    for problem in problems:
+        log.warning("could not delete a slug of a destroyed app: %s", problem, extra={"app": app})
+    return problems

@@ -17,9 +17,15 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from moorage.errors import ConflictError, InvalidParametersError, NotFoundError, PermissionDeniedError
+from moorage.errors import (
+    ConflictError,
+    Error,
+    InvalidParametersError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from moorage.platform.controller.context import Platform, Principal
-from moorage.store.apps import App, ConfigVars, Domain, Formation, Perm, Release, User
+from moorage.store.apps import App, Build, ConfigVars, Domain, Formation, Perm, Release, User
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +159,27 @@ def destroy(platform: Platform, who: Principal, name: str) -> None:
         platform.runtime.destroy(name)  # also removes its routes, custom domains included
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
+            refs = list(s.scalars(select(Build.artifact).where(Build.app_id == app.id)))
             s.delete(app)
+        _forget_slugs(platform, name, refs)
         shutil.rmtree(platform.slugs_dir / name, ignore_errors=True)
         # Its git repository and build cache too: a new app of that name starts clean.
         data_dir = platform.settings.data_dir
         shutil.rmtree(data_dir / "git" / f"{name}.git", ignore_errors=True)
         shutil.rmtree(data_dir / "build-cache" / name, ignore_errors=True)
     log.info("app destroyed", extra={"app": name, "user": who.username})
+
+
+def _forget_slugs(platform: Platform, name: str, refs: list[str]) -> None:
+    """Delete the app's slugs from the slug store (S3 too); failures are logged, not raised."""
+    from moorage.platform.builder import slugs  # the builder is loaded only when needed
+
+    try:
+        store = slugs.store_from_settings(platform.settings)
+    except Error as exc:
+        log.warning("the slugs of %s were not deleted: %s", name, exc.message, extra={"app": name})
+        return
+    slugs.forget_app(store, name, refs)
 
 
 def _owner_or_admin(session: Session, who: Principal, name: str) -> App:

@@ -188,7 +188,7 @@ def bind(
                 raise UnprocessableError(
                     f"{name} is {inst.state} ({inst.description}); only a ready service can be bound"
                 )
-            _, offering, plan = services.offering_of(s, inst)
+            broker, offering, plan = services.offering_of(s, inst)
             if not plan.get("bindable", offering.get("bindable", False)):
                 raise UnprocessableError(f"{inst.offering_name} {inst.plan_name} is not bindable")
             if s.scalar(
@@ -200,7 +200,7 @@ def bind(
                     f"{name} is already bound to {app}; `moorage services:rotate {name} -a {app}` "
                     "renews its credentials"
                 )
-            rule = rule_for(offering)
+            rule = rule_for(offering, broker.name, own=broker.builtin)
             prefix = prefix_wanted or rule.prefix
             names = var_names(rule, prefix)
             owned = owned_vars(s, app_row.id)
@@ -328,7 +328,8 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
                 raise UnprocessableError(
                     f"the binding of {name} to {app} is {old.state}; unbind it and bind again"
                 )
-            _, offering, _ = services.offering_of(s, inst)
+            broker, offering, _ = services.offering_of(s, inst)
+            rule = rule_for(offering, broker.name, own=broker.builtin)
             old_id, prefix, old_vars, instance_id = old.id, old.alias, list(old.var_names or []), inst.id
             new = ServiceBinding(
                 id=str(uuid.uuid4()),
@@ -347,7 +348,7 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
         except Error:
             forget(platform, new_id)
             raise
-        values = vars_for(rule_for(offering), prefix, credentials)
+        values = vars_for(rule, prefix, credentials)
         with platform.db.unit_of_work() as s:
             row = s.get(ServiceBinding, new_id)
             assert row is not None

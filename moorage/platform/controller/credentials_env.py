@@ -8,11 +8,21 @@ third-party broker the prefix comes from the offering's name or tags (postgres/m
 ``DATABASE``, redis → ``REDIS``, otherwise the upper-cased name) and the URL from the
 credentials' ``uri`` or ``url``. An alias (``--as ANALYTICS``) replaces the prefix, so a
 second binding of the same kind gets its own set of names.
+
+A published rule comes from a broker, and a broker may be hostile or broken: a rule is
+used only when every name it yields is an upper-case identifier that the platform,
+the language runtimes and the loader do not own (``LD_PRELOAD``, ``PATH``, ``PYTHON…``,
+``MOORAGE_…``, see :func:`reserved_reason`). ``VCAP_SERVICES``/``VCAP_APPLICATION`` come
+only from Moorage's own broker, and ``DATABASE_URL`` only from it or where the default
+rule would give that name anyway (a PostgreSQL or MySQL offering). Otherwise the
+default rule is used and a warning names the broker and the offering.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,9 +30,18 @@ from typing import Any
 
 from moorage.errors import InvalidParametersError
 
+log = logging.getLogger(__name__)
+
 VCAP_SERVICES = "VCAP_SERVICES"
 ALIAS_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,40}$")
+VAR_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _KNOWN_PREFIXES = (("postgres", "DATABASE"), ("mysql", "DATABASE"), ("redis", "REDIS"))
+#: Names the platform or the process environment owns: no broker rule may set them.
+RESERVED_NAMES = frozenset({"PATH", "HOME", "PORT", "DYNO", "SHELL", "USER", "LANG", "TZ", "PWD"})
+#: Prefixes of the dynamic loader, language runtimes, package managers and the platform.
+RESERVED_PREFIXES = ("LD_", "PYTHON", "NODE_", "NPM_", "BUNDLE_", "GEM_", "MOORAGE_", "HEROKU_")
+#: Names only Moorage's own broker (or the default rule) may publish.
+OWN_NAMES = frozenset({"VCAP_SERVICES", "VCAP_APPLICATION", "DATABASE_URL"})
 
 
 @dataclass(frozen=True)
@@ -32,18 +51,61 @@ class EnvRule:
     parts: Mapping[str, str]
 
 
-def rule_for(offering: Mapping[str, Any]) -> EnvRule:
-    """The offering's published rule, or the default for a third-party offering."""
+def rule_for(offering: Mapping[str, Any], broker: str | None = None, *, own: bool = False) -> EnvRule:
+    """The offering's published rule if its names are safe, else the default rule.
+
+    ``broker`` names the broker in the warning about a refused rule; ``own`` is true for
+    Moorage's built-in broker, whose rules may also set the names in :data:`OWN_NAMES`.
+    """
+    fallback = EnvRule(prefix=default_prefix(offering), url=("uri", "url"), parts={})
     published = ((offering.get("metadata") or {}).get("moorage") or {}).get("credentials_env")
-    if isinstance(published, Mapping) and isinstance(published.get("prefix"), str):
-        url = published.get("url")
-        parts = published.get("parts") if isinstance(published.get("parts"), Mapping) else {}
-        return EnvRule(
-            prefix=published["prefix"],
-            url=(url,) if isinstance(url, str) else ("uri", "url"),
-            parts={str(k): str(v) for k, v in parts.items()},
-        )
-    return EnvRule(prefix=default_prefix(offering), url=("uri", "url"), parts={})
+    if not (isinstance(published, Mapping) and isinstance(published.get("prefix"), str)):
+        return fallback
+    url = published.get("url")
+    parts = published.get("parts") if isinstance(published.get("parts"), Mapping) else {}
+    rule = EnvRule(
+        prefix=published["prefix"],
+        url=(url,) if isinstance(url, str) else ("uri", "url"),
+        parts={str(k): str(v) for k, v in parts.items()},
+    )
+    allowed = set(var_names(fallback, fallback.prefix)) if not own else set(OWN_NAMES)
+    for name in var_names(rule, rule.prefix):
+        reason = reserved_reason(name)
+        if reason is None and name in OWN_NAMES and name not in allowed:
+            reason = "only Moorage's own broker may set it"
+        if reason is not None:
+            _warn_refused(
+                broker or "(unnamed)", str(offering.get("name", "?")), name, reason, fallback.prefix
+            )
+            return fallback
+    return rule
+
+
+def reserved_reason(name: str) -> str | None:
+    """Why ``name`` may not come from a broker's rule, or None when it may."""
+    if not VAR_NAME_RE.match(name):
+        return "it is not an upper-case name of letters, digits and underscores"
+    if name in RESERVED_NAMES:
+        return "the platform sets it"
+    for prefix in RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"names starting with {prefix} belong to the platform or the language runtime"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _warn_refused(broker: str, offering: str, name: str, reason: str, prefix: str) -> None:
+    """Once per broker, offering and refused name (the marketplace asks on every listing)."""
+    log.warning(
+        "broker %s publishes config var %r for the offering %s, which is refused (%s); "
+        "using the default names %s_URL instead",
+        broker,
+        name,
+        offering,
+        reason,
+        prefix,
+        extra={"broker": broker, "offering": offering},
+    )
 
 
 def default_prefix(offering: Mapping[str, Any]) -> str:
@@ -52,7 +114,9 @@ def default_prefix(offering: Mapping[str, Any]) -> str:
         if any(needle in word.lower() for word in words):
             return prefix
     name = re.sub(r"[^A-Z0-9]+", "_", str(offering.get("name", "SERVICE")).upper()).strip("_")
-    return name if name and not name[0].isdigit() else f"SERVICE_{name}"
+    if not name or name[0].isdigit() or reserved_reason(f"{name}_URL"):
+        return f"SERVICE_{name}".rstrip("_")
+    return name
 
 
 def normalize_alias(alias: str | None) -> str | None:

@@ -34,7 +34,7 @@ def _plan_view(plan: dict[str, Any], offering: dict[str, Any]) -> dict[str, Any]
 
 
 def _offering_view(broker: str, offering: dict[str, Any], detail: bool) -> dict[str, Any]:
-    rule = rule_for(offering)
+    rule = rule_for(offering, broker)
     out: dict[str, Any] = {
         "name": offering.get("name"),
         "id": offering.get("id"),
