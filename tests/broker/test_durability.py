@@ -5,11 +5,17 @@
 - SIGKILL of the gunicorn-served broker during an async provision: after a restart the
   operation resumes from its checkpoint and succeeds (never "in progress" forever).
 - A known secret parameter never appears in the SQLite file or the broker's log.
+- ``moorage worker`` as a process of its own runs operations a ``--no-worker`` broker
+  recorded; a SIGKILLed worker's operation is resumed by the next worker.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from tests.fixtures.broker import (
     new_id,
     settings_env,
 )
+from tests.polling import wait_for
 
 
 def test_fifty_parallel_binds_get_fifty_distinct_credentials(broker: RunningBroker) -> None:
@@ -128,3 +135,61 @@ def test_secret_parameters_and_credentials_are_not_stored_or_logged_in_clear(
     assert key.stat().st_mode & 0o777 == 0o600
     for state_file in broker.settings.data_dir.glob("moorage.db*"):
         assert state_file.stat().st_mode & 0o777 == 0o600, state_file
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``moorage worker`` (no HTTP): started, and awaited until it says it runs."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moorage.cli.main", "worker"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    wait_for(
+        lambda: proc.poll() is not None or "moorage worker running" in log.read_text(),
+        timeout=30,
+        what="the worker to start",
+    )
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+@pytest.mark.slow
+def test_a_separate_worker_process_runs_operations_and_another_resumes_after_sigkill(
+    tmp_path: Path,
+) -> None:
+    """``moorage broker --no-worker`` only records; ``moorage worker`` processes run the
+    steps, and a SIGKILLed worker's operation is taken over by the next one."""
+    settings = broker_settings(tmp_path / "state").with_group(broker={"port": free_port()})
+    env = settings_env(settings)
+    broker = BrokerProcess(settings, env, "--no-worker")
+    broker.start()
+    osb = OsbClient(broker.url)
+    logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    workers: list[subprocess.Popen[bytes]] = []
+    secret = "Worker-Secret-Marker-7731"
+    try:
+        sid, pid = osb.ids("noop", "async")
+        iid = new_id()
+        resp = osb.provision(iid, sid, pid, {"steps": 6, "step_seconds": 0.3, "fail_delete": secret})
+        assert resp.status_code == 202
+        operation = resp.json()["operation"]
+        workers.append(_start_worker(env, logs[0]))
+        _await_description(osb, iid, operation, "step 3")
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        workers[0].wait(10)
+        workers.append(_start_worker(env, logs[1]))
+        final = osb.wait(iid, operation=operation, timeout=60)
+        assert final.json()["state"] == "succeeded", final.json()
+        outputs = [broker.log.read_bytes(), *(log.read_bytes() for log in logs)]
+        outputs += [p.read_bytes() for p in settings.data_dir.glob("moorage.db*")]
+        assert not [blob for blob in outputs if secret.encode() in blob]
+    finally:
+        osb.close()
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(15)
+        broker.stop()
