@@ -101,3 +101,20 @@ def test_requests_carry_the_platform_headers(broker: RunningBroker) -> None:
     assert put.headers["X-Broker-API-Originating-Identity"].startswith("moorage ")
     assert put.headers["X-Broker-API-Request-Identity"]
     assert b'"platform": "moorage"' in put.content or b'"platform":"moorage"' in put.content
+
+
+def test_polling_waits_as_long_as_retry_after_says(broker: RunningBroker) -> None:
+    asked: list[float] = []
+
+    def sleep(seconds: float) -> None:  # records what the client asked for, waits a little
+        asked.append(seconds)
+        time.sleep(min(seconds, 0.1))
+
+    client = OsbClient(broker.url, "moorage", PASSWORD, min_poll_interval=0.05, sleep=sleep)
+    offering, plan = client.catalog().find("noop", "async")
+    result = client.provision(new_id(), offering, plan, {"steps": 2, "step_seconds": 1.5}, {})
+    client.close()
+    assert result.state == "succeeded"
+    # The broker answers Retry-After >= 1 s while a step is 1.5 s away; the client's own
+    # minimum is 0.05 s, so shorter waits would mean it ignored the header.
+    assert asked and min(asked) >= 1, asked
