@@ -118,3 +118,11 @@ def test_polling_waits_as_long_as_retry_after_says(broker: RunningBroker) -> Non
     # The broker answers Retry-After >= 1 s while a step is 1.5 s away; the client's own
     # minimum is 0.05 s, so shorter waits would mean it ignored the header.
     assert asked and min(asked) >= 1, asked
+
+
+def test_an_unchanged_catalog_is_revalidated_with_its_etag(client: OsbClient) -> None:
+    first = client.catalog()
+    assert first is not None and first.etag
+    assert client.catalog(first.etag) is None, "304 Not Modified: nothing to download again"
+    again = client.catalog('"another-etag"')
+    assert again is not None and again.services == first.services
