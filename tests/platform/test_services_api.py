@@ -136,6 +136,9 @@ def test_bind_unbind_rotate_write_config_releases(ctl: Controller, noop_broker: 
     r = alice.post("/v2/services/cache2/bindings", json={"app": "shop"})
     assert r.status_code == 409 and "--as" in r.json()["message"]
     assert config(alice, "shop") == values
+    r = alice.post("/v2/services/cache2/bindings", json={"app": "shop", "as": "python"})
+    assert r.status_code == 400 and "would set PYTHON_" in r.json()["message"], "a runtime's name"
+    assert config(alice, "shop") == values
     r = alice.post("/v2/services/cache2/bindings", json={"app": "shop", "as": "second"})
     assert r.status_code == 201, r.text
     values2 = config(alice, "shop")

@@ -29,13 +29,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moorage.errors import ConflictError, Error, NotFoundError, ProviderError, UnprocessableError
+from moorage.errors import (
+    ConflictError,
+    Error,
+    InvalidParametersError,
+    NotFoundError,
+    ProviderError,
+    UnprocessableError,
+)
 from moorage.platform.controller import apps, brokers, releases, services
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.credentials_env import (
     VCAP_SERVICES,
     BoundService,
     normalize_alias,
+    reserved_reason,
     rule_for,
     var_names,
     vars_for,
@@ -206,6 +214,12 @@ def bind(
             owned = owned_vars(s, app_row.id)
             config = releases.config_of(platform, s, releases.current(s, app_row))
             for var in names:
+                reason = reserved_reason(var) if prefix_wanted else None
+                if reason is not None:
+                    raise InvalidParametersError(
+                        f"the alias {prefix_wanted} would set {var}, which is refused ({reason}); "
+                        "choose another alias"
+                    )
                 if var in owned:
                     raise ConflictError(
                         f"{app} already has {var} from the service {owned[var]}; bind with an alias "
