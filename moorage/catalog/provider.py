@@ -47,6 +47,10 @@ class InstanceContext:
     context: Mapping[str, Any] = field(default_factory=dict)
     #: On update: the plan before the change (equal to ``plan`` when it does not change).
     previous_plan: Plan | None = None
+    #: When the operation must be done (epoch seconds; from the plan's
+    #: ``maximum_polling_duration``), None without a limit. A provider that explains a
+    #: timeout itself (with the backend's reason) checks this clock, the engine's own.
+    deadline: float | None = None
 
     @property
     def config(self) -> dict[str, Any]:

@@ -231,11 +231,13 @@ class OperationEngine:
         if isinstance(loaded, StepOutcome):
             return loaded
         op = loaded.op
-        if op.deadline and utcnow() > op.deadline:
-            return self._finish(
-                op_id, OP_FAILED, f"{op.kind} did not finish in time: {op.description or 'no progress'}"
-            )
+        # Past its deadline, an operation still gets this one call: the provider may be
+        # done, or may explain the delay with the backend's reason (it sees the deadline
+        # too); only "not done yet" or an error then fails it.
+        expired = op.deadline is not None and utcnow() > op.deadline
         if loaded.waits_for_cancelled:
+            if expired:
+                return self._too_late(op, "waiting for a cancelled operation to stop")
             return self._reschedule(op_id, 1.0, "waiting for a cancelled operation to stop")
         try:
             call, target = self._prepare(op, loaded.instance, loaded.binding)
@@ -245,20 +247,29 @@ class OperationEngine:
         try:
             result = call()
         except TemporaryError as exc:
+            if expired:
+                return self._too_late(op, exc.message)
             log.info("operation waits %.1fs: %s", exc.delay, exc.message, extra=extra)
             return self._reschedule(op_id, exc.delay, exc.message, checkpoint=exc.outputs, target=target)
         except PermanentError as exc:
             log.warning("operation failed: %s", exc.message, extra=extra)
             return self._finish(op_id, OP_FAILED, exc.message, refused=True)
         except ProviderError as exc:
+            if expired:
+                return self._too_late(op, exc.message)
             return self._retry(op_id, exc.message, extra)
         except Error as exc:
             log.warning("operation failed: %s", exc.message, extra=extra)
             return self._finish(op_id, OP_FAILED, exc.message, refused=True)
         except Exception as exc:  # a bug or an untranslated failure: retried, then reported
             log.exception("operation step raised %s", type(exc).__name__, extra=extra)
-            return self._retry(op_id, f"internal error ({type(exc).__name__}); see the broker log", extra)
+            message = f"internal error ({type(exc).__name__}); see the broker log"
+            return self._too_late(op, message) if expired else self._retry(op_id, message, extra)
         return self._succeed(op, result)
+
+    def _too_late(self, op: Operation, message: str) -> StepOutcome:
+        log.warning("operation ran out of time: %s", message, extra={"operation": op.id, "kind": op.kind})
+        return self._finish(op.id, OP_FAILED, f"{op.kind} did not finish in time: {message}")
 
     def _other_runner_active(self, session: Session, op: Operation) -> bool:
         """A cancelled operation on the same resource whose runner is still inside a provider call."""
@@ -287,6 +298,7 @@ class OperationEngine:
             outputs=outputs,
             settings=self.settings,
             context=instance.context or {},
+            deadline=op.deadline.timestamp() if op.deadline else None,
         )
         if op.kind == PROVISION:
             return (lambda: provider.provision(ictx)), "instance"
@@ -304,6 +316,7 @@ class OperationEngine:
                 settings=self.settings,
                 context=payload.get("context") or instance.context or {},
                 previous_plan=plan,
+                deadline=ictx.deadline,
             )
             return (lambda: provider.update(uctx)), "instance"
         assert binding is not None

@@ -306,7 +306,9 @@ class RdsPostgresProvider(Provider):
             raise PermanentError(f"RDS instance {ident} is {status!r}{self._latest_event(ident)}")
         limit = ctx.plan.maximum_polling_duration or int(ctx.config.get("timeout_seconds", 3600))
         waited = time.time() - float(outputs.get(started_key, time.time()))
-        if waited > limit:
+        # The operation's deadline when the engine gives one (so this reason, with AWS's
+        # latest event, is what the user sees), else the time since this work started.
+        if (time.time() > ctx.deadline) if ctx.deadline is not None else (waited > limit):
             raise PermanentError(
                 f"RDS instance {ident} was still {status!r} after {int(waited)} s, longer than the plan's "
                 f"limit of {limit} s{self._latest_event(ident)}"

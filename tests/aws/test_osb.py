@@ -135,3 +135,28 @@ def test_rds_async_lifecycle_over_osb(
         for d in rds.describe_db_instances()["DBInstances"]
         if d["DBInstanceIdentifier"] == db_identifier(instance_id)
     ]
+
+
+def test_rds_provision_past_the_plans_limit_fails_with_the_providers_reason(
+    aws_credentials: MotoServer, fault_proxy: FaultProxy, make_broker, aws_catalog: Path
+) -> None:
+    """The engine's deadline and the provider's agree: at the limit, the user reads the
+    provider's explanation (the RDS status, AWS's latest event), not a generic timeout."""
+    rds = aws_catalog / "aws-rds-postgresql.yaml"
+    text = rds.read_text()
+    # Polled every second: the step after the 2 s deadline starts past it.
+    text = text.replace("maximum_polling_duration: 3600", "maximum_polling_duration: 2", 1)
+    rds.write_text(re.sub(r"poll_seconds: \d+", "poll_seconds: 1", text))
+    broker = make_broker([aws_catalog], aws={"region": REGION, "endpoint_url": fault_proxy.url})
+    osb = broker.client
+    service_id, plan_id = osb.ids("aws-rds-postgresql", "dev")
+    fault_proxy.report_creating(100_000)  # never becomes available
+    instance_id = new_id()
+    response = osb.provision(instance_id, service_id, plan_id, {})
+    assert response.status_code == 202
+    final = osb.wait(instance_id, operation=response.json()["operation"], timeout=60).json()
+    assert final["state"] == "failed"
+    assert "was still 'creating'" in final["description"], final
+    assert "longer than the plan's limit of 2 s" in final["description"], final
+    fault_proxy.reset()
+    finish(osb, osb.deprovision(instance_id, service_id, plan_id), instance_id)
