@@ -105,7 +105,9 @@ class PlatformSettings:
     process_memory_mb: int = 512
     process_open_files: int = 1024
     process_max_procs: int = 256
-    #: The unprivileged user that runs apps and builds when Moorage runs as root.
+    #: An unprivileged account, checked at start-up; as root, each app's processes and
+    #: builds run under a uid of their own (40000 and up), this user is for what belongs
+    #: to no app.
     run_as_user: str = "nobody"
     max_request_body_mb: int = 100
     build_timeout_seconds: float = 900.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import re
 from http import HTTPStatus
 from typing import Any
@@ -176,7 +177,7 @@ def parse_body(raw: bytes) -> Any:
     """Strict JSON: no NaN/Infinity (not JSON, and they would be stored and later sent
     back as invalid JSON) and at most :data:`MAX_DEPTH` levels of nesting."""
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:  # far deeper than MAX_DEPTH: the C parser gave up first
         raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -188,6 +189,16 @@ def parse_body(raw: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise bad_request(f"request body contains {name}: NaN/Infinity are not JSON; send a number")
+
+
+def _finite_float(text: str) -> float:
+    """``1e400`` parses to infinity, which would be stored and sent back as ``Infinity``."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise bad_request(
+            f"request body contains {text}, which is too large for a number; send a smaller one"
+        )
+    return value
 
 
 def _too_deep() -> OsbError:

@@ -247,7 +247,8 @@ class OperationEngine:
         try:
             result = call()
         except TemporaryError as exc:
-            if expired:
+            if expired:  # keep what it checkpointed (ids of what it created) for the delete
+                self._checkpoint(op, target, exc.outputs)
                 return self._too_late(op, exc.message)
             log.info("operation waits %.1fs: %s", exc.delay, exc.message, extra=extra)
             return self._reschedule(op_id, exc.delay, exc.message, checkpoint=exc.outputs, target=target)
@@ -266,6 +267,15 @@ class OperationEngine:
             message = f"internal error ({type(exc).__name__}); see the broker log"
             return self._too_late(op, message) if expired else self._retry(op_id, message, extra)
         return self._succeed(op, result)
+
+    def _checkpoint(self, op: Operation, target: str, outputs: dict[str, Any] | None) -> None:
+        if not outputs:
+            return
+        with self.db.unit_of_work() as session:
+            resource = self._resource(session, op, target)
+            if resource is not None:
+                merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **outputs}
+                resource.outputs_enc = self.encryptor.encrypt_json(merged)
 
     def _too_late(self, op: Operation, message: str) -> StepOutcome:
         log.warning("operation ran out of time: %s", message, extra={"operation": op.id, "kind": op.kind})

@@ -24,6 +24,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from moorage.store.db import private_sqlite_file
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,6 +45,7 @@ def _sqlite_file_lock(url: str) -> Iterator[None]:
     if not parsed.drivername.startswith("sqlite") or database in ("", ":memory:"):
         yield
         return
+    private_sqlite_file(url)  # its folder may not exist yet; alembic would create it too
     lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # private, like the database
     try:

@@ -164,7 +164,7 @@ def test_moderately_nested_parameters_are_still_accepted(osb: OsbClient) -> None
     assert resp.json()["description"].startswith("invalid parameters"), resp.text
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
 def test_nan_and_infinity_are_400_and_create_nothing(osb: OsbClient, constant: str) -> None:
     sid, pid = osb.ids("noop", "sync")
     iid = new_id()
@@ -176,7 +176,8 @@ def test_nan_and_infinity_are_400_and_create_nothing(osb: OsbClient, constant: s
         f"/v2/service_instances/{iid}", content=body.encode(), headers={"Content-Type": "application/json"}
     )
     assert resp.status_code == 400, resp.text
-    assert "NaN/Infinity are not JSON" in resp.json()["description"]
+    description = resp.json()["description"]
+    assert "NaN/Infinity are not JSON" in description or "too large for a number" in description
     assert osb.http.get(f"/v2/service_instances/{iid}").status_code == 404
     assert osb.last_operation(iid).status_code == 404
 

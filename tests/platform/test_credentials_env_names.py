@@ -42,6 +42,12 @@ def unique(name: str) -> str:
     ("prefix", "parts", "refused"),
     [
         ("LD", {"PRELOAD": "x"}, "LD_PRELOAD"),
+        ("PIP_EXTRA_INDEX", {}, "PIP_EXTRA_INDEX_URL"),  # the Python buildpack installs from it
+        ("BASH", {"ENV": "e"}, "BASH_ENV"),
+        ("HTTPS", {"PROXY": "p"}, "HTTPS_PROXY"),
+        ("REQUESTS", {"CA_BUNDLE": "b"}, "REQUESTS_CA_BUNDLE"),
+        ("JAVA_TOOL", {"OPTIONS": "o"}, "JAVA_TOOL_OPTIONS"),
+        ("GIT", {"SSH_COMMAND": "c"}, "GIT_SSH_COMMAND"),
         ("LD", {}, "LD_URL"),
         ("SAFE", {"path": "p"}, "SAFE_path"),
         ("cache", {}, "cache_URL"),

@@ -61,3 +61,10 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(backend, tmp_path, 
     assert _upgrade_concurrently(url, tmp_path) == []
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert _current_revision(url) == head
+
+
+def test_upgrade_creates_a_missing_folder_for_the_sqlite_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'not' / 'yet' / 'state.db'}"
+    assert _upgrade_concurrently(url, tmp_path) == []
+    assert (tmp_path / "not" / "yet").stat().st_mode & 0o777 == 0o700
+    assert _current_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()

@@ -36,10 +36,25 @@ VCAP_SERVICES = "VCAP_SERVICES"
 ALIAS_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,40}$")
 VAR_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _KNOWN_PREFIXES = (("postgres", "DATABASE"), ("mysql", "DATABASE"), ("redis", "REDIS"))
-#: Names the platform or the process environment owns: no broker rule may set them.
-RESERVED_NAMES = frozenset({"PATH", "HOME", "PORT", "DYNO", "SHELL", "USER", "LANG", "TZ", "PWD"})
-#: Prefixes of the dynamic loader, language runtimes, package managers and the platform.
-RESERVED_PREFIXES = ("LD_", "PYTHON", "NODE_", "NPM_", "BUNDLE_", "GEM_", "MOORAGE_", "HEROKU_")
+#: Names the platform, the shell, the builder or a runtime acts on: no broker rule may set them.
+RESERVED_NAMES = frozenset(
+    {
+        "PATH", "HOME", "PORT", "DYNO", "SHELL", "USER", "LANG", "TZ", "PWD", "TMPDIR",
+        "ENV", "BASH_ENV", "CDPATH", "IFS", "PS4", "PROMPT_COMMAND",
+        "BUILDPACK_URL", "STACK", "SOURCE_VERSION",
+        "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "RUBYOPT", "RUBYLIB", "PERL5OPT", "PERL5LIB",
+        "PERLLIB", "GCONV_PATH", "LOCALDOMAIN", "HOSTALIASES", "RES_OPTIONS",
+    }
+)  # fmt: skip
+#: Prefixes of the dynamic loader, language runtimes, package managers (whose index or
+#: config variables would let a broker choose the code a build installs) and the platform.
+RESERVED_PREFIXES = (
+    "LD_", "PYTHON", "PIP_", "UV_", "POETRY_", "PIPENV_", "CONDA_", "VIRTUAL_ENV",
+    "NODE_", "NPM_", "YARN_", "PNPM_", "COREPACK_", "BUNDLE_", "GEM_", "RUBY", "PERL",
+    "JAVA_", "GIT_", "SSL_", "MOORAGE_", "HEROKU_",
+)  # fmt: skip
+#: Suffixes of proxy and certificate-bundle variables that every HTTP client honours.
+RESERVED_SUFFIXES = ("_PROXY", "_CA_BUNDLE", "_CA_CERTS", "_CAFILE")
 #: Names only Moorage's own broker (or the default rule) may publish.
 OWN_NAMES = frozenset({"VCAP_SERVICES", "VCAP_APPLICATION", "DATABASE_URL"})
 
@@ -86,10 +101,13 @@ def reserved_reason(name: str) -> str | None:
     if not VAR_NAME_RE.match(name):
         return "it is not an upper-case name of letters, digits and underscores"
     if name in RESERVED_NAMES:
-        return "the platform sets it"
+        return "the platform, the shell or a runtime acts on it"
     for prefix in RESERVED_PREFIXES:
         if name.startswith(prefix):
-            return f"names starting with {prefix} belong to the platform or the language runtime"
+            return f"names starting with {prefix} belong to the platform, a runtime or a package manager"
+    for suffix in RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"names ending in {suffix} steer every HTTP client of the app"
     return None
 
 

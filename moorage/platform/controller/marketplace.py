@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from moorage.errors import InvalidParametersError, NotFoundError
 from moorage.platform.controller import brokers
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.credentials_env import rule_for, var_names
+from moorage.store.services import Broker
 
 
 def _plan_view(plan: dict[str, Any], offering: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +36,8 @@ def _plan_view(plan: dict[str, Any], offering: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _offering_view(broker: str, offering: dict[str, Any], detail: bool) -> dict[str, Any]:
-    rule = rule_for(offering, broker)
+def _offering_view(broker: str, offering: dict[str, Any], detail: bool, own: bool) -> dict[str, Any]:
+    rule = rule_for(offering, broker, own=own)  # the rule binding will use (see bindings.bind)
     out: dict[str, Any] = {
         "name": offering.get("name"),
         "id": offering.get("id"),
@@ -55,17 +58,25 @@ def _offering_view(broker: str, offering: dict[str, Any], detail: bool) -> dict[
 
 def list_offerings(platform: Platform, who: Principal) -> dict[str, Any]:
     offerings, problems = [], []
+    builtin = _builtin_brokers(platform)
     for broker, catalog, problem in brokers.catalogs(platform):
         if problem:
             problems.append(f"broker {broker}: {problem}")
-        offerings.extend(_offering_view(broker, o, detail=False) for o in catalog.services)
+        offerings.extend(
+            _offering_view(broker, o, detail=False, own=broker in builtin) for o in catalog.services
+        )
     offerings.sort(key=lambda o: (o["name"], o["broker"]))
     return {"results": offerings, "warnings": problems}
 
 
 def show(platform: Platform, who: Principal, service: str, broker: str | None = None) -> dict[str, Any]:
     name, offering, _ = resolve(platform, service, None, broker)
-    return _offering_view(name, offering, detail=True)
+    return _offering_view(name, offering, detail=True, own=name in _builtin_brokers(platform))
+
+
+def _builtin_brokers(platform: Platform) -> set[str]:
+    with platform.db.sessions() as s:
+        return set(s.scalars(select(Broker.name).where(Broker.builtin.is_(True))))
 
 
 def resolve(
