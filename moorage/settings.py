@@ -102,6 +102,7 @@ class PlatformSettings:
     stop_grace_seconds: float = 10.0
     #: First delay before restarting a crashed process; doubled per quick crash, up to 60 s.
     restart_backoff_seconds: float = 1.0
+    #: Memory limit per app process: private writable memory (RLIMIT_DATA), not address space.
     process_memory_mb: int = 512
     process_open_files: int = 1024
     process_max_procs: int = 256

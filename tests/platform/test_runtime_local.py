@@ -108,7 +108,7 @@ def test_deploy_serves_as_unprivileged_user_with_limits(
     assert data["env_port"] == str(data["port"])
     assert data["cwd"] == str(data_dir / "releases" / "echo" / "v1")
     assert data["uid"] != 0
-    assert data["limits"] == {"as": 300 * 1024 * 1024, "nofile": 200, "nproc": 256}
+    assert data["limits"] == {"data": 300 * 1024 * 1024, "nofile": 200, "nproc": 256}
     assert any("v1 is up" in line for line in lines)
     [web] = runtime.status("echo")
     assert (web.name, web.state, web.release, web.port, web.restarts) == ("web.1", "up", 1, data["port"], 0)

@@ -142,9 +142,11 @@ def limit_argv(settings: PlatformSettings) -> list[str]:
     The process limit counts every process of the app user, as the kernel does.
     """
     memory = settings.process_memory_mb * 1024 * 1024
+    # RLIMIT_DATA, not RLIMIT_AS: it counts the private writable memory a process really
+    # uses, while Node.js (V8), the JVM and Go reserve gigabytes of address space up front
+    # and would not even start under an address-space limit of a few hundred MB.
     return [
         PRLIMIT,
-        f"--as={memory}:{memory}",
         f"--data={memory}:{memory}",
         f"--nofile={settings.process_open_files}:{settings.process_open_files}",
         f"--nproc={settings.process_max_procs}:{settings.process_max_procs}",

@@ -28,7 +28,7 @@ class Handler(BaseHTTPRequestHandler):
                 "dyno": os.environ.get("DYNO", ""),
                 "cwd": os.getcwd(),
                 "limits": {
-                    "as": resource.getrlimit(resource.RLIMIT_AS)[0],
+                    "data": resource.getrlimit(resource.RLIMIT_DATA)[0],
                     "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                     "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
                 },
