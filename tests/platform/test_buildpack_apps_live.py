@@ -124,3 +124,57 @@ def test_failed_builds_say_why_and_add_no_release(
     assert reason in output
     assert [r["version"] for r in alice.get(f"/v2/apps/{app}/releases").json()["results"]] == [1]
     assert live.get(f"{app}.moorage.localhost")[0] == 404  # nothing was ever deployed
+
+
+@pytest.fixture(scope="module")
+def strict() -> Iterator[LivePlatform]:
+    """A platform with a 4 s build timeout and a 1 MB slug limit."""
+    with run_live_platform(
+        builder=None, platform={"build_timeout_seconds": 4.0, "slug_max_mb": 1}
+    ) as platform:
+        yield platform
+
+
+@pytest.fixture
+def buildpacks() -> Iterator[Path]:
+    """Two third-party buildpacks in a folder the apps' build uids can read."""
+    folder = Path(tempfile.mkdtemp(prefix="moorage-live-bp-"))
+    for name, compile_body in {
+        "sleepy": "sleep 300",
+        "bloat": 'head -c 2000000 /dev/urandom > "$1/blob.bin"',  # 2 MB that gzip cannot shrink
+    }.items():
+        (folder / name / "bin").mkdir(parents=True)
+        for step, body in {
+            "detect": f"echo {name}",
+            "compile": compile_body,
+            "release": "echo '--- {}'",
+        }.items():
+            script = folder / name / "bin" / step
+            script.write_text(f"#!/usr/bin/env bash\nset -eu\n{body}\n")
+            script.chmod(0o755)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("app", "buildpack", "reason"),
+    [
+        ("too-slow", "sleepy", "did not finish before the build timeout"),
+        ("too-big", "bloat", "over the 1 MB limit"),
+    ],
+)
+def test_build_timeout_and_slug_limit_say_why_and_add_no_release(
+    strict: LivePlatform, buildpacks: Path, app: str, buildpack: str, reason: str
+) -> None:
+    alice = strict.controller.user("alice")
+    assert alice.post("/v2/apps", json={"id": app}).status_code == 201
+    config = {"BUILDPACK_URL": str(buildpacks / buildpack)}
+    assert alice.post(f"/v2/apps/{app}/config", json={"values": config}).status_code == 201
+    lines = deploy_tarball(alice, app, tarball("bp_release"))
+    assert "error" in lines[-1], lines[-5:]
+    assert reason in lines[-1]["error"]["message"], lines[-1]
+    assert [r["version"] for r in alice.get(f"/v2/apps/{app}/releases").json()["results"]] == [2, 1]
+    assert alice.get(f"/v2/apps/{app}/builds").json()["results"] == []
