@@ -248,8 +248,7 @@ class OperationEngine:
             result = call()
         except TemporaryError as exc:
             if expired:  # keep what it checkpointed (ids of what it created) for the delete
-                self._checkpoint(op, target, exc.outputs)
-                return self._too_late(op, exc.message)
+                return self._too_late(op, exc.message, exc.outputs, target)
             log.info("operation waits %.1fs: %s", exc.delay, exc.message, extra=extra)
             return self._reschedule(op_id, exc.delay, exc.message, checkpoint=exc.outputs, target=target)
         except PermanentError as exc:
@@ -268,18 +267,35 @@ class OperationEngine:
             return self._too_late(op, message) if expired else self._retry(op_id, message, extra)
         return self._succeed(op, result)
 
-    def _checkpoint(self, op: Operation, target: str, outputs: dict[str, Any] | None) -> None:
-        if not outputs:
-            return
-        with self.db.unit_of_work() as session:
-            resource = self._resource(session, op, target)
-            if resource is not None:
-                merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **outputs}
-                resource.outputs_enc = self.encryptor.encrypt_json(merged)
+    def _too_late(
+        self,
+        op: Operation,
+        message: str,
+        checkpoint: dict[str, Any] | None = None,
+        target: str = "instance",
+    ) -> StepOutcome:
+        """Fail an operation that ran out of time, keeping its last checkpoint.
 
-    def _too_late(self, op: Operation, message: str) -> StepOutcome:
+        One transaction, and only while we still hold the operation (like
+        ``_reschedule``): a runner whose lease was taken over must not overwrite the new
+        runner's checkpoint.
+        """
         log.warning("operation ran out of time: %s", message, extra={"operation": op.id, "kind": op.kind})
-        return self._finish(op.id, OP_FAILED, f"{op.kind} did not finish in time: {message}")
+        description = f"{op.kind} did not finish in time: {message}"
+        with self.db.unit_of_work() as session:
+            owned = self._owned(session, op.id)
+            if owned is None:
+                return self._not_ours(session, op.id)
+            if checkpoint:
+                resource = self._resource(session, owned, target)
+                merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **checkpoint}
+                resource.outputs_enc = self.encryptor.encrypt_json(merged)
+            owned.state = OP_FAILED
+            owned.description = description
+            owned.finished_at = utcnow()
+            owned.lease_owner = owned.lease_until = None
+            mark_failed(session, owned, self.encryptor)
+        return StepOutcome(OP_FAILED, description=description)
 
     def _other_runner_active(self, session: Session, op: Operation) -> bool:
         """A cancelled operation on the same resource whose runner is still inside a provider call."""

@@ -48,6 +48,9 @@ def unique(name: str) -> str:
         ("REQUESTS", {"CA_BUNDLE": "b"}, "REQUESTS_CA_BUNDLE"),
         ("JAVA_TOOL", {"OPTIONS": "o"}, "JAVA_TOOL_OPTIONS"),
         ("GIT", {"SSH_COMMAND": "c"}, "GIT_SSH_COMMAND"),
+        ("GUNICORN", {"CMD_ARGS": "a"}, "GUNICORN_CMD_ARGS"),  # --env sets anything
+        ("GLIBC", {"TUNABLES": "t"}, "GLIBC_TUNABLES"),
+        ("FORWARDED", {"ALLOW_IPS": "i"}, "FORWARDED_ALLOW_IPS"),
         ("LD", {}, "LD_URL"),
         ("SAFE", {"path": "p"}, "SAFE_path"),
         ("cache", {}, "cache_URL"),

@@ -7,7 +7,7 @@ right once matters more than getting it short:
 * when Moorage runs as root, the child runs as an unprivileged user (``setuid`` in the
   child, never a shell ``su``), with no supplementary groups: the app's own uid
   (:meth:`BuildUser.for_app`), so one app's build cannot read or change another's;
-* resource limits (open files, processes, file size, core dumps, address space);
+* resource limits (open files, processes, file size, core dumps, private memory);
 * a new session, so the whole process group can be killed at the deadline, including
   grandchildren such as ``pip`` or ``npm`` that the step started;
 * output is merged (stdout + stderr) and handed to ``progress`` one line at a time as it
@@ -109,7 +109,9 @@ def _limiter(limits: Limits) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb * mb, limits.file_size_mb * mb))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
+        # Private writable memory, not address space: V8 (npm, node-gyp, fetch's WebAssembly)
+        # reserves far more address space than it uses.
+        resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_mb * mb, limits.memory_mb * mb))
 
     return apply
 

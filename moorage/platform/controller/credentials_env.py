@@ -44,6 +44,7 @@ RESERVED_NAMES = frozenset(
         "BUILDPACK_URL", "STACK", "SOURCE_VERSION",
         "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "RUBYOPT", "RUBYLIB", "PERL5OPT", "PERL5LIB",
         "PERLLIB", "GCONV_PATH", "LOCALDOMAIN", "HOSTALIASES", "RES_OPTIONS",
+        "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
     }
 )  # fmt: skip
 #: Prefixes of the dynamic loader, language runtimes, package managers (whose index or
@@ -52,6 +53,7 @@ RESERVED_PREFIXES = (
     "LD_", "PYTHON", "PIP_", "UV_", "POETRY_", "PIPENV_", "CONDA_", "VIRTUAL_ENV",
     "NODE_", "NPM_", "YARN_", "PNPM_", "COREPACK_", "BUNDLE_", "GEM_", "RUBY", "PERL",
     "JAVA_", "GIT_", "SSL_", "MOORAGE_", "HEROKU_",
+    "GUNICORN_", "UVICORN_", "HYPERCORN_", "GLIBC_", "OPENSSL_", "MALLOC_",
 )  # fmt: skip
 #: Suffixes of proxy and certificate-bundle variables that every HTTP client honours.
 RESERVED_SUFFIXES = ("_PROXY", "_CA_BUNDLE", "_CA_CERTS", "_CAFILE")
