@@ -11,24 +11,7 @@ from pathlib import Path
 import pytest
 
 from moorage.platform.builder import BuildFailed, BuildTimeout
-from tests.fixtures.builder import BuildLog, world_dir
-
-RELEASE_WEB = 'echo "---"; echo "default_process_types:"; echo "  web: ./run.sh"'
-
-
-def write_buildpack(
-    root: Path, compile_body: str, release_body: str = RELEASE_WEB, detect_body: str = "echo Custom"
-) -> Path:
-    """A buildpack a third party could have written, readable by the build user."""
-    (root / "bin").mkdir(parents=True)
-    for name, body in (("detect", detect_body), ("compile", compile_body), ("release", release_body)):
-        script = root / "bin" / name
-        script.write_text(f"#!/usr/bin/env bash\nset -eu\n{body}\n")
-        script.chmod(0o755)
-    for folder in [root, *root.rglob("*")]:
-        if folder.is_dir():
-            folder.chmod(0o755)
-    return root
+from tests.fixtures.builder import RELEASE_WEB, BuildLog, world_dir, write_buildpack
 
 
 @pytest.fixture

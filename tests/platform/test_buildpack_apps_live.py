@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.builder import write_buildpack
 from tests.fixtures.platform import LivePlatform, deploy_tarball, run_live_platform
 
 pytestmark = pytest.mark.slow
@@ -139,22 +140,10 @@ def strict() -> Iterator[LivePlatform]:
 def buildpacks() -> Iterator[Path]:
     """Two third-party buildpacks in a folder the apps' build uids can read."""
     folder = Path(tempfile.mkdtemp(prefix="moorage-live-bp-"))
-    for name, compile_body in {
-        "sleepy": "sleep 300",
-        "bloat": 'head -c 2000000 /dev/urandom > "$1/blob.bin"',  # 2 MB that gzip cannot shrink
-    }.items():
-        (folder / name / "bin").mkdir(parents=True)
-        for step, body in {
-            "detect": f"echo {name}",
-            "compile": compile_body,
-            "release": "echo '--- {}'",
-        }.items():
-            script = folder / name / "bin" / step
-            script.write_text(f"#!/usr/bin/env bash\nset -eu\n{body}\n")
-            script.chmod(0o755)
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o755)
+    folder.chmod(0o755)
+    write_buildpack(folder / "sleepy", "sleep 300")
+    # 2 MB that gzip cannot shrink: the slug outgrows the 1 MB limit.
+    write_buildpack(folder / "bloat", 'head -c 2000000 /dev/urandom > "$1/blob.bin"')
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
