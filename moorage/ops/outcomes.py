@@ -82,15 +82,8 @@ class Outcomes:
             owned = self.owned(session, op.id)
             if owned is None:
                 return self.not_ours(session, op.id)
-            if checkpoint:
-                resource = self._resource(session, owned, target)
-                merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **checkpoint}
-                resource.outputs_enc = self.encryptor.encrypt_json(merged)
-            owned.state = OP_FAILED
-            owned.description = description
-            owned.finished_at = utcnow()
-            owned.lease_owner = owned.lease_until = None
-            mark_failed(session, owned, self.encryptor)
+            self._merge_checkpoint(session, owned, target, checkpoint)
+            self._fail(session, owned, OP_FAILED, description)
         return StepOutcome(OP_FAILED, description=description)
 
     def not_ours(self, session: Session, op_id: str) -> StepOutcome:
@@ -118,10 +111,7 @@ class Outcomes:
             op = self.owned(session, op_id)
             if op is None:
                 return self.not_ours(session, op_id)
-            if checkpoint:
-                resource = self._resource(session, op, target or "instance")
-                merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **checkpoint}
-                resource.outputs_enc = self.encryptor.encrypt_json(merged)
+            self._merge_checkpoint(session, op, target or "instance", checkpoint)
             op.run_at = utcnow() + dt.timedelta(seconds=max(delay, 0.0))
             op.description = message
             op.lease_owner = op.lease_until = None
@@ -219,19 +209,32 @@ class Outcomes:
         }
 
     def finish(self, op_id: str, state: str, description: str, refused: bool = False) -> StepOutcome:
-        """Fail an operation (only failures come here; success goes through _succeed)."""
+        """Fail an operation (only failures come here; success goes through :meth:`succeed`)."""
         with self.db.unit_of_work() as session:
             op = session.get(Operation, op_id, with_for_update=True)
             if op is None or op.state != IN_PROGRESS:
                 return StepOutcome(
                     op.state if op else state, description=(op.description or "") if op else ""
                 )
-            op.state = state
-            op.description = description
-            op.finished_at = utcnow()
-            op.lease_owner = op.lease_until = None
-            mark_failed(session, op, self.encryptor)
+            self._fail(session, op, state, description)
         return StepOutcome(state, description=description, refused=refused)
+
+    def _fail(self, session: Session, op: Operation, state: str, description: str) -> None:
+        op.state = state
+        op.description = description
+        op.finished_at = utcnow()
+        op.lease_owner = op.lease_until = None
+        mark_failed(session, op, self.encryptor)
+
+    def _merge_checkpoint(
+        self, session: Session, op: Operation, target: str, checkpoint: dict[str, Any] | None
+    ) -> None:
+        """Keep what a provider checkpointed (ids of what it created) with its resource."""
+        if not checkpoint:
+            return
+        resource = self._resource(session, op, target)
+        merged = {**self.encryptor.decrypt_json(resource.outputs_enc), **checkpoint}
+        resource.outputs_enc = self.encryptor.encrypt_json(merged)
 
     def _resource(self, session: Session, op: Operation, target: str) -> Any:
         if target == "binding":
