@@ -14,24 +14,14 @@ from pathlib import Path
 
 from moorage.store.base import utcnow
 from moorage.store.models import Operation, ServiceInstance
-from tests.fixtures.broker import TEST_CATALOG, RunningBroker, new_id
+from tests.fixtures.broker import RunningBroker, new_id, noop_catalog_with_async_limit
 from tests.polling import wait_for
-
-
-def _one_second_limit_catalog(folder: Path) -> Path:
-    text = (TEST_CATALOG / "noop.yaml").read_text()
-    assert text.count("maximum_polling_duration: 60") == 1, "the async plan's limit moved"
-    folder.mkdir(parents=True)
-    (folder / "noop.yaml").write_text(
-        text.replace("maximum_polling_duration: 60", "maximum_polling_duration: 1")
-    )
-    return folder
 
 
 def test_a_step_past_the_deadline_fails_late_and_keeps_its_checkpoint(
     tmp_path: Path, make_broker: Callable[..., RunningBroker]
 ) -> None:
-    broker = make_broker([_one_second_limit_catalog(tmp_path / "catalog")], worker={"threads": 0})
+    broker = make_broker([noop_catalog_with_async_limit(tmp_path / "catalog", 1)], worker={"threads": 0})
     osb = broker.client
     sid, pid = osb.ids("noop", "async")
     iid = new_id()

@@ -15,28 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from moorage.settings import Settings
-from tests.fixtures.broker import PASSWORD, TEST_CATALOG, RunningBroker
+from tests.fixtures.broker import PASSWORD, RunningBroker, noop_catalog_with_async_limit
 from tests.fixtures.platform import InertRuntime, serve_controller
 
 PLAN_LIMIT = 2
 GLOBAL_LIMIT = 30.0
 
 
-def short_limit_catalog(folder: Path) -> Path:
-    """The test catalog with the async plan's polling limit cut to PLAN_LIMIT seconds."""
-    text = (TEST_CATALOG / "noop.yaml").read_text()
-    assert text.count("maximum_polling_duration: 60") == 1, "the async plan's limit moved"
-    folder.mkdir(parents=True)
-    (folder / "noop.yaml").write_text(
-        text.replace("maximum_polling_duration: 60", f"maximum_polling_duration: {PLAN_LIMIT}")
-    )
-    return folder
-
-
 def test_a_slow_orphan_clean_up_does_not_hold_the_create_past_the_plan_limit(
     tmp_path: Path, make_broker: Callable[..., RunningBroker], inert_runtime: InertRuntime
 ) -> None:
-    broker = make_broker(catalog_dirs=[short_limit_catalog(tmp_path / "catalog")])
+    broker = make_broker(catalog_dirs=[noop_catalog_with_async_limit(tmp_path / "catalog", PLAN_LIMIT)])
     settings = Settings(data_dir=tmp_path / "ctl").with_group(
         broker={"port": broker.settings.broker.port, "password": PASSWORD},
         platform={"osb_max_polling_seconds": GLOBAL_LIMIT},

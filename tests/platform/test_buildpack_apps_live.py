@@ -8,9 +8,7 @@ its host name. Failed builds say why and add no release.
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import httpx
 import pytest
 
 from tests.fixtures.builder import write_buildpack
-from tests.fixtures.platform import LivePlatform, deploy_tarball, run_live_platform
+from tests.fixtures.platform import LivePlatform, deploy_tarball, run_live_platform, tar_of
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +37,12 @@ def alice(live: LivePlatform) -> httpx.Client:
 
 def tarball(app: str, changes: dict[str, str] | None = None) -> bytes:
     """tests/apps/<app> as an upload, with some files replaced or added."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path in sorted((APPS / app).rglob("*")):
-            rel = path.relative_to(APPS / app).as_posix()
-            if path.is_file() and rel not in (changes or {}):
-                tar.add(path, arcname=rel)
-        for name, text in (changes or {}).items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    files: dict[str, str | bytes] = {
+        path.relative_to(APPS / app).as_posix(): path.read_bytes()
+        for path in sorted((APPS / app).rglob("*"))
+        if path.is_file()
+    }
+    return tar_of({**files, **(changes or {})})
 
 
 def deployed(alice: httpx.Client, app: str, upload: bytes, config: dict[str, str] | None = None) -> list[str]:
