@@ -89,7 +89,7 @@ def test_sigkill_during_async_provision_resumes_after_restart(tmp_path: Path) ->
     try:
         sid, pid = osb.ids("noop", "async")
         iid = new_id()
-        resp = osb.provision(iid, sid, pid, {"steps": 6, "step_seconds": 0.3})
+        resp = osb.provision(iid, sid, pid, {"steps": 20, "step_seconds": 0.3})
         assert resp.status_code == 202
         operation = resp.json()["operation"]
         # Wait until the worker has made real progress, then kill everything at once.
@@ -173,7 +173,7 @@ def test_a_separate_worker_process_runs_operations_and_another_resumes_after_sig
     try:
         sid, pid = osb.ids("noop", "async")
         iid = new_id()
-        resp = osb.provision(iid, sid, pid, {"steps": 6, "step_seconds": 0.3, "fail_delete": secret})
+        resp = osb.provision(iid, sid, pid, {"steps": 20, "step_seconds": 0.3, "fail_delete": secret})
         assert resp.status_code == 202
         operation = resp.json()["operation"]
         workers.append(_start_worker(env, logs[0]))
