@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from click.testing import CliRunner
 from moorage.cli.main import cli
 from moorage.embedded.ports import free_port, port_answers
 from tests.fixtures.servers import make_server_dir
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,8 +89,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
 
 
 def _await(condition, timeout: float, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; output:\n{log.read_text()}")
-        time.sleep(0.1)
+    try:
+        wait_for(condition, timeout, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"timed out; output:\n{log.read_text()}") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ from tests.fixtures.broker import (
     new_id,
     settings_env,
 )
+from tests.polling import wait_for
 
 
 @pytest.mark.slow
@@ -50,10 +50,7 @@ def test_sigkill_during_rds_provision_is_resumed_after_restart(
         response = osb.provision(instance_id, service_id, plan_id, {})
         assert response.status_code == 202, response.text
         operation = response.json()["operation"]
-        deadline = time.monotonic() + 30
-        while fault_proxy.count("DescribeDBInstances") < 2:
-            assert time.monotonic() < deadline, "the provider never started waiting for the instance"
-            time.sleep(0.05)
+        wait_for(lambda: fault_proxy.count("DescribeDBInstances") >= 2, 30, what="the provider to wait for the instance")
         process.kill()
         with pytest.raises(httpx.TransportError):  # really down: nothing answers any more
             osb.last_operation(instance_id)

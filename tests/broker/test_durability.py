@@ -104,16 +104,14 @@ def test_sigkill_during_async_provision_resumes_after_restart(tmp_path: Path) ->
 
 
 def _await_description(osb: OsbClient, iid: str, operation: str, text: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def reached() -> bool:
         body = osb.last_operation(iid, operation=operation).json()
         if text in body.get("description", ""):
-            return
+            return True
         assert body["state"] == "in progress", body
-        time.sleep(0.05)
-    raise AssertionError(f"operation never reached {text!r}")
+        return False
+
+    wait_for(reached, 30, what=f"the operation to reach {text!r}")
 
 
 def test_secret_parameters_and_credentials_are_not_stored_or_logged_in_clear(

@@ -193,4 +193,6 @@ def test_logs_follow_streams_new_lines(live_platform, live_cli):
             if "moorage[deploy]" in line and "v3" in line:
                 break
             assert time.monotonic() < deadline, "no deploy line streamed"
+        else:
+            pytest.fail("the log stream ended before the deploy of v3 was streamed")
     changer.join()

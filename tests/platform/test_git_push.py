@@ -13,13 +13,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.platform import Cli, LivePlatform, run_live_platform
+from tests.polling import wait_for
 
 HOST = "shop.moorage.localhost"
 
@@ -93,14 +93,13 @@ def commit_app(cli: Cli, message: str, extra: dict[str, bytes] | None = None) ->
 
 
 def served(live: LivePlatform, until_release: str, timeout: float = 15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    body: bytes = b""
-    while time.monotonic() < deadline:
+
+    def serving() -> dict | None:
         status, body = live.get(HOST)
-        if status == 200 and json.loads(body)["release"] == until_release:
-            return json.loads(body)
-        time.sleep(0.05)
-    raise AssertionError(f"{HOST} did not serve {until_release}: {body!r}")
+        answer = json.loads(body) if status == 200 else {}
+        return answer if answer.get("release") == until_release else None
+
+    return wait_for(serving, timeout, what=f"{HOST} to serve {until_release}")
 
 
 def releases(cli: Cli) -> list[dict]:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from moorage.embedded.ports import free_port
+from moorage.errors import NotFoundError
 from moorage.platform.osb_client import BrokerError, OsbClient
 from tests.fixtures.broker import PASSWORD, RunningBroker, new_id
 
@@ -78,9 +79,9 @@ def test_a_broker_that_is_down_fails_fast_with_a_readable_error() -> None:
 
 def test_catalog_find_names_what_exists(client: OsbClient) -> None:
     catalog = client.catalog()
-    with pytest.raises(Exception, match="services: noop"):
+    with pytest.raises(NotFoundError, match="services: noop"):
         catalog.find("nosuch")
-    with pytest.raises(Exception, match="plans: sync"):
+    with pytest.raises(NotFoundError, match="plans: sync"):
         catalog.find("noop", "gold")
 
 

@@ -238,10 +238,7 @@ def test_async_create_streams_progress_and_can_run_in_the_background(ctl: Contro
         json={"service": "noop", "plan": "async", "name": "bg", "wait": False, "parameters": {"steps": 2}},
     )
     assert r.status_code == 202 and r.json()["state"] == "creating"
-    deadline = time.monotonic() + 20
-    while alice.get("/v2/services/bg").json()["state"] != "ready":
-        assert time.monotonic() < deadline, alice.get("/v2/services/bg").json()
-        time.sleep(0.05)
+    wait_for(lambda: alice.get("/v2/services/bg").json()["state"] == "ready", 20, what="bg to be ready")
 
 
 def test_async_provision_that_never_finishes_fails_after_the_polling_limit(
