@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
+from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
-from moorage.platform.controller.service_vars import owned_vars, refuse_service_vars
+from moorage.platform.controller.service_vars import owned_vars
 from moorage.platform.runtime.base import Progress, ReleaseSpec
 from moorage.store.apps import DEPLOYING, FAILED, SUCCEEDED, App, Build, ConfigVars, Formation, Release
 
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 CRASHED = "crashed"
 #: The Procfile type Heroku runs once per release, before its processes start (migrations).
 RELEASE_TASK = "release"
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_VALUE = 64 * 1024
 
 
 def current(session: Session, app: App) -> Release:
@@ -138,6 +136,32 @@ def record(
     """
     if (config_id is None) == (config_values is None):
         raise ValueError("give exactly one of config_id and config_values")
+    version, spec, formation = _append(
+        platform, who, name, summary, build_id=build_id, config_id=config_id, config_values=config_values
+    )
+    log.info("release recorded", extra={"app": name, "release": version})
+    if spec is None:
+        progress(
+            f"moorage[release]: v{version} recorded: {summary} (nothing to deploy until the first build)"
+        )
+    else:
+        _deploy(platform, name, version, summary, spec, formation, progress)
+    return _reload(platform, who, name, version)
+
+
+def _append(
+    platform: Platform,
+    who: Principal,
+    name: str,
+    summary: str,
+    *,
+    build_id: str | None,
+    config_id: int | None,
+    config_values: Mapping[str, str] | None,
+) -> tuple[int, ReleaseSpec | None, dict[str, int]]:
+    """The ledger's side of ``record``, in one transaction: the config row (when new
+    values are given), the release row, and the formation the release's process types
+    call for. Returns the version and what to deploy (no spec before the first build)."""
     with platform.db.unit_of_work() as s:
         app = find(s, who, name)
         latest = s.scalar(
@@ -171,13 +195,20 @@ def record(
         if spec is not None:
             formation = _formation_for(formation, spec.processes)
             save_formation(s, app, formation)
-        version = release.version
-    log.info("release recorded", extra={"app": name, "release": version})
-    if spec is None:
-        progress(
-            f"moorage[release]: v{version} recorded: {summary} (nothing to deploy until the first build)"
-        )
-        return _reload(platform, who, name, version)
+        return release.version, spec, formation
+
+
+def _deploy(
+    platform: Platform,
+    name: str,
+    version: int,
+    summary: str,
+    spec: ReleaseSpec,
+    formation: Mapping[str, int],
+    progress: Progress,
+) -> None:
+    """Run the release phase, then roll the release out; a failure of either marks the
+    release failed and leaves the previous one serving."""
     try:
         if RELEASE_TASK in spec.processes:
             _run_release_task(platform, spec, progress)
@@ -199,7 +230,6 @@ def record(
         ) from None
     _finish(platform, name, version, SUCCEEDED, None)
     progress(f"moorage[deploy]: v{version} is live")
-    return _reload(platform, who, name, version)
 
 
 def _run_release_task(platform: Platform, spec: ReleaseSpec, progress: Progress) -> None:
@@ -248,68 +278,6 @@ def _reload(platform: Platform, who: Principal, name: str, version: int) -> dict
         rel = s.scalar(select(Release).where(Release.app_id == app.id, Release.version == version))
         assert rel is not None
         return describe(platform, s, rel)
-
-
-def get_config(platform: Platform, who: Principal, name: str) -> dict[str, str]:
-    with platform.db.unit_of_work() as s:
-        app = find(s, who, name)
-        return config_of(platform, s, current(s, app))
-
-
-def change_config(
-    platform: Platform, who: Principal, name: str, changes: Any, progress: Progress, force: bool = False
-) -> dict[str, Any]:
-    """Merge ``changes`` (``None`` unsets a key) into the config as a new release.
-
-    Vars a bound service provides are refused unless ``force`` (see controller.service_vars).
-    """
-    if not isinstance(changes, dict) or not changes:
-        raise InvalidParametersError(
-            'give the variables to change: {"values": {"KEY": "value", "OLD": null}}'
-        )
-    for key, value in changes.items():
-        if not isinstance(key, str) or not KEY_RE.match(key):
-            raise InvalidParametersError(
-                f"invalid config key {key!r}: use letters, digits and underscores, not starting with a digit"
-            )
-        if value is not None and not isinstance(value, str):
-            raise InvalidParametersError(f"the value of {key} must be a string (or null to unset it)")
-        if value is not None and len(value) > MAX_VALUE:
-            raise InvalidParametersError(f"the value of {key} is longer than {MAX_VALUE} characters")
-        if value is not None and "\x00" in value:
-            raise InvalidParametersError(
-                f"the value of {key} contains a NUL character, which no process environment can hold"
-            )
-    with platform.app_lock(name):
-        with platform.db.unit_of_work() as s:
-            app = find(s, who, name)
-            rel = current(s, app)
-            old = config_of(platform, s, rel)
-            build_id = rel.build_id
-            if not force:
-                refuse_service_vars(s, app.id, name, changes)
-        new = dict(old)
-        for key, value in changes.items():
-            if value is None:
-                new.pop(key, None)
-            else:
-                new[key] = value
-        added = sorted(k for k in new if k not in old)
-        changed = sorted(k for k in new if k in old and new[k] != old[k])
-        removed = sorted(k for k in old if k not in new)
-        if not (added or changed or removed):
-            raise ConflictError(
-                f"nothing changed: the config of {name} already has these values; no release made"
-            )
-        parts = []
-        for verb, keys in (("added", added), ("changed", changed), ("removed", removed)):
-            if keys:
-                parts.append(f"{verb} {', '.join(keys)}")
-        summary = f"{who.username} {', '.join(parts)}"
-        release = record(
-            platform, who, name, summary, build_id=build_id, config_values=new, progress=progress
-        )
-    return {"values": new, "release": release}
 
 
 def _mark_crashed(platform: Platform, name: str, release: dict[str, Any]) -> dict[str, Any]:
