@@ -13,6 +13,7 @@ to the server, so nothing past that boundary needs to know them.
     ├── ConcurrencyError          another mutating operation is in progress
     ├── UnprocessableError        understood, but cannot be done (e.g. unsupported plan change)
     ├── PermissionDeniedError     authenticated, but not allowed
+    │   └── AuthenticationError   not authenticated: no token, a bad token or password
     ├── ProviderError             a backend refused or failed; the message says why
     │   └── PermanentError        do not retry
     └── TemporaryError            not done yet: call again after ``delay`` seconds
@@ -62,6 +63,12 @@ class UnprocessableError(Error):
 
 class PermissionDeniedError(Error):
     code = "forbidden"
+
+
+class AuthenticationError(PermissionDeniedError):
+    """No token, an unknown token, or a wrong password (HTTP 401)."""
+
+    code = "unauthorized"
 
 
 class ProviderError(Error):

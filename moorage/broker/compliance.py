@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from moorage.catalog.model import Catalog
+from moorage.catalog.model import Catalog, Offering, Plan
 
 log = logging.getLogger(__name__)
 
@@ -231,16 +231,8 @@ def _check_body(catalog: Catalog) -> None:
     args = request.view_args or {}
     is_update = request.method == "PATCH"
     service_id = _required_string(body, "service_id")
-    offering = catalog.offering(service_id)
-    if offering is None:
-        raise bad_request(f"service_id {service_id!r} is not in this broker's catalog")
-    plan_id = body.get("plan_id")
-    if plan_id is None and is_update:
-        pass
-    else:
-        plan_id = _required_string(body, "plan_id")
-        if offering.plan(plan_id) is None:
-            raise bad_request(f"plan_id {plan_id!r} is not a plan of service {offering.name!r}")
+    plan_id = None if body.get("plan_id") is None and is_update else _required_string(body, "plan_id")
+    catalog_entry(catalog, service_id, plan_id)
     if request.method == "PUT" and "binding_id" not in args:
         for name in ("organization_guid", "space_guid"):
             _required_string(body, name)
@@ -263,11 +255,24 @@ def _check_delete_query(catalog: Catalog) -> None:
     plan_id = request.args.get("plan_id")
     if not service_id or not plan_id:
         raise bad_request("the service_id and plan_id query parameters are required")
+    catalog_entry(catalog, service_id, plan_id)
+
+
+def catalog_entry(catalog: Catalog, service_id: str, plan_id: str | None) -> tuple[Offering, Plan | None]:
+    """The offering and plan (None without ``plan_id``) the ids name; 400 for an id not in the catalog.
+
+    The one check of catalog ids: requests are checked on the way in, and the instance
+    code looks its rows' ids up through it too (a plan may have left the catalog since).
+    """
     offering = catalog.offering(service_id)
     if offering is None:
         raise bad_request(f"service_id {service_id!r} is not in this broker's catalog")
-    if offering.plan(plan_id) is None:
+    if plan_id is None:
+        return offering, None
+    plan = offering.plan(plan_id)
+    if plan is None:
         raise bad_request(f"plan_id {plan_id!r} is not a plan of service {offering.name!r}")
+    return offering, plan
 
 
 def _required_string(body: dict[str, Any], name: str) -> str:

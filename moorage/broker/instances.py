@@ -36,7 +36,7 @@ from openbrokerapi.service_broker import (
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from moorage.broker.compliance import OsbError, async_required, bad_request, concurrency_error
+from moorage.broker.compliance import OsbError, async_required, bad_request, catalog_entry, concurrency_error
 from moorage.broker.driver import Driven, Driver, retry_after_for
 from moorage.catalog import parameters as params
 from moorage.catalog.model import Catalog, Offering, Plan
@@ -100,10 +100,8 @@ class Instances:
         self.driver = driver
 
     def offering_plan(self, service_id: str, plan_id: str) -> tuple[Offering, Plan]:
-        offering = self.catalog.offering(service_id)
-        plan = offering.plan(plan_id) if offering else None
-        if offering is None or plan is None:  # compliance.py checked already; kept for safety
-            raise bad_request(f"plan {plan_id!r} of service {service_id!r} is not in the catalog")
+        offering, plan = catalog_entry(self.catalog, service_id, plan_id)
+        assert plan is not None  # a plan_id was given
         return offering, plan
 
     # -- provision ---------------------------------------------------------------

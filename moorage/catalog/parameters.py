@@ -46,7 +46,18 @@ def validate(plan: Plan, resource: str, action: str, parameters: Any) -> dict[st
                 f"remove {', '.join(sorted(parameters))}"
             )
         return {}
-    validator = _validator_for(schema)
+    check(schema, parameters, _validator_for(schema))
+    return with_defaults(schema, parameters)
+
+
+def check(schema: Mapping[str, Any], parameters: Mapping[str, Any], validator: Any = None) -> None:
+    """InvalidParametersError naming the offending parameter and what was expected.
+
+    The platform checks against the schema a broker published with this same function,
+    so a user sees the same message whether the platform or the broker refuses.
+    """
+    if validator is None:
+        validator = jsonschema.validators.validator_for(schema)(schema)
     error = best_match(validator.iter_errors(parameters))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path)
@@ -57,7 +68,6 @@ def validate(plan: Plan, resource: str, action: str, parameters: Any) -> dict[st
             )
         prefix = f"invalid parameter {where!r}" if where else "invalid parameters"
         raise InvalidParametersError(f"{prefix}: {error.message}")
-    return with_defaults(schema, parameters)
 
 
 def with_defaults(schema: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -92,10 +92,34 @@ def print_json(data: Any) -> None:
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    table = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False)
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
-    console().print(table)
+    """A table fitted to the terminal; into a pipe or a file, one unwrapped line per row.
+
+    Why two ways: rich wraps cells to fit the terminal, which reads well there; elsewhere it
+    would assume 80 columns and wrap descriptions into narrow columns that neither a person
+    nor ``grep``/``awk`` can use. ``--json`` is the way for scripts that need structure.
+    """
+    cells = [["" if cell is None else str(cell).replace("\n", " ") for cell in row] for row in rows]
+    out = console()
+    if out.is_terminal:
+        table = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False)
+        for row in cells:
+            table.add_row(*row)
+        out.print(table)
+        return
+    if title:
+        click.echo(title)
+    for line in plain_table(columns, cells):
+        click.echo(line)
+
+
+def plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Columns padded to their widest cell, two spaces apart; nothing wrapped or cut."""
+    lines = [list(columns), *(list(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
 
 
 def parse_assignments(pairs: Sequence[str], what: str) -> dict[str, str]:

@@ -29,7 +29,14 @@ from typing import Any
 
 import httpx
 
-from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, ProviderError
+from moorage.errors import (
+    ConflictError,
+    Error,
+    InvalidParametersError,
+    NotFoundError,
+    ProviderError,
+    UnprocessableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,32 @@ class BrokerError(ProviderError):
         super().__init__(message, status=status, error=error)
         self.status = status
         self.error = error
+
+
+class Refusal(Error):
+    """The broker answered the request itself with a 4xx: by OSB it created or changed nothing.
+
+    Mixed into the class the caller should see (400 → invalid parameters, 409 → conflict,
+    any other 4xx → unprocessable), so the controller can tell a refusal, after which
+    there is nothing to clean up anywhere, from a failure (5xx, time-out, a failed
+    operation), after which the broker may hold something and orphan mitigation runs.
+    """
+
+
+class RefusedParameters(Refusal, InvalidParametersError):
+    pass
+
+
+class RefusedConflict(Refusal, ConflictError):
+    pass
+
+
+class RefusedRequest(Refusal, UnprocessableError):
+    """422: understood, and refused (a plan change it does not allow, a failed check, …)."""
+
+
+class RefusedByBroker(Refusal, BrokerError):
+    """Any other 4xx (401, 403, 404, …): a set-up problem between platform and broker (502)."""
 
 
 @dataclass(frozen=True)
@@ -156,12 +189,7 @@ class OsbClient:
             body["maintenance_info"] = plan["maintenance_info"]
         path = f"/v2/service_instances/{instance_id}"
         query = {"service_id": offering["id"], "plan_id": plan["id"]}
-        try:
-            resp = self._request("PUT", path, user, json=body, params={"accepts_incomplete": "true"})
-        except BrokerError:
-            self._mitigate(path, query, plan)
-            raise
-        result = self._finish(resp, path, "provisioning", plan, query)
+        resp, result = self._put(path, body, user, "provisioning", plan, query)
         if result.state != "succeeded":
             self._mitigate(path, query, plan)
             raise BrokerError(f"provisioning failed: {result.description or 'no reason given'}")
@@ -218,17 +246,7 @@ class OsbClient:
             "parameters": dict(parameters),
             "context": {"platform": PLATFORM, **context},
         }
-        try:
-            resp = self._request("PUT", path, user, json=body, params={"accepts_incomplete": "true"})
-        except BrokerError:
-            self._mitigate(path, query, plan)
-            raise
-        try:
-            result = self._finish(resp, path, "binding", plan, query)
-        except BrokerError:
-            if resp.status_code >= 500 or resp.status_code in (200, 201, 202):
-                self._mitigate(path, query, plan)
-            raise
+        resp, result = self._put(path, body, user, "binding", plan, query)
         if result.state != "succeeded":
             self._mitigate(path, query, plan)
             raise BrokerError(f"binding failed: {result.description or 'no reason given'}")
@@ -269,22 +287,59 @@ class OsbClient:
 
     # -- answers, polling, orphan mitigation --------------------------------------------------
 
+    def _put(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        user: str | None,
+        doing: str,
+        plan: Mapping[str, Any],
+        query: Mapping[str, str],
+    ) -> tuple[httpx.Response, OperationResult]:
+        """PUT an instance or binding and wait for the end; orphan mitigation after a failure.
+
+        A refusal (4xx) created nothing, so there is nothing to delete; after a time-out, a
+        5xx or a broken answer the broker may hold a half-made resource, and it is deleted.
+        """
+        try:
+            resp = self._request("PUT", path, user, json=body, params={"accepts_incomplete": "true"})
+            return resp, self._finish(resp, path, doing, plan, query)
+        except Refusal:
+            raise
+        except BrokerError:
+            self._mitigate(path, query, plan)
+            raise
+
     def _finish(
         self, resp: httpx.Response, path: str, doing: str, plan: Mapping[str, Any], query: Mapping[str, str]
     ) -> OperationResult:
-        body = self._json(resp, doing)
+        try:
+            body = self._json(resp, doing)
+        except BrokerError:
+            if not 400 <= resp.status_code < 500:
+                raise
+            body = {}  # a refusal all the same, from a proxy or a broker that says no more
         if resp.status_code in (200, 201):
             return OperationResult("succeeded", body=body)
         if resp.status_code == 202:
             return self._poll(path, body.get("operation"), doing, plan, query)
-        if resp.status_code == 409:
-            raise ConflictError(
-                f"{doing} conflicts with an existing resource at the broker: {_describe(resp, body)}"
+        status, error = resp.status_code, body.get("error")
+        if status == 409:
+            raise RefusedConflict(
+                f"{doing} conflicts with an existing resource at the broker: {_describe(resp, body)}",
+                status=status,
+                error=error,
             )
-        if resp.status_code == 400:
-            raise InvalidParametersError(f"the broker refused the request: {_describe(resp, body)}")
-        if resp.status_code == 422:
-            raise BrokerError(f"{doing} was refused: {_describe(resp, body)}", 422, body.get("error"))
+        if status == 400:
+            raise RefusedParameters(
+                f"the broker refused the request: {_describe(resp, body)}", status=status, error=error
+            )
+        if status == 422:
+            raise RefusedRequest(f"{doing} was refused: {_describe(resp, body)}", status=status, error=error)
+        if 400 <= status < 500:
+            raise RefusedByBroker(
+                f"{doing} was refused at the broker: {_describe(resp, body)}", status, error
+            )
         raise BrokerError(
             f"{doing} failed at the broker: {_describe(resp, body)}", resp.status_code, body.get("error")
         )

@@ -328,11 +328,12 @@ def test_update_changes_plan_and_parameters(ctl: Controller, tmp_path: Path) -> 
         result.exit_code == 1
         and "noop has no plan 'gold'; plans: sync, async, no-maintenance" in result.output
     )
+    before = json.loads(cli.ok("services:info", "svc", "--json"))
     result = cli("services:update", "svc", "-p", '{"fail": "no thanks"}')
-    assert result.exit_code == 1 and "no thanks" in result.output
-    info = json.loads(cli.ok("services:info", "svc", "--json"))
-    assert info["state"] == "ready" and "the last update failed" in info["description"]
-    assert info["plan"] == "no-maintenance"
+    assert result.exit_code == 1 and "422 update failed, nothing was changed: no thanks" in result.output
+    # A refusal (422) changed nothing at the broker, so nothing changes here either.
+    assert json.loads(cli.ok("services:info", "svc", "--json")) == before
+    assert before["plan"] == "no-maintenance" and before["state"] == "ready"
 
 
 def test_operations_interrupted_by_a_restart_are_settled(ctl: Controller, noop_broker: RunningBroker) -> None:

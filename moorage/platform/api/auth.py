@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, request
 
+from moorage.errors import AuthenticationError
 from moorage.platform.controller import accounts
 from moorage.platform.controller.context import Platform, Principal
 
@@ -39,7 +40,7 @@ def optional_user() -> Principal | None:
         return None
     try:
         return accounts.authenticate(platform(), token)
-    except accounts.AuthenticationError:
+    except AuthenticationError:
         return None
 
 
@@ -50,7 +51,7 @@ def init_app(app: Flask) -> None:
             return
         token = bearer()
         if token is None:
-            raise accounts.AuthenticationError(
+            raise AuthenticationError(
                 "this route needs a token: log in with `moorage login` (header `Authorization: token <token>`)"
             )
         g.moorage_user = accounts.authenticate(platform(), token)

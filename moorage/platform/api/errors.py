@@ -14,13 +14,12 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from moorage import errors
-from moorage.platform.controller.accounts import AuthenticationError
 
 log = logging.getLogger(__name__)
 
 #: Most specific first.
 STATUS: list[tuple[type[errors.Error], int]] = [
-    (AuthenticationError, 401),
+    (errors.AuthenticationError, 401),
     (errors.PermissionDeniedError, 403),
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
@@ -43,13 +42,23 @@ def body(code: str, message: str, details: dict | None = None) -> dict:
     return {"code": code, "message": message, "details": details or {}}
 
 
+def error_body(exc: errors.Error) -> dict:
+    """The API's JSON body for one of our errors (plain responses and streamed jobs alike)."""
+    return body(exc.code, exc.message, exc.details)
+
+
+def internal_body() -> dict:
+    """The body for anything else; what went wrong stays in the controller's log."""
+    return body("internal", "internal error in the controller; see its log")
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(errors.Error)
     def _moorage_error(exc: errors.Error):  # type: ignore[no-untyped-def]
         status = status_of(exc)
         if status == 500:
             log.error("controller error: %s", exc.message)
-        response = jsonify(body(exc.code, exc.message, exc.details))
+        response = jsonify(error_body(exc))
         if status == 401:
             response.headers["WWW-Authenticate"] = "Token"
         return response, status
@@ -68,4 +77,4 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.exception("unexpected error in the controller")
-        return jsonify(body("internal", "internal error in the controller; see its log")), 500
+        return jsonify(internal_body()), 500

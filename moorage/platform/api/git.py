@@ -31,7 +31,7 @@ SERVICES = ("git-receive-pack", "git-upload-pack")
 ENDPOINTS = ("git.info_refs", "git.rpc")
 
 
-class GitAuthRequired(accounts.AuthenticationError):
+class GitAuthRequired(errors.AuthenticationError):
     """No credentials: git should ask its credential helper (HTTP 401 with a Basic challenge)."""
 
 

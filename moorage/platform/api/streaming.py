@@ -19,7 +19,7 @@ from typing import Any
 from flask import Response
 
 from moorage.errors import Error
-from moorage.platform.api.errors import body
+from moorage.platform.api.errors import error_body, internal_body
 from moorage.platform.runtime.base import Progress
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,10 @@ def stream_job(job: Callable[[Progress], Any]) -> Response:
         try:
             lines.put({"result": job(lambda line: lines.put({"log": line}))})
         except Error as exc:
-            lines.put({"error": body(exc.code, exc.message, exc.details)})
+            lines.put({"error": error_body(exc)})
         except Exception:
             log.exception("streamed job crashed")
-            lines.put({"error": body("internal", "internal error in the controller; see its log")})
+            lines.put({"error": internal_body()})
         finally:
             lines.put(_DONE)
 

@@ -15,19 +15,13 @@ import secrets
 
 from sqlalchemy import delete, func, select
 
-from moorage.errors import ConflictError, InvalidParametersError, PermissionDeniedError
+from moorage.errors import AuthenticationError, ConflictError, InvalidParametersError, PermissionDeniedError
 from moorage.platform.controller.context import Platform, Principal
 from moorage.store.apps import Token, User
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.@+-]{0,63}$")
 MIN_PASSWORD = 8
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-
-
-class AuthenticationError(PermissionDeniedError):
-    """No token, an unknown token, or a wrong password (HTTP 401)."""
-
-    code = "unauthorized"
 
 
 def hash_password(password: str) -> str:

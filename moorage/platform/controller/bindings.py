@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -32,24 +33,24 @@ from sqlalchemy.orm import Session
 from moorage.errors import (
     ConflictError,
     Error,
-    InvalidParametersError,
     NotFoundError,
     ProviderError,
     UnprocessableError,
 )
-from moorage.platform.controller import apps, brokers, releases, services
+from moorage.platform.controller import apps, plan_parameters, releases, services
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.credentials_env import (
     VCAP_SERVICES,
     BoundService,
+    EnvRule,
     normalize_alias,
-    reserved_reason,
     rule_for,
     var_names,
     vars_for,
     vcap_services,
 )
-from moorage.platform.controller.service_vars import owned_vars
+from moorage.platform.controller.instance_broker import connected, offering_of
+from moorage.platform.controller.service_vars import check_free
 from moorage.platform.runtime.base import Progress
 from moorage.store.services import BINDING, BOUND, READY, UNBINDING, ServiceBinding, ServiceInstance
 
@@ -68,7 +69,7 @@ def _vcap(
     for binding, inst in rows:
         if binding.id in exclude or (binding.state != BOUND and binding.id not in include):
             continue
-        _, offering, _ = services.offering_of(session, inst)
+        _, offering, _ = offering_of(session, inst)
         bound.append(
             BoundService(
                 label=inst.offering_name,
@@ -137,36 +138,21 @@ def _bind_at_broker(
     app: str,
     parameters: Mapping[str, Any],
 ) -> dict[str, Any]:
-    with platform.db.unit_of_work() as s:
-        inst = s.get(ServiceInstance, instance_id)
-        assert inst is not None
-        broker, offering, plan = services.offering_of(s, inst)
-        context = {"app_name": app, "instance_name": inst.name, "user": who.username}
-        s.expunge(broker)
-    client = brokers.client_for(platform, broker)
-    try:
-        result = client.bind(
-            instance_id, binding_id, offering, plan, parameters, context, app, user=who.username
+    with connected(platform, instance_id) as at:
+        context = {"app_name": app, "instance_name": at.instance_name, "user": who.username}
+        result = at.client.bind(
+            instance_id, binding_id, at.offering, at.plan, parameters, context, app, user=who.username
         )
-    finally:
-        client.close()
     return dict(result.body["credentials"])
 
 
 def unbind_at_broker(platform: Platform, who: Principal, binding_id: str) -> None:
-    with platform.db.unit_of_work() as s:
+    with platform.db.sessions() as s:
         binding = s.get(ServiceBinding, binding_id)
         assert binding is not None
-        inst = s.get(ServiceInstance, binding.instance_id)
-        assert inst is not None
-        broker, offering, plan = services.offering_of(s, inst)
-        instance_id = inst.id
-        s.expunge(broker)
-    client = brokers.client_for(platform, broker)
-    try:
-        client.unbind(instance_id, binding_id, offering["id"], plan, user=who.username)
-    finally:
-        client.close()
+        instance_id = binding.instance_id
+    with connected(platform, instance_id) as at:
+        at.client.unbind(instance_id, binding_id, at.offering["id"], at.plan, user=who.username)
 
 
 def forget(platform: Platform, binding_id: str) -> None:
@@ -174,6 +160,91 @@ def forget(platform: Platform, binding_id: str) -> None:
         binding = s.get(ServiceBinding, binding_id)
         if binding is not None:
             s.delete(binding)
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    """A binding to make and roll out; ``replaces`` the binding a rotation retires."""
+
+    instance_id: str
+    app_id: int
+    app: str
+    rule: EnvRule
+    prefix: str
+    parameters: Mapping[str, Any]
+    summary: str
+    progress: Progress
+    replaces: str | None = None
+    old_vars: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Attached:
+    binding_id: str
+    values: dict[str, str]
+    release: dict[str, Any] | None
+    broker_seconds: float
+    rollout_seconds: float
+
+
+def _attach(platform: Platform, who: Principal, plan: _Attachment) -> _Attached:
+    """The saga of bind and rotate, under the app's lock; every failure leaves nothing behind.
+
+    Record the binding, bind at the broker (forgotten on error: the OSB client already
+    cleaned up at the broker), store the credentials and the var names, roll out the
+    release using them (undone at the broker on error), then mark it bound — and the
+    binding it replaces unbinding, in the same transaction.
+    """
+    with platform.db.unit_of_work() as s:
+        binding = ServiceBinding(
+            id=str(uuid.uuid4()),
+            app_id=plan.app_id,
+            instance_id=plan.instance_id,
+            alias=plan.prefix,
+            var_names=[],
+            state=BINDING,
+            created_by=who.username,
+        )
+        s.add(binding)
+        binding_id = binding.id
+    started = time.monotonic()
+    try:
+        credentials = _bind_at_broker(platform, who, plan.instance_id, binding_id, plan.app, plan.parameters)
+    except Error:
+        forget(platform, binding_id)
+        raise
+    broker_seconds = time.monotonic() - started
+    values = vars_for(plan.rule, plan.prefix, credentials)
+    with platform.db.unit_of_work() as s:
+        row = s.get(ServiceBinding, binding_id)
+        assert row is not None
+        row.credentials_enc = platform.encryptor.encrypt_json(credentials)
+        row.var_names = sorted(values)
+    started = time.monotonic()
+    try:
+        release = _release(
+            platform,
+            who,
+            plan.app,
+            plan.summary,
+            put=values,
+            drop=[v for v in plan.old_vars if v not in values],
+            include={binding_id},
+            exclude={plan.replaces} if plan.replaces else set(),
+            progress=plan.progress,
+        )
+    except Error:
+        _undo(platform, who, binding_id)
+        raise
+    with platform.db.unit_of_work() as s:
+        row = s.get(ServiceBinding, binding_id)
+        assert row is not None
+        row.state = BOUND
+        if plan.replaces:
+            old = s.get(ServiceBinding, plan.replaces)
+            assert old is not None
+            old.state, old.var_names = UNBINDING, []
+    return _Attached(binding_id, values, release, broker_seconds, time.monotonic() - started)
 
 
 def bind(
@@ -189,16 +260,17 @@ def bind(
     prefix_wanted = normalize_alias(alias)
     params = services.validate_parameters(parameters)
     with platform.app_lock(app):
-        with platform.db.unit_of_work() as s:
+        with platform.db.sessions() as s:
             app_row = apps.find(s, who, app)
             inst = services.find(s, who, name)
             if inst.state != READY:
                 raise UnprocessableError(
                     f"{name} is {inst.state} ({inst.description}); only a ready service can be bound"
                 )
-            broker, offering, plan = services.offering_of(s, inst)
+            broker, offering, plan = offering_of(s, inst)
             if not plan.get("bindable", offering.get("bindable", False)):
                 raise UnprocessableError(f"{inst.offering_name} {inst.plan_name} is not bindable")
+            plan_parameters.check(plan, "service_binding", "create", params)
             if s.scalar(
                 select(ServiceBinding.id).where(
                     ServiceBinding.instance_id == inst.id, ServiceBinding.app_id == app_row.id
@@ -210,79 +282,30 @@ def bind(
                 )
             rule = rule_for(offering, broker.name, own=broker.builtin)
             prefix = prefix_wanted or rule.prefix
-            names = var_names(rule, prefix)
-            owned = owned_vars(s, app_row.id)
             config = releases.config_of(platform, s, releases.current(s, app_row))
-            for var in names:
-                reason = reserved_reason(var) if prefix_wanted else None
-                if reason is not None:
-                    raise InvalidParametersError(
-                        f"the alias {prefix_wanted} would set {var}, which is refused ({reason}); "
-                        "choose another alias"
-                    )
-                if var in owned:
-                    raise ConflictError(
-                        f"{app} already has {var} from the service {owned[var]}; bind with an alias "
-                        f"(--as OTHER gives OTHER_URL, …) so neither overwrites the other"
-                    )
-                if var in config:
-                    raise ConflictError(
-                        f"{app} already has {var} set with config:set; bind with an alias (--as OTHER) "
-                        f"or remove it first (`moorage config:unset {var} -a {app}`)"
-                    )
-            binding = ServiceBinding(
-                id=str(uuid.uuid4()),
-                app_id=app_row.id,
+            check_free(s, app_row.id, app, config, var_names(rule, prefix), prefix_wanted)
+            attachment = _Attachment(
                 instance_id=inst.id,
-                alias=prefix,
-                var_names=[],
-                state=BINDING,
-                created_by=who.username,
-            )
-            s.add(binding)
-            binding_id, instance_id, label = binding.id, inst.id, inst.offering_name
-        progress(f"moorage[services]: binding {name} to {app} as {prefix}")
-        started = time.monotonic()
-        try:
-            credentials = _bind_at_broker(platform, who, instance_id, binding_id, app, params)
-        except Error:
-            forget(platform, binding_id)
-            raise
-        broker_seconds = time.monotonic() - started
-        values = vars_for(rule, prefix, credentials)
-        with platform.db.unit_of_work() as s:
-            row = s.get(ServiceBinding, binding_id)
-            assert row is not None
-            row.credentials_enc = platform.encryptor.encrypt_json(credentials)
-            row.var_names = sorted(values)
-        started = time.monotonic()
-        try:
-            release = _release(
-                platform,
-                who,
-                app,
-                f"{who.username} attached {name} ({label}) as {prefix}",
-                put=values,
-                drop=(),
-                include={binding_id},
-                exclude=set(),
+                app_id=app_row.id,
+                app=app,
+                rule=rule,
+                prefix=prefix,
+                parameters=params,
+                summary=f"{who.username} attached {name} ({inst.offering_name}) as {prefix}",
                 progress=progress,
             )
-        except Error:
-            _undo(platform, who, binding_id)
-            raise
-        with platform.db.unit_of_work() as s:
-            row = s.get(ServiceBinding, binding_id)
-            assert row is not None
-            row.state = BOUND
-    log.info("service bound", extra={"instance": instance_id, "binding": binding_id, "app": app})
+        progress(f"moorage[services]: binding {name} to {app} as {prefix}")
+        done = _attach(platform, who, attachment)
+    log.info(
+        "service bound", extra={"instance": attachment.instance_id, "binding": done.binding_id, "app": app}
+    )
     return {
         "service": name,
         "app": app,
         "as": prefix,
-        "config_vars": sorted(values) + [VCAP_SERVICES],
-        "release": release,
-        "timings": {"broker_seconds": broker_seconds, "rollout_seconds": time.monotonic() - started},
+        "config_vars": sorted(done.values) + [VCAP_SERVICES],
+        "release": done.release,
+        "timings": {"broker_seconds": done.broker_seconds, "rollout_seconds": done.rollout_seconds},
     }
 
 
@@ -336,60 +359,29 @@ def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Pr
 def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Progress) -> dict[str, Any]:
     """New binding → release using it → old binding removed; same var names, new credentials."""
     with platform.app_lock(app):
-        with platform.db.unit_of_work() as s:
+        with platform.db.sessions() as s:
             inst, old, app_id = _find_binding(s, who, name, app)
             if old.state != BOUND:
                 raise UnprocessableError(
                     f"the binding of {name} to {app} is {old.state}; unbind it and bind again"
                 )
-            broker, offering, _ = services.offering_of(s, inst)
-            rule = rule_for(offering, broker.name, own=broker.builtin)
-            old_id, prefix, old_vars, instance_id = old.id, old.alias, list(old.var_names or []), inst.id
-            new = ServiceBinding(
-                id=str(uuid.uuid4()),
-                app_id=app_id,
+            broker, offering, _ = offering_of(s, inst)
+            attachment = _Attachment(
                 instance_id=inst.id,
-                alias=prefix,
-                var_names=[],
-                state=BINDING,
-                created_by=who.username,
-            )
-            s.add(new)
-            new_id = new.id
-        progress(f"moorage[services]: new credentials for {name} on {app}")
-        try:
-            credentials = _bind_at_broker(platform, who, instance_id, new_id, app, {})
-        except Error:
-            forget(platform, new_id)
-            raise
-        values = vars_for(rule, prefix, credentials)
-        with platform.db.unit_of_work() as s:
-            row = s.get(ServiceBinding, new_id)
-            assert row is not None
-            row.credentials_enc = platform.encryptor.encrypt_json(credentials)
-            row.var_names = sorted(values)
-        try:
-            release = _release(
-                platform,
-                who,
-                app,
-                f"{who.username} rotated the credentials of {name}",
-                put=values,
-                drop=[v for v in old_vars if v not in values],
-                include={new_id},
-                exclude={old_id},
+                app_id=app_id,
+                app=app,
+                rule=rule_for(offering, broker.name, own=broker.builtin),
+                prefix=old.alias,
+                parameters={},
+                summary=f"{who.username} rotated the credentials of {name}",
                 progress=progress,
+                replaces=old.id,
+                old_vars=tuple(old.var_names or ()),
             )
-        except Error:
-            _undo(platform, who, new_id)
-            raise
-        with platform.db.unit_of_work() as s:
-            row = s.get(ServiceBinding, new_id)
-            assert row is not None
-            row.state = BOUND
-            old_row = s.get(ServiceBinding, old_id)
-            assert old_row is not None
-            old_row.state, old_row.var_names = UNBINDING, []
+        progress(f"moorage[services]: new credentials for {name} on {app}")
+        done = _attach(platform, who, attachment)
+        old_id = attachment.replaces
+        assert old_id is not None
         try:
             unbind_at_broker(platform, who, old_id)
         except Error as exc:
@@ -399,7 +391,7 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
             ) from None
         forget(platform, old_id)
     progress(f"moorage[services]: {name} on {app} now uses new credentials")
-    return {"service": name, "app": app, "as": prefix, "release": release}
+    return {"service": name, "app": app, "as": attachment.prefix, "release": done.release}
 
 
 def unbind_app(platform: Platform, who: Principal, app: str) -> None:

@@ -16,14 +16,14 @@ from moorage.errors import InvalidParametersError, NotFoundError
 from moorage.platform.controller import brokers
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.credentials_env import rule_for, var_names
+from moorage.platform.controller.plan_parameters import published_schema
 from moorage.store.services import Broker
 
 
 def _plan_view(plan: dict[str, Any], offering: dict[str, Any]) -> dict[str, Any]:
-    schemas = plan.get("schemas") or {}
-    instance = (schemas.get("service_instance") or {}).get("create", {}).get("parameters")
-    update = (schemas.get("service_instance") or {}).get("update", {}).get("parameters")
-    binding = (schemas.get("service_binding") or {}).get("create", {}).get("parameters")
+    instance = published_schema(plan, "service_instance", "create")
+    update = published_schema(plan, "service_instance", "update")
+    binding = published_schema(plan, "service_binding", "create")
     return {
         "id": plan.get("id"),
         "name": plan.get("name"),

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moorage.errors import ConflictError
+from moorage.errors import ConflictError, InvalidParametersError
 from moorage.platform.controller import apps
 from moorage.platform.controller.context import Platform, Principal
-from moorage.platform.controller.credentials_env import VCAP_SERVICES
+from moorage.platform.controller.credentials_env import VCAP_SERVICES, reserved_reason
 from moorage.store.services import ServiceBinding, ServiceInstance
 
 
@@ -50,6 +50,35 @@ def refuse_service_vars(session: Session, app_id: int, app: str, changes: Mappin
             raise ConflictError(
                 f"{key} is provided by the service {owned[key]} bound to {app}; change it with "
                 f"`moorage services:rotate` or `services:unbind`, or override it with --force"
+            )
+
+
+def check_free(
+    session: Session,
+    app_id: int,
+    app: str,
+    config: Mapping[str, str],
+    names: Iterable[str],
+    alias: str | None,
+) -> None:
+    """The vars a new binding would set must be free: not refused (for an ``alias`` the user
+    chose), not another binding's, not set by the user; the error says how to choose others."""
+    owned = owned_vars(session, app_id)
+    for var in names:
+        reason = reserved_reason(var) if alias else None
+        if reason is not None:
+            raise InvalidParametersError(
+                f"the alias {alias} would set {var}, which is refused ({reason}); choose another alias"
+            )
+        if var in owned:
+            raise ConflictError(
+                f"{app} already has {var} from the service {owned[var]}; bind with an alias "
+                f"(--as OTHER gives OTHER_URL, …) so neither overwrites the other"
+            )
+        if var in config:
+            raise ConflictError(
+                f"{app} already has {var} set with config:set; bind with an alias (--as OTHER) "
+                f"or remove it first (`moorage config:unset {var} -a {app}`)"
             )
 
 

@@ -24,8 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
-from moorage.platform.controller import brokers, marketplace
+from moorage.platform.controller import brokers, marketplace, plan_parameters
 from moorage.platform.controller.context import Platform, Principal
+from moorage.platform.controller.instance_broker import connected, offering_of
+from moorage.platform.osb_client import Refusal
 from moorage.platform.runtime.base import Progress
 from moorage.store.apps import App, User
 from moorage.store.services import (
@@ -72,23 +74,6 @@ def find(session: Session, who: Principal, name: str) -> ServiceInstance:
     if inst is None:
         raise NotFoundError(f"no service named {name!r}; see `moorage services` for yours")
     return inst
-
-
-def offering_of(session: Session, inst: ServiceInstance) -> tuple[Broker, dict[str, Any], dict[str, Any]]:
-    """The instance's broker, and its offering and plan from the cached catalog."""
-    broker = session.get(Broker, inst.broker_id)
-    assert broker is not None
-    for offering in (broker.catalog or {}).get("services") or []:
-        if offering.get("id") == inst.offering_id:
-            for plan in offering.get("plans") or []:
-                if plan.get("id") == inst.plan_id:
-                    return broker, offering, plan
-    # The broker dropped it from its catalog: enough to address the instance still.
-    return (
-        broker,
-        {"id": inst.offering_id, "name": inst.offering_name},
-        {"id": inst.plan_id, "name": inst.plan_name},
-    )
 
 
 def describe(platform: Platform, session: Session, inst: ServiceInstance) -> dict[str, Any]:
@@ -158,6 +143,7 @@ def start_create(
     brokers.fetch_catalog(platform, broker_name, force=True)  # reachable? and fresh
     broker_name, offering, found = marketplace.resolve(platform, service, plan, broker_name)
     assert found is not None
+    plan_parameters.check(found, "service_instance", "create", params)
     with platform.db.unit_of_work() as s:
         if s.scalar(
             select(ServiceInstance.id).where(ServiceInstance.owner_id == who.id, ServiceInstance.name == name)
@@ -202,43 +188,60 @@ def _set_state(platform: Platform, instance_id: str, state: str, description: st
             inst.state, inst.description = state, description
 
 
-def provision(platform: Platform, who: Principal, instance_id: str, progress: Progress) -> dict[str, Any]:
-    """Ask the broker and wait (bounded by the polling limits); the instance ends ready or failed."""
+def _forget(platform: Platform, instance_id: str) -> None:
     with platform.db.unit_of_work() as s:
         inst = s.get(ServiceInstance, instance_id)
+        if inst is not None:
+            s.delete(inst)
+
+
+def provision(platform: Platform, who: Principal, instance_id: str, progress: Progress) -> dict[str, Any]:
+    """Ask the broker and wait (bounded by the polling limits); the instance ends ready or failed."""
+    with platform.db.sessions() as s:
+        inst = s.get(ServiceInstance, instance_id)
         assert inst is not None
-        broker, offering, plan = offering_of(s, inst)
         params = platform.encryptor.decrypt_json(inst.parameters_enc)
         name = inst.name
-        s.expunge(broker)
-    progress(
-        f"moorage[services]: creating {name} ({offering['name']} {plan['name']}) at broker {broker.name}"
-    )
-    client = brokers.client_for(platform, broker)
-    client.on_progress = _progress_reporter(progress, name)
-    try:
-        result = client.provision(
-            instance_id,
-            offering,
-            plan,
-            params,
-            {"instance_name": name, "user": who.username},
-            user=who.username,
+    with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
+        progress(
+            f"moorage[services]: creating {name} ({at.offering['name']} {at.plan['name']}) at broker {at.broker}"
         )
-    except Error as exc:
-        _set_state(platform, instance_id, INSTANCE_FAILED, exc.message)
-        progress(f"moorage[services]: {name} failed: {exc.message}")
-        raise UnprocessableError(f"creating {name} failed: {exc.message}") from None
-    except Exception:
-        log.exception("provisioning crashed", extra={"instance": instance_id})
-        _set_state(platform, instance_id, INSTANCE_FAILED, "internal error in the controller (see its log)")
-        raise
-    finally:
-        client.close()
+        try:
+            result = at.client.provision(
+                instance_id,
+                at.offering,
+                at.plan,
+                params,
+                {"instance_name": name, "user": who.username},
+                user=who.username,
+            )
+        except Refusal as exc:  # nothing was created at the broker: nothing is kept here either
+            _forget(platform, instance_id)
+            progress(f"moorage[services]: {name} was not created; the name is free again")
+            log.info("provisioning refused", extra={"instance": instance_id, "reason": exc.message})
+            raise
+        except Error as exc:
+            _set_state(platform, instance_id, INSTANCE_FAILED, exc.message)
+            progress(f"moorage[services]: {name} failed: {exc.message}")
+            raise UnprocessableError(f"creating {name} failed: {exc.message}") from None
+        except Exception:
+            log.exception("provisioning crashed", extra={"instance": instance_id})
+            _set_state(
+                platform, instance_id, INSTANCE_FAILED, "internal error in the controller (see its log)"
+            )
+            raise
     _set_state(platform, instance_id, READY, result.description or "ready")
     progress(f"moorage[services]: {name} is ready")
     log.info("service instance ready", extra={"instance": instance_id})
     return info(platform, who, name)
+
+
+def _restore(platform: Platform, instance_id: str, state: str, description: str, updated: Any) -> None:
+    """The instance exactly as it was before an update the broker refused (its time stamp too)."""
+    with platform.db.unit_of_work() as s:
+        inst = s.get(ServiceInstance, instance_id)
+        if inst is not None:
+            inst.state, inst.description, inst.updated_at = state, description, updated
 
 
 def update(
@@ -253,7 +256,7 @@ def update(
             inst = find(s, who, name)
             if inst.state != READY:
                 raise UnprocessableError(f"{name} is {inst.state}; only a ready service can be updated")
-            broker, offering, current = offering_of(s, inst)
+            _, offering, current = offering_of(s, inst)
             new_plan = current
             if plan is not None:
                 matches = [p for p in offering.get("plans") or [] if plan in (p.get("name"), p.get("id"))]
@@ -261,18 +264,20 @@ def update(
                     names = ", ".join(p["name"] for p in offering.get("plans") or [])
                     raise NotFoundError(f"{offering['name']} has no plan {plan!r}; plans: {names}")
                 new_plan = matches[0]
+            if params is not None:
+                plan_parameters.check(new_plan, "service_instance", "update", params)
+            before = (inst.state, inst.description, inst.updated_at)
             inst.state, inst.description = UPDATING, "update requested"
             instance_id, previous = inst.id, inst.plan_id
-            s.expunge(broker)
-        client = brokers.client_for(platform, broker)
-        client.on_progress = _progress_reporter(progress, name)
-        try:
-            client.update(instance_id, offering, new_plan, params, previous, user=who.username)
-        except Error as exc:
-            _set_state(platform, instance_id, READY, f"the last update failed: {exc.message}")
-            raise
-        finally:
-            client.close()
+        with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
+            try:
+                at.client.update(instance_id, offering, new_plan, params, previous, user=who.username)
+            except Refusal:  # the broker changed nothing: neither does the platform
+                _restore(platform, instance_id, *before)
+                raise
+            except Error as exc:
+                _set_state(platform, instance_id, READY, f"the last update failed: {exc.message}")
+                raise
         with platform.db.unit_of_work() as s:
             inst = s.get(ServiceInstance, instance_id)
             assert inst is not None
@@ -308,19 +313,14 @@ def destroy(platform: Platform, who: Principal, name: str, unbind: bool, progres
     with platform.app_lock(f"service/{name}"):
         with platform.db.unit_of_work() as s:
             inst = find(s, who, name)
-            broker, offering, plan = offering_of(s, inst)
             inst.state, inst.description = DELETING, "deprovisioning requested"
             instance_id = inst.id
-            s.expunge(broker)
-        client = brokers.client_for(platform, broker)
-        client.on_progress = _progress_reporter(progress, name)
-        try:
-            client.deprovision(instance_id, offering["id"], plan, user=who.username)
-        except Error as exc:
-            _set_state(platform, instance_id, INSTANCE_FAILED, f"deprovisioning failed: {exc.message}")
-            raise
-        finally:
-            client.close()
+        with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
+            try:
+                at.client.deprovision(instance_id, at.offering["id"], at.plan, user=who.username)
+            except Error as exc:
+                _set_state(platform, instance_id, INSTANCE_FAILED, f"deprovisioning failed: {exc.message}")
+                raise
         with platform.db.unit_of_work() as s:
             inst = s.get(ServiceInstance, instance_id)
             if inst is not None:
