@@ -7,9 +7,7 @@ unprivileged service user can reach (pytest's own temp dirs are private to root)
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +19,9 @@ from redis.retry import Retry
 from moorage.embedded.processes import read_pidfile
 from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer, instance_dir_name
 from tests.fixtures.broker import (
-    MAIN_CATALOG,
     OsbClient,
-    RunningBroker,
-    broker_settings,
     new_id,
-    start_broker,
 )
-from tests.fixtures.servers import RunningServer, make_server_dir
 from tests.polling import wait_for
 
 
@@ -38,32 +31,6 @@ def app_client(url: str | None = None, **kwargs: Any) -> redis.Redis:
     if url is not None:
         return redis.Redis.from_url(url, **options, **kwargs)
     return redis.Redis(**options, **kwargs)
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = make_server_dir("moorage-test-dedicated-")
-    yield path
-    for folder in (path / INSTANCES_DIR).glob("*"):  # servers outlive brokers: stop what a test left
-        InstanceServer(folder).stop()
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def make_dedicated_broker(data_dir: Path, redis_server: RunningServer) -> Iterator[Any]:
-    started: list[RunningBroker] = []
-
-    def factory() -> RunningBroker:
-        settings = broker_settings(
-            data_dir, [MAIN_CATALOG], services={"redis_admin_url": redis_server.admin_url}
-        )
-        broker = start_broker(settings)
-        started.append(broker)
-        return broker
-
-    yield factory
-    for broker in started:
-        broker.stop()
 
 
 @pytest.fixture
@@ -104,9 +71,9 @@ def test_the_first_plan_is_dedicated_and_shared_says_to_use_the_prefix(osb: OsbC
 
 
 def test_a_binding_gets_the_whole_key_space_with_password_only_and_with_a_user_name(
-    osb: OsbClient, data_dir: Path
+    osb: OsbClient, dedicated_data_dir: Path
 ) -> None:
-    inst = Instance(osb, data_dir)
+    inst = Instance(osb, dedicated_data_dir)
     _, creds = inst.bind()
     host, port, password = creds["host"], creds["port"], creds["password"]
     assert creds["uri"] == f"redis://:{password}@{host}:{port}"
@@ -133,8 +100,10 @@ def test_a_binding_gets_the_whole_key_space_with_password_only_and_with_a_user_n
         app_client(host=host, port=port, password="not-" + password).ping()
 
 
-def test_unbind_revokes_that_binding_and_closes_its_connections_only(osb: OsbClient, data_dir: Path) -> None:
-    inst = Instance(osb, data_dir)
+def test_unbind_revokes_that_binding_and_closes_its_connections_only(
+    osb: OsbClient, dedicated_data_dir: Path
+) -> None:
+    inst = Instance(osb, dedicated_data_dir)
     first_id, first = inst.bind()
     _, second = inst.bind()
     assert first["password"] != second["password"] and first["username"] != second["username"]
@@ -162,8 +131,8 @@ def test_unbind_revokes_that_binding_and_closes_its_connections_only(osb: OsbCli
     assert app_client(second["uri"]).get("still") == "works"
 
 
-def test_two_instances_cannot_see_each_others_keys(osb: OsbClient, data_dir: Path) -> None:
-    a, b = Instance(osb, data_dir), Instance(osb, data_dir)
+def test_two_instances_cannot_see_each_others_keys(osb: OsbClient, dedicated_data_dir: Path) -> None:
+    a, b = Instance(osb, dedicated_data_dir), Instance(osb, dedicated_data_dir)
     (_, ca), (_, cb) = a.bind(), b.bind()
     assert ca["port"] != cb["port"]
     app_client(ca["uri"]).set("secret", "a's")
@@ -174,7 +143,7 @@ def test_two_instances_cannot_see_each_others_keys(osb: OsbClient, data_dir: Pat
 
 
 def test_bad_parameters_are_refused_naming_them_and_nothing_is_created(
-    osb: OsbClient, data_dir: Path
+    osb: OsbClient, dedicated_data_dir: Path
 ) -> None:
     service_id, plan_id = osb.ids("redis", "dedicated")
     for parameters, named in (
@@ -187,12 +156,14 @@ def test_bad_parameters_are_refused_naming_them_and_nothing_is_created(
         assert resp.status_code == 400, resp.text
         assert named in resp.json()["description"]
         assert osb.http.get(f"/v2/service_instances/{instance_id}").status_code == 404
-    assert not list((data_dir / INSTANCES_DIR).glob("*"))
+    assert not list((dedicated_data_dir / INSTANCES_DIR).glob("*"))
 
 
-def test_memory_limit_and_policy_follow_the_plan_and_parameters(osb: OsbClient, data_dir: Path) -> None:
-    inst = Instance(osb, data_dir, maxmemory_mb=32, maxmemory_policy="allkeys-lfu")
-    cache = Instance(osb, data_dir, plan="dedicated-cache")
+def test_memory_limit_and_policy_follow_the_plan_and_parameters(
+    osb: OsbClient, dedicated_data_dir: Path
+) -> None:
+    inst = Instance(osb, dedicated_data_dir, maxmemory_mb=32, maxmemory_policy="allkeys-lfu")
+    cache = Instance(osb, dedicated_data_dir, plan="dedicated-cache")
     with inst.server.admin() as admin:
         assert admin.config_get("maxmemory")["maxmemory"] == str(32 * 1024 * 1024)
         assert admin.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lfu"
@@ -206,8 +177,8 @@ def test_memory_limit_and_policy_follow_the_plan_and_parameters(osb: OsbClient, 
         assert admin.config_get("maxmemory")["maxmemory"] == str(48 * 1024 * 1024)
 
 
-def test_deprovision_stops_the_server_and_deletes_its_data(osb: OsbClient, data_dir: Path) -> None:
-    inst = Instance(osb, data_dir)
+def test_deprovision_stops_the_server_and_deletes_its_data(osb: OsbClient, dedicated_data_dir: Path) -> None:
+    inst = Instance(osb, dedicated_data_dir)
     binding_id, creds = inst.bind()
     app_client(creds["uri"]).set("k", "v")
     resp = osb.deprovision(inst.id, inst.service_id, inst.plan_id)
@@ -224,9 +195,9 @@ def test_deprovision_stops_the_server_and_deletes_its_data(osb: OsbClient, data_
 
 @pytest.mark.parametrize(("plan", "kept"), [("dedicated", "v"), ("dedicated-cache", None)])
 def test_a_killed_server_is_restarted_with_its_data_as_the_plan_says(
-    osb: OsbClient, data_dir: Path, plan: str, kept: str | None
+    osb: OsbClient, dedicated_data_dir: Path, plan: str, kept: str | None
 ) -> None:
-    inst = Instance(osb, data_dir, plan=plan)
+    inst = Instance(osb, dedicated_data_dir, plan=plan)
     _, creds = inst.bind()
     app_client(creds["uri"]).set("k", "v")
     pid = read_pidfile(inst.server.pid_file)
@@ -238,10 +209,10 @@ def test_a_killed_server_is_restarted_with_its_data_as_the_plan_says(
 
 
 def test_servers_and_their_data_survive_a_restart_of_moorage(
-    make_dedicated_broker: Any, data_dir: Path
+    make_dedicated_broker: Any, dedicated_data_dir: Path
 ) -> None:
     broker = make_dedicated_broker()
-    inst = Instance(broker.client, data_dir)
+    inst = Instance(broker.client, dedicated_data_dir)
     _, creds = inst.bind()
     app_client(creds["uri"]).rpush("jobs", "a", "b")
     broker.stop()
