@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from moorage.broker import compliance
 from moorage.broker.bindings import Bindings
 from moorage.broker.compliance import OsbError
 from moorage.broker.driver import Driver
+from moorage.broker.embedded import Background, supervise_embedded
 from moorage.broker.instances import Instances
 from moorage.broker.service_broker import MoorageBroker
 from moorage.catalog.loader import load_catalog
@@ -51,6 +52,8 @@ class BrokerRuntime:
     engine: OperationEngine
     worker: Worker
     password: str
+    #: Threads that keep embedded servers running (the dedicated Redis supervisor).
+    background: list[Background] = field(default_factory=list)
 
     @classmethod
     def start(cls, settings: Settings, with_worker: bool = True) -> BrokerRuntime:
@@ -68,9 +71,12 @@ class BrokerRuntime:
         worker = Worker(engine, threads, settings.worker.poll_seconds)
         worker.start()
         password = settings.broker.password or broker_password(settings.data_dir)
-        return cls(settings, catalog, db, encryptor, providers, engine, worker, password)
+        background = supervise_embedded(settings, catalog)
+        return cls(settings, catalog, db, encryptor, providers, engine, worker, password, background)
 
     def stop(self) -> None:
+        for thread in self.background:
+            thread.stop()
         self.worker.stop()
         self.providers.close()
         self.db.dispose()

@@ -21,6 +21,10 @@ class Server(Protocol):
     def stop(self) -> None: ...
 
 
+class Background(Protocol):
+    def stop(self) -> None: ...
+
+
 def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list[Server]]:
     """Start what is missing; return settings pointing at the servers, and the servers."""
     from moorage.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -41,3 +45,18 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
     if services:
         settings = settings.with_group(services=services)
     return settings, started
+
+
+def supervise_embedded(settings: Settings, catalog: Catalog) -> list[Background]:
+    """Start the thread that keeps dedicated Redis servers running, when a plan has them.
+
+    Called in every broker process (each gunicorn worker, ``moorage worker``), after any
+    fork; the supervisors of several processes share the work through per-instance locks.
+    """
+    from moorage.embedded.redis_supervisor import RedisSupervisor
+
+    dedicated = any(
+        o.provider == "redis" and any(o.plan_config(p).get("server") == "dedicated" for p in o.plans)
+        for o in catalog.offerings
+    )
+    return [RedisSupervisor(settings.data_dir).start()] if dedicated else []

@@ -1,4 +1,8 @@
-"""The ``redis`` provider: a key prefix per service instance on a shared Redis server.
+"""The ``redis`` provider: a key prefix per instance on a shared server, or a server of its own.
+
+Plans whose config says ``server: dedicated`` are served by
+:class:`moorage.providers.redis_dedicated.DedicatedRedis` (a redis-server per instance);
+the rest of this module is the ``shared`` plan.
 
 Why: the local Redis offering (``catalog/redis.yaml``). The server is the one at
 ``settings.services.redis_admin_url``, Moorage's embedded server by default. Redis has
@@ -35,6 +39,7 @@ from moorage.catalog.provider import (
     ProvisionResult,
 )
 from moorage.errors import ConfigurationError, PermanentError, ProviderError
+from moorage.providers.redis_dedicated import DedicatedRedis, is_dedicated
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +91,26 @@ def binding_user(instance_id: str, binding_id: str) -> str:
 class RedisProvider(Provider):
     """Key prefixes and ACL users on one Redis server, reached as an all-commands user."""
 
+    dedicated = DedicatedRedis()
+
     def provision(self, ctx: InstanceContext) -> ProvisionResult:
+        if is_dedicated(ctx):
+            return self.dedicated.provision(ctx)
         # Nothing to create on the server: the prefix exists once a binding writes a key.
         with self._client() as client:
             client.ping()
         return ProvisionResult(outputs={"key_prefix": key_prefix(ctx.instance_id)})
 
     def update(self, ctx: InstanceContext) -> ProvisionResult:
+        if is_dedicated(ctx):
+            return self.dedicated.update(ctx)
+        if ctx.previous_plan is not None and ctx.previous_plan.config.get("server") == "dedicated":
+            raise PermanentError("an instance cannot move between the dedicated and the shared plans")
         return self.provision(ctx)
 
     def deprovision(self, ctx: InstanceContext) -> None:
+        if is_dedicated(ctx):
+            return self.dedicated.deprovision(ctx)
         prefix = key_prefix(ctx.instance_id)
         with self._client() as client:
             bound = [u for u in client.acl_users() if u.startswith(prefix + ".")]
@@ -119,6 +134,8 @@ class RedisProvider(Provider):
         log.info("deprovisioned Redis prefix", extra={"instance": ctx.instance_id, "keys_deleted": deleted})
 
     def bind(self, ctx: BindingContext) -> BindResult:
+        if is_dedicated(ctx.instance):
+            return self.dedicated.bind(ctx)
         instance_id = ctx.instance.instance_id
         prefix = key_prefix(instance_id)
         username = binding_user(instance_id, ctx.binding_id)
@@ -155,6 +172,8 @@ class RedisProvider(Provider):
         )
 
     def unbind(self, ctx: BindingContext) -> None:
+        if is_dedicated(ctx.instance):
+            return self.dedicated.unbind(ctx)
         username = binding_user(ctx.instance.instance_id, ctx.binding_id)
         with self._client() as client:
             if client.acl_getuser(username) is None:

@@ -6,8 +6,9 @@ broker does, so the tests call the providers with what they would really receive
 
 from __future__ import annotations
 
+import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from moorage.catalog.loader import load_offering
 from moorage.catalog.model import Offering
 from moorage.catalog.parameters import validate
 from moorage.catalog.provider import BindingContext, InstanceContext
+from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer
 from moorage.settings import Settings
-from tests.fixtures.servers import RunningServer
+from tests.fixtures.broker import MAIN_CATALOG, RunningBroker, broker_settings, start_broker
+from tests.fixtures.servers import RunningServer, make_server_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +86,31 @@ def pg_settings(postgres_server: RunningServer, tmp_path: Path) -> Settings:
 @pytest.fixture
 def redis_settings(redis_server: RunningServer, tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path).with_group(services={"redis_admin_url": redis_server.admin_url})
+
+
+@pytest.fixture
+def dedicated_data_dir() -> Iterator[Path]:
+    """A data dir the service user can reach (pytest's are root's only); its Redis servers stopped after."""
+    path = make_server_dir("moorage-test-dedicated-")
+    yield path
+    for folder in (path / INSTANCES_DIR).glob("*"):  # servers outlive brokers: stop what a test left
+        InstanceServer(folder).stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_dedicated_broker(
+    dedicated_data_dir: Path, redis_server: RunningServer
+) -> Iterator[Callable[[], RunningBroker]]:
+    """Brokers with the real catalog (and the dedicated Redis supervisor) on ``dedicated_data_dir``."""
+    started: list[RunningBroker] = []
+
+    def factory() -> RunningBroker:
+        services = {"redis_admin_url": redis_server.admin_url}
+        broker = start_broker(broker_settings(dedicated_data_dir, [MAIN_CATALOG], services=services))
+        started.append(broker)
+        return broker
+
+    yield factory
+    for broker in started:
+        broker.stop()

@@ -1,0 +1,384 @@
+"""A redis-server of its own for one dedicated Redis service instance.
+
+Why: real apps (Bull, Sidekiq, Django's cache, …) expect a whole Redis: the key space,
+``AUTH <password>`` as the only login, ``FLUSHDB``. The ``dedicated`` plans give each
+instance a ``redis-server`` that Moorage starts from the system's binary, in a folder of
+its own under the data dir, on its own loopback port, as the unprivileged service user.
+
+Layout under ``<data_dir>/redis-instances/<name>``::
+
+    settings.json   persistence, maxmemory and eviction policy; its presence means
+                    "this instance should run" (the supervisor starts what has one)
+    addresses.json  the loopback address of each binding, and the next free one
+    redis.conf      rewritten on every start from the two files above
+    users.acl       the aclfile (ACL SAVE keeps the bindings' users here, as hashes)
+    admin-password  0600, the password of the ``moorage`` ACL user
+    data/           the append-only file (when the plan persists)
+    port, redis.pid, redis.log, .lock
+
+Each binding gets its own loopback address (``127.b.c.d``; Linux routes all of
+127.0.0.0/8 to ``lo``) on the instance's one port, so that the binding's connections can
+be told apart by their local address and closed alone (``CLIENT KILL LADDR``) even when
+they logged in as ``default`` with the password only. ``127.0.0.1`` stays bound for
+Moorage's own admin connection. Every change to the files happens under a ``flock`` on
+``.lock``, so request threads, worker threads and the supervisor of several processes
+can act on one instance safely.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from moorage.embedded.certificates import write_private
+from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
+from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, tail, wait_for
+from moorage.embedded.redis import ADMIN_USER
+from moorage.embedded.redis_children import adopt
+from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
+from moorage.errors import ConfigurationError, ProviderError
+
+log = logging.getLogger(__name__)
+
+INSTANCES_DIR = "redis-instances"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What a plan and its parameters decide about one instance's server."""
+
+    #: Append-only file (fsync every second): data outlives a crash and a restart.
+    persistence: bool
+    maxmemory_mb: int
+    maxmemory_policy: str
+
+    def config_lines(self) -> list[str]:
+        return [
+            f"appendonly {'yes' if self.persistence else 'no'}",
+            "appendfsync everysec",
+            'save ""',  # no RDB snapshots: the AOF (with its RDB preamble) is the persistence
+            f"maxmemory {self.maxmemory_mb}mb",
+            f"maxmemory-policy {self.maxmemory_policy}",
+        ]
+
+
+def instance_dir_name(instance_id: str) -> str:
+    """``r-<16 hex>``: stable, and says nothing about the instance id."""
+    return "r-" + hashlib.sha256(instance_id.encode()).hexdigest()[:16]
+
+
+def loopback_address(number: int) -> str:
+    """The ``number``-th binding address (from 1): 127.1.0.1, 127.1.0.2, …, never 127.0.x.x."""
+    index = number - 1
+    return f"127.{1 + index // (254 * 256)}.{(index // 254) % 256}.{index % 254 + 1}"
+
+
+class InstanceServer:
+    """The redis-server of one instance: create, (re)start, reconfigure, add and drop addresses."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        binary: Path | None = None,
+        user_name: str = DEFAULT_SERVICE_USER,
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.base = Path(base).absolute()
+        self.settings_file = self.base / "settings.json"
+        self.addresses_file = self.base / "addresses.json"
+        self.config_file = self.base / "redis.conf"
+        self.acl_file = self.base / "users.acl"
+        self.password_file = self.base / "admin-password"
+        self.port_file = self.base / "port"
+        self.pid_file = self.base / "redis.pid"
+        self.log_file = self.base / "redis.log"
+        self.data = self.base / "data"
+        self._binary = binary
+        self._user_name = user_name
+        self.start_timeout = start_timeout
+
+    # -- what the provider calls -------------------------------------------------------
+
+    @property
+    def exists(self) -> bool:
+        return self.settings_file.exists()
+
+    @property
+    def port(self) -> int:
+        try:
+            return int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            raise ProviderError(f"the Redis server in {self.base} has never been started") from None
+
+    def create(self, settings: ServerSettings) -> None:
+        """Prepare the folder (once) and start the server unless it runs; idempotent."""
+        user = service_user(self._user_name)
+        check_reachable(self.base, user)
+        self.base.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.base.mkdir(mode=0o700, exist_ok=True)
+        user.chown(self.base)
+        with self._lock():
+            if not self.password_file.exists():
+                write_private(self.password_file, secrets.token_urlsafe(32).encode())
+                user.chown(self.password_file)
+            if not self.exists:
+                self._write_json(self.settings_file, asdict(settings))
+            if not self.is_running():
+                self._start(user, fresh_port_allowed=True)
+
+    def ensure_running(self) -> bool:
+        """Start the server again if it should run and does not; True when it was started."""
+        if not self.exists or self.is_running():
+            return False
+        with self._lock():
+            if not self.exists or self.is_running():
+                return False  # deleted, or started by someone else meanwhile
+            log.warning("the redis-server in %s is not running; starting it again", self.base)
+            self._start(service_user(self._user_name), fresh_port_allowed=False)
+            return True
+
+    def reconfigure(self, settings: ServerSettings) -> None:
+        """Keep new settings for the next start and apply them to the running server."""
+        with self._lock():
+            self._write_json(self.settings_file, asdict(settings))
+            self._write_config(self.port)
+            with self.admin() as client:
+                client.config_set("maxmemory", f"{settings.maxmemory_mb}mb")
+                client.config_set("maxmemory-policy", settings.maxmemory_policy)
+                client.config_set("appendonly", "yes" if settings.persistence else "no")
+
+    def address_for(self, key: str) -> str:
+        """The loopback address of binding ``key`` (allocated once), listened on from now."""
+        with self._lock():
+            state = self._addresses()
+            address = state["bindings"].get(key)
+            if address is None:
+                address = loopback_address(state["next"])
+                state["bindings"][key] = address
+                state["next"] += 1
+                self._write_json(self.addresses_file, state)
+                self._write_config(self.port)
+            self._listen(state)
+            return address
+
+    def drop_address(self, key: str) -> str | None:
+        """Stop listening on binding ``key``'s address; the address, or None if it had none."""
+        with self._lock():
+            state = self._addresses()
+            address = state["bindings"].pop(key, None)
+            if address is not None:
+                self._write_json(self.addresses_file, state)
+                self._write_config(self.port)
+                self._listen(state)
+            return address
+
+    def binding_keys(self) -> list[str]:
+        """The bindings that have an address (an instance with any is still bound)."""
+        return sorted(self._addresses()["bindings"]) if self.base.exists() else []
+
+    def destroy(self) -> None:
+        """Stop the server and delete the folder with its data; nothing to do if gone."""
+        if not self.base.exists():
+            return
+        with self._lock():
+            self.settings_file.unlink(missing_ok=True)  # the supervisor leaves it alone from now
+            self.stop()
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its append-only file) and wait until the process is gone."""
+        pid = read_pidfile(self.pid_file)
+        if pid is None or not self._is_ours(pid):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        wait_for(lambda: not pid_alive(pid), timeout=30, what=f"redis-server (pid {pid}) to exit")
+
+    def is_running(self) -> bool:
+        """True when the pidfile names a live redis-server (cheap: no connection)."""
+        pid = read_pidfile(self.pid_file)
+        return pid is not None and self._is_ours(pid)
+
+    @contextmanager
+    def admin(self) -> Iterator[redis.Redis]:
+        """A client as the all-commands ``moorage`` user on 127.0.0.1."""
+        client = self._client(self.port)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    @property
+    def binary(self) -> Path:
+        if self._binary is None:
+            found = shutil.which("redis-server")
+            if not found:
+                raise ConfigurationError(
+                    "redis-server was not found; install it (Debian: apt-get install redis-server)"
+                )
+            self._binary = Path(found)
+        return self._binary
+
+    # -- steps -------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.base / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _start(self, user: ServiceUser, *, fresh_port_allowed: bool) -> None:
+        self.data.mkdir(mode=0o700, exist_ok=True)
+        user.chown(self.data)
+        self._write_acl_file(user)
+        try:
+            port = self.port
+        except ProviderError:
+            port = free_port()
+        if fresh_port_allowed and not port_is_free(port):
+            port = free_port()
+        for attempt in range(3):
+            self._write_config(port)
+            user.chown(self.config_file)
+            self.pid_file.unlink(missing_ok=True)
+            with open(self.log_file, "ab") as log_handle:
+                child = subprocess.Popen(
+                    [str(self.binary), str(self.config_file)],
+                    cwd=self.base,
+                    env=clean_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_handle,
+                    stderr=log_handle,
+                    start_new_session=True,  # outlives Moorage's processes
+                    **user.popen_kwargs(),  # type: ignore[arg-type]
+                )
+            adopt(child)
+            wait_for(
+                lambda child=child, port=port: child.poll() is not None or self._ping(port),
+                timeout=self.start_timeout,
+                what=f"redis-server on port {port}",
+            )
+            if child.poll() is None:
+                self.port_file.write_text(f"{port}\n")
+                log.info("dedicated Redis started", extra={"port": port, "path": str(self.base)})
+                return
+            if attempt < 2 and fresh_port_allowed and not port_is_free(port):
+                port = free_port()  # lost the port between choosing and binding it
+                continue
+            break
+        raise ProviderError(f"redis-server did not start; end of {self.log_file}:\n{tail(self.log_file)}")
+
+    def _write_config(self, port: int) -> None:
+        settings = ServerSettings(**json.loads(self.settings_file.read_text()))
+        addresses = [LOOPBACK, *sorted(set(self._addresses()["bindings"].values()))]
+        lines = [
+            f"bind {' '.join(addresses)}",
+            f"port {port}",
+            "protected-mode yes",
+            "daemonize no",
+            f'pidfile "{self.pid_file}"',
+            'logfile ""',
+            f'dir "{self.data}"',
+            f'aclfile "{self.acl_file}"',
+            "databases 16",
+            "tcp-backlog 128",
+            "enable-debug-command no",
+            "enable-module-command no",
+            "enable-protected-configs no",
+            *settings.config_lines(),
+        ]
+        write_private(self.config_file, ("\n".join(lines) + "\n").encode())
+        service_user(self._user_name).chown(self.config_file)
+
+    def _write_acl_file(self, user: ServiceUser) -> None:
+        """(Re)write the admin user's line; keep ``default`` and the bindings' users as saved."""
+        digest = hashlib.sha256(self._password().encode()).hexdigest()
+        kept: list[str] = []
+        default = "user default off resetpass resetkeys resetchannels -@all"
+        if self.acl_file.exists():
+            for line in self.acl_file.read_text().splitlines():
+                words = line.split()
+                if len(words) >= 2 and words[0] == "user" and words[1] == ADMIN_USER:
+                    continue
+                if len(words) >= 2 and words[0] == "user" and words[1] == "default":
+                    default = line
+                elif line.strip():
+                    kept.append(line)
+        lines = [default, f"user {ADMIN_USER} on #{digest} ~* &* +@all", *kept]
+        write_private(self.acl_file, ("\n".join(lines) + "\n").encode())
+        user.chown(self.acl_file)
+
+    def _listen(self, state: dict) -> None:
+        """Make the running server listen on 127.0.0.1 and every binding's address."""
+        addresses = [LOOPBACK, *sorted(set(state["bindings"].values()))]
+        with self.admin() as client:
+            client.config_set("bind", " ".join(addresses))
+
+    def _addresses(self) -> dict:
+        try:
+            return json.loads(self.addresses_file.read_text())
+        except FileNotFoundError:
+            return {"next": 1, "bindings": {}}
+
+    @staticmethod
+    def _write_json(path: Path, value: object) -> None:
+        write_private(path, json.dumps(value, indent=1, sort_keys=True).encode())
+
+    # -- probes ------------------------------------------------------------------------
+
+    def _is_ours(self, pid: int) -> bool:
+        """A live redis-server (not a zombie, not a recycled pid of something else)."""
+        if not pid_alive(pid):
+            return False
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
+        except OSError:
+            return False
+
+    def _password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise ProviderError(f"the Redis server in {self.base} was never created") from None
+
+    def _client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            host=LOOPBACK,
+            port=port,
+            username=ADMIN_USER,
+            password=self._password(),
+            decode_responses=True,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def _ping(self, port: int) -> bool:
+        client = self._client(port)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
