@@ -71,6 +71,9 @@ class ServicesSettings:
     postgres_public_host: str = ""
     redis_admin_url: str = ""
     redis_public_host: str = ""
+    #: ``mysql://user:password@host:port/`` of an account that may create databases and users.
+    mysql_admin_url: str = ""
+    mysql_public_host: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ test run and every folder can use it.
 
 pytest_plugins = [
     "tests.fixtures.servers",
+    "tests.fixtures.mysql",
     "tests.fixtures.broker",
     "tests.fixtures.aws",
     "tests.fixtures.platform",

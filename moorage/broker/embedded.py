@@ -1,4 +1,4 @@
-"""Starting the embedded PostgreSQL and Redis when the catalog needs them and none is configured.
+"""Starting the embedded PostgreSQL, Redis and MariaDB when the catalog needs them and none is configured.
 
 Why at the entry points only (``moorage broker``, ``moorage up``): the embedded servers
 are the zero-configuration default for one machine. Tests and operators with their own
@@ -27,7 +27,7 @@ class Background(Protocol):
 
 def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list[Server]]:
     """Start what is missing; return settings pointing at the servers, and the servers."""
-    from moorage.embedded import EmbeddedPostgres, EmbeddedRedis
+    from moorage.embedded import EmbeddedMariaDB, EmbeddedPostgres, EmbeddedRedis
 
     providers = {o.provider for o in catalog.offerings}
     started: list[Server] = []
@@ -42,6 +42,11 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
         services["redis_admin_url"] = redis.start()
         started.append(redis)
         log.info("embedded Redis ready on port %s", redis.port)
+    if "mysql" in providers and not settings.services.mysql_admin_url:
+        mariadb = EmbeddedMariaDB(settings.data_dir)
+        services["mysql_admin_url"] = mariadb.start()
+        started.append(mariadb)
+        log.info("embedded MariaDB ready on port %s", mariadb.port)
     if services:
         settings = settings.with_group(services=services)
     return settings, started

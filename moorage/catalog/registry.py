@@ -17,6 +17,7 @@ PROVIDERS: dict[str, str] = {
     "noop": "moorage.providers.noop:NoopProvider",
     "postgres": "moorage.providers.postgres:PostgresProvider",
     "redis": "moorage.providers.redis:RedisProvider",
+    "mysql": "moorage.providers.mysql:MysqlProvider",
     "aws-s3": "moorage.providers.aws_s3:S3Provider",
     "aws-sqs": "moorage.providers.aws_sqs:SqsProvider",
     "aws-rds-postgresql": "moorage.providers.aws_rds:RdsPostgresProvider",

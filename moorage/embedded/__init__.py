@@ -1,4 +1,4 @@
-"""PostgreSQL and Redis servers that Moorage starts itself for its local services.
+"""PostgreSQL, Redis and MariaDB servers that Moorage starts itself for its local services.
 
 Why a package of its own: on one machine with nothing configured (the embedded default),
 the ``postgres`` and ``redis`` providers need a server to create databases and users on.
@@ -7,8 +7,9 @@ ports, as an unprivileged user, and finds them again after a restart. The test f
 (``tests/fixtures/servers.py``) are built on the same classes, so the tests exercise them.
 """
 
+from moorage.embedded.mariadb import EmbeddedMariaDB
 from moorage.embedded.ports import free_port
 from moorage.embedded.postgres import EmbeddedPostgres
 from moorage.embedded.redis import EmbeddedRedis
 
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "free_port"]
+__all__ = ["EmbeddedMariaDB", "EmbeddedPostgres", "EmbeddedRedis", "free_port"]

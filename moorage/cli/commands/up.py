@@ -54,7 +54,7 @@ def up(ready_timeout: float) -> None:
     try:
         prepare_data_dir(settings.data_dir)
         catalog = load_catalog(settings.catalog_dirs)
-        click.echo("==> starting the embedded PostgreSQL and Redis (when the catalog needs them)")
+        click.echo("==> starting the embedded PostgreSQL, Redis and MariaDB (when the catalog needs them)")
         settings, servers = start_embedded(settings, catalog)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
@@ -99,6 +99,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
         env["MOORAGE_SERVICES_POSTGRES_ADMIN_URL"] = settings.services.postgres_admin_url
     if settings.services.redis_admin_url:
         env["MOORAGE_SERVICES_REDIS_ADMIN_URL"] = settings.services.redis_admin_url
+    if settings.services.mysql_admin_url:
+        env["MOORAGE_SERVICES_MYSQL_ADMIN_URL"] = settings.services.mysql_admin_url
     return env
 
 

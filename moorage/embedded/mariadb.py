@@ -1,0 +1,316 @@
+"""Moorage's own MariaDB server (``mariadbd``), initialised and started from the system's binaries.
+
+Why: the ``mysql`` provider creates a database per instance and a user per binding on a
+server, and on one machine with nothing configured Moorage runs that server itself, as it
+does PostgreSQL. The process is started in its own session, so it outlives a Moorage
+restart; the next :meth:`EmbeddedMariaDB.start` finds it through its pidfile and reuses
+it, or starts it again on the port it had last time (a new free one only if that is taken).
+
+Layout under ``<data_dir>/mariadb``::
+
+    data/             the datadir (mariadb-install-db)
+    my.cnf            rewritten on every start (port, paths, SSL)
+    server.crt/.key   the self-signed certificate (SSL is on; clients choose)
+    admin-password    0600, the generated password of the ``moorage`` admin account
+    port, mariadbd.pid, error.log, mysqld.sock
+
+TCP listens on 127.0.0.1 only; ``LOAD DATA LOCAL`` is off. ``mariadb-install-db`` makes
+the ``root`` account usable only through the unix socket (in this 0700 folder); the
+``moorage`` admin account is (re)created on every start from ``admin-password`` through
+an ``--init-file`` that exists only while the server starts, because account statements
+cannot run in install-db's bootstrap mode. When Moorage runs as root the server runs as
+the unprivileged service user.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pymysql
+from pymysql.converters import escape_string
+
+from moorage.embedded.certificates import write_private, write_self_signed
+from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
+from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, run_as, tail, wait_for
+from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
+from moorage.errors import ConfigurationError, ProviderError
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "moorage"
+#: Longest unix socket path the kernel accepts (sun_path is 108 bytes with the NUL).
+_MAX_SOCKET_PATH = 107
+
+
+def find_binary(name: str) -> Path:
+    """``mariadbd`` or ``mariadb-install-db``: PATH first, then Debian's locations."""
+    found = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
+    if found is None:
+        raise ConfigurationError(
+            f"MariaDB's {name} was not found; install it (Debian: apt-get install mariadb-server) "
+            "or set MOORAGE_SERVICES_MYSQL_ADMIN_URL to a server"
+        )
+    return Path(found)
+
+
+class EmbeddedMariaDB:
+    """One mariadbd in ``<data_dir>/mariadb``: ``start()``, ``stop()``, ``is_running()``.
+
+    ``durable=False`` relaxes flushing and shrinks the buffer pool: for tests only.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        user_name: str = DEFAULT_SERVICE_USER,
+        durable: bool = True,
+        max_connections: int = 300,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.base = Path(data_dir).absolute() / "mariadb"
+        self.datadir = self.base / "data"
+        self.config_file = self.base / "my.cnf"
+        self.init_file = self.base / "init.sql"
+        self.password_file = self.base / "admin-password"
+        self.port_file = self.base / "port"
+        self.pid_file = self.base / "mariadbd.pid"
+        self.log_file = self.base / "error.log"
+        self.socket = self.base / "mysqld.sock"
+        self._user_name = user_name
+        self.durable = durable
+        self.max_connections = max_connections
+        self.start_timeout = start_timeout
+        self._child: subprocess.Popen[bytes] | None = None
+
+    # -- public API ------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        """The port the server runs on (or ran on last)."""
+        try:
+            return int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            raise ProviderError(f"the embedded MariaDB in {self.base} has never been started") from None
+
+    @property
+    def admin_url(self) -> str:
+        """``mysql://moorage:<password>@127.0.0.1:<port>/``."""
+        return f"mysql://{ADMIN_USER}:{self._password()}@{LOOPBACK}:{self.port}/"
+
+    def start(self) -> str:
+        """Initialise if needed, start unless already running, wait until ready; the admin URL."""
+        user = service_user(self._user_name)
+        with self._lock(user):
+            if not self.password_file.exists():
+                write_private(self.password_file, secrets.token_urlsafe(32).encode())
+                user.chown(self.password_file)
+            if not (self.datadir / "mysql").is_dir():
+                self._install(user)
+            if self.is_running():
+                log.info("embedded MariaDB already running", extra={"port": self.port})
+                return self.admin_url
+            self._start(user)
+            return self.admin_url
+
+    def stop(self) -> None:
+        """SIGTERM (a clean InnoDB shutdown; sessions are closed) and wait for the process to exit."""
+        pid = read_pidfile(self.pid_file)
+        if pid is None or not pid_alive(pid):
+            self._reap()
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        wait_for(lambda: not pid_alive(pid), timeout=60, what=f"mariadbd (pid {pid}) to exit")
+        self._reap()
+
+    def is_running(self) -> bool:
+        """True when our mariadbd is alive and lets the admin account in."""
+        pid = read_pidfile(self.pid_file)
+        if pid is None or not pid_alive(pid):
+            return False
+        try:
+            port = self.port
+        except ProviderError:
+            return False
+        return self._accepts(port)
+
+    # -- steps -----------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, user: ServiceUser) -> Iterator[None]:
+        """Serialise start() between processes sharing the data dir; prepare the base folder."""
+        check_reachable(self.base, user)
+        self.base.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base, 0o700)
+        user.chown(self.base)
+        with open(self.base / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _install(self, user: ServiceUser) -> None:
+        """mariadb-install-db into a staging folder, then move it into place (all or nothing)."""
+        staging = self.base / "data.install"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        user.chown(staging)
+        argv = [
+            find_binary("mariadb-install-db"),
+            "--no-defaults",
+            f"--datadir={staging}",
+            "--auth-root-authentication-method=socket",
+            f"--auth-root-socket-user={user.name}",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ]
+        proc = run_as(user, argv, cwd=self.base, timeout=self.start_timeout + 60)
+        if proc.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ProviderError(
+                f"mariadb-install-db failed in {staging}: {(proc.stdout + proc.stderr).strip()[-2000:]}"
+            )
+        write_self_signed(self.base / "server.crt", self.base / "server.key")
+        user.chown(self.base / "server.crt")
+        user.chown(self.base / "server.key")
+        os.replace(staging, self.datadir)
+        log.info("initialised embedded MariaDB", extra={"datadir": str(self.datadir)})
+
+    def _start(self, user: ServiceUser) -> None:
+        try:
+            recorded: int | None = self.port
+        except ProviderError:
+            recorded = None
+        port = recorded if recorded is not None and port_is_free(recorded) else free_port()
+        self._write_init_file(user)
+        try:
+            for attempt in range(3):
+                self._write_config(port, user)
+                child = self._spawn(user)
+                wait_for(
+                    lambda child=child, port=port: child.poll() is not None or self._accepts(port),
+                    timeout=self.start_timeout,
+                    what=f"MariaDB on port {port}",
+                )
+                if child.poll() is None:
+                    break
+                self._child = None
+                if attempt < 2 and not port_is_free(port):
+                    log.warning("port %s was taken before MariaDB could bind it; trying another", port)
+                    port = free_port()
+                    continue
+                raise ProviderError(f"mariadbd did not start; end of {self.log_file}:\n{tail(self.log_file)}")
+        finally:
+            self.init_file.unlink(missing_ok=True)
+        self.port_file.write_text(f"{port}\n")
+        log.info("embedded MariaDB started", extra={"port": port})
+
+    def _spawn(self, user: ServiceUser) -> subprocess.Popen[bytes]:
+        self.pid_file.unlink(missing_ok=True)
+        with open(self.log_file, "ab") as log_handle:
+            self._child = subprocess.Popen(
+                [str(find_binary("mariadbd")), f"--defaults-file={self.config_file}"],
+                cwd=self.base,
+                env=clean_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_handle,
+                stderr=log_handle,
+                start_new_session=True,
+                **user.popen_kwargs(),  # type: ignore[arg-type]
+            )
+        return self._child
+
+    def _write_init_file(self, user: ServiceUser) -> None:
+        """The admin account, converged on every start (one statement per line, as mariadbd wants)."""
+        account = f"'{ADMIN_USER}'@'{LOOPBACK}'"
+        secret = escape_string(self._password())
+        statements = [
+            f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{secret}';",
+            f"ALTER USER {account} IDENTIFIED BY '{secret}';",
+            f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION;",
+        ]
+        write_private(self.init_file, ("\n".join(statements) + "\n").encode())
+        user.chown(self.init_file)
+
+    def _write_config(self, port: int, user: ServiceUser) -> None:
+        lines = [
+            "[mariadbd]",
+            f"datadir = {self.datadir}",
+            f"bind-address = {LOOPBACK}",
+            f"port = {port}",
+            f"pid-file = {self.pid_file}",
+            f"log-error = {self.log_file}",
+            f"init-file = {self.init_file}",
+            f"ssl-cert = {self.base / 'server.crt'}",
+            f"ssl-key = {self.base / 'server.key'}",
+            "skip-name-resolve",
+            "local-infile = 0",
+            f"max_connections = {int(self.max_connections)}",
+            "character-set-server = utf8mb4",
+            "collation-server = utf8mb4_unicode_ci",
+        ]
+        if len(str(self.socket)) > _MAX_SOCKET_PATH:
+            raise ConfigurationError(
+                f"the data dir path is too long for MariaDB's unix socket ({self.socket}); choose a shorter one"
+            )
+        lines.append(f"socket = {self.socket}")
+        if not self.durable:
+            lines += [
+                "innodb_buffer_pool_size = 16M",
+                "innodb_flush_log_at_trx_commit = 2",
+                "innodb_doublewrite = 0",
+                "sync_binlog = 0",
+            ]
+        write_private(self.config_file, ("\n".join(lines) + "\n").encode())
+        user.chown(self.config_file)
+
+    def _reap(self) -> None:
+        if self._child is not None:
+            try:
+                self._child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._child = None
+
+    # -- probes ----------------------------------------------------------------------
+
+    def _password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise ProviderError(f"the embedded MariaDB in {self.base} has never been started") from None
+
+    def _accepts(self, port: int) -> bool:
+        try:
+            conn = pymysql.connect(
+                host=LOOPBACK, port=port, user=ADMIN_USER, password=self._password(), connect_timeout=2
+            )
+        except pymysql.MySQLError:
+            return False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            return True
+        except pymysql.MySQLError:
+            return False
+        finally:
+            conn.close()
