@@ -126,6 +126,9 @@ class PlatformSettings:
     #: granting everyone search permission on ``/root``. Off: only interpreters the app user
     #: can already reach (``/usr/bin/python3.X``, ``/usr/local/bin``, a reachable pyenv).
     share_root_pyenv: bool = False
+    #: Build tools installed once for every app's builds (yarn, pnpm), root's and read-only
+    #: to builds; empty: ``/var/cache/moorage/tools`` as root, else ``~/.cache/moorage/tools``.
+    tool_cache_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,11 @@ _GROUPS: dict[str, type] = {
 def default_data_dir() -> Path:
     """``/var/lib/moorage`` for root (unprivileged service users must reach it), else ``~/.moorage``."""
     return Path("/var/lib/moorage") if os.geteuid() == 0 else Path.home() / ".moorage"
+
+
+def default_tool_cache_dir() -> Path:
+    """Outside any data dir (each test and each ``moorage up`` has its own): one machine, one copy."""
+    return Path("/var/cache/moorage/tools") if os.geteuid() == 0 else Path.home() / ".cache" / "moorage" / "tools"
 
 
 def default_catalog_dir() -> Path:

@@ -98,6 +98,9 @@ class BuildpackFetcher:
         self.env = env
         self.root.mkdir(mode=0o755)
         self._count = 0
+        # The built-ins' shared shell helpers (lib/failures.sh), at <buildpack>/../lib as in the repo.
+        if (builtin_dir / "lib").is_dir():
+            shutil.copytree(builtin_dir / "lib", self.root / "lib", symlinks=True)
 
     def fetch(self, spec: BuildpackSpec, build_dir: Path, deadline: float, progress: Progress) -> Buildpack:
         self._count += 1

@@ -56,8 +56,9 @@ from moorage.platform.builder.buildpacks import (
 )
 from moorage.platform.builder.cache import BuildCaches
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress
+from moorage.platform.builder.tools import ToolStore
 from moorage.platform.runtime.limits import AppUids, app_user
-from moorage.settings import Settings
+from moorage.settings import Settings, default_tool_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class Builder:
         #: Ourselves when not root; as root only the fallback, each build runs as its app's uid.
         self.user = BuildUser.resolve(settings.platform.run_as_user)
         self.uids = AppUids(settings.data_dir, app_user(settings.platform))
+        tool_dir = settings.platform.tool_cache_dir
+        self.tools = ToolStore(Path(tool_dir) if tool_dir else default_tool_cache_dir(), self.user)
         self._pythons: str | None = None
 
     # The controller's build step.
@@ -158,7 +161,8 @@ class Builder:
             releases = []
             for bp, name in packs:
                 progress(f"-----> {name} app detected")
-                runner.compile_app(bp, build_dir, cache_dir, env_dir, step)
+                tools_env = self.tools.provide(bp, build_dir, step)
+                runner.compile_app(bp, build_dir, cache_dir, env_dir, step, tools_env)
                 step.env.update(runner.exported_env(bp, step))
             for bp, _ in packs:
                 releases.append((bp, runner.release(bp, build_dir, step)))

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from moorage.platform import procfile
-from moorage.platform.builder import safefiles
+from moorage.platform.builder import failures, safefiles
 from moorage.platform.builder.buildpacks import Buildpack
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, run_step
 
@@ -63,23 +63,23 @@ def detect(bp: Buildpack, build_dir: Path, step: Step) -> str | None:
     return result.output.strip().splitlines()[0].strip() if result.output.strip() else bp.name
 
 
-def compile_app(bp: Buildpack, build_dir: Path, cache_dir: Path, env_dir: Path, step: Step) -> None:
+def compile_app(
+    bp: Buildpack, build_dir: Path, cache_dir: Path, env_dir: Path, step: Step, extra_env: Mapping[str, str]
+) -> None:
     argv = [str(bp.path / "bin" / "compile"), str(build_dir), str(cache_dir), str(env_dir)]
+    tail = failures.OutputTail(step.progress)
     result = run_step(
         argv,
         user=step.user,
-        env=step.env,
+        env={**step.env, **extra_env},
         cwd=build_dir,
         limits=step.limits,
         deadline=step.deadline,
-        progress=step.progress,
+        progress=tail,
         what=f"compile step of {bp.name}",
     )
     if result.exit_code != 0:
-        raise BuildFailed(
-            f"the {bp.name} buildpack failed to compile the app (exit code {result.exit_code}); "
-            "the build output above says why"
-        )
+        raise BuildFailed(failures.compile_failed(bp.name, result.exit_code, tail))
 
 
 def exported_env(bp: Buildpack, step: Step) -> dict[str, str]:
