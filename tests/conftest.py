@@ -12,4 +12,6 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.platform",
     "tests.fixtures.builder",
+    "tests.fixtures.kubernetes",
+    "tests.fixtures.kube_node",
 ]
