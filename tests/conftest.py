@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.broker",
     "tests.fixtures.aws",
+    "tests.fixtures.gcp",
     "tests.fixtures.platform",
     "tests.fixtures.builder",
 ]
