@@ -21,9 +21,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import google.auth
 import google.auth.exceptions
@@ -52,7 +53,7 @@ __all__ = ["GoogleCredentials", "IamClient", "google_status", "probe_key", "retr
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalError", "badGateway"})
-T = TypeVar("T")
+REQUEST_PREFIX = re.compile(r"^[A-Z]+ \S+: ")
 
 # Request bodies at DEBUG include keys (privateKeyData); secrets never reach a log.
 for _name in ("googleapiclient", "google_auth_httplib2", "google.auth", "urllib3"):
@@ -102,7 +103,7 @@ def translate(exc: BaseException, service: str) -> Error:
     if isinstance(exc, HttpError):
         message = exc.reason or str(exc)
     elif isinstance(exc, api_exceptions.GoogleAPICallError):
-        message = exc.message
+        message = REQUEST_PREFIX.sub("", exc.message)  # "POST https://…: " says nothing to a user
     else:
         message = str(exc) or type(exc).__name__
     text = f"{service}: {message}"
