@@ -93,6 +93,24 @@ class AwsSettings:
 
 
 @dataclass(frozen=True)
+class GcpSettings:
+    """Google Cloud for gcp-bigquery. Credentials come from google-auth's default chain."""
+
+    #: Project that holds the datasets and service accounts; empty: the credentials' project.
+    project: str = ""
+    #: Endpoints of the BigQuery, IAM and Resource Manager APIs; empty: Google's public ones
+    #: (tests point them at the emulator and the IAM stand-in).
+    bigquery_endpoint: str = ""
+    iam_endpoint: str = ""
+    resource_manager_endpoint: str = ""
+    #: Grant each binding's service account roles/bigquery.jobUser on the project (needed to
+    #: run queries; it lets the account run jobs project-wide, though it reads only its dataset).
+    grant_job_user: bool = False
+    #: Seconds one Google call may keep retrying throttling (429) and 5xx answers.
+    retry_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class PlatformSettings:
     """The PaaS controller, router and local runtime."""
 
@@ -147,6 +165,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     services: ServicesSettings = field(default_factory=ServicesSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
+    gcp: GcpSettings = field(default_factory=GcpSettings)
     platform: PlatformSettings = field(default_factory=PlatformSettings)
 
     @property
@@ -216,6 +235,7 @@ _GROUPS: dict[str, type] = {
     "worker": WorkerSettings,
     "services": ServicesSettings,
     "aws": AwsSettings,
+    "gcp": GcpSettings,
     "platform": PlatformSettings,
 }
 

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.mysql",
     "tests.fixtures.broker",
     "tests.fixtures.aws",
+    "tests.fixtures.gcp",
     "tests.fixtures.platform",
     "tests.fixtures.builder",
     "tests.fixtures.kubernetes",

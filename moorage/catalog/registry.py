@@ -21,6 +21,7 @@ PROVIDERS: dict[str, str] = {
     "aws-s3": "moorage.providers.aws_s3:S3Provider",
     "aws-sqs": "moorage.providers.aws_sqs:SqsProvider",
     "aws-rds-postgresql": "moorage.providers.aws_rds:RdsPostgresProvider",
+    "gcp-bigquery": "moorage.providers.gcp_bigquery:BigQueryProvider",
 }
 
 
