@@ -36,7 +36,7 @@ def data_dir() -> Iterator[Path]:
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "max_request_body_mb": 1}
+        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "router_max_body_mb": 1}
     )
 
 
