@@ -118,6 +118,14 @@ class PlatformSettings:
     port: int = 5000
     base_domain: str = "moorage.localhost"
     router_port: int = 8080
+    #: Addresses the router listens on, comma separated (``0.0.0.0`` for every IPv4 one).
+    router_addresses: str = "127.0.0.1"
+    #: Seconds an app has to send the first byte of its response before the router answers 504.
+    router_first_byte_timeout_seconds: float = 30.0
+    #: Seconds a WebSocket connection may stay silent (both ways) before the router closes it.
+    router_websocket_idle_seconds: float = 3600.0
+    #: Largest request body the router passes to an app (larger ones get 413).
+    router_max_body_mb: int = 100
     allow_registration: bool = True
     deploy_timeout_seconds: float = 60.0
     stop_grace_seconds: float = 10.0

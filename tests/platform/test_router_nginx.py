@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +38,7 @@ def data_dir() -> Iterator[Path]:
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "max_request_body_mb": 1}
+        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "router_max_body_mb": 1}
     )
 
 
@@ -87,11 +89,14 @@ def test_routes_round_robin_with_forwarding_headers(router: Router, backends: li
     )
     seen = set()
     for _ in range(6):
-        status, body, headers = request(router.port, "web.moorage.localhost")
+        status, body, headers = request(
+            router.port, "web.moorage.localhost", headers={"X-Forwarded-Proto": "https"}
+        )
         assert status == 200
         data = json.loads(body)
         seen.add(data["port"])
         assert data["headers"]["x-forwarded-for"] == "127.0.0.1"
+        # Not taken from the client: this request came over plain HTTP.
         assert data["headers"]["x-forwarded-proto"] == "http"
         assert len(data["headers"]["x-request-id"]) >= 20
         assert headers["X-Request-Id"] == data["headers"]["x-request-id"]
@@ -197,3 +202,56 @@ def test_start_replaces_a_stale_master_and_keeps_routes(settings: Settings, back
         first.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", settings.platform.router_port), timeout=0.5)
+
+
+def test_slow_first_byte_is_a_clear_504(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir).with_group(
+        platform={"router_port": free_port(), "router_first_byte_timeout_seconds": 1.0}
+    )
+    r = Router(settings)
+    r.start()
+    # A backend that accepts the connection and never answers.
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        r.set_routes("slow", ["slow.moorage.localhost"], [("127.0.0.1", silent.getsockname()[1])])
+        started = time.monotonic()
+        status, body, _ = request(r.port, "slow.moorage.localhost")
+        assert status == 504
+        assert body == b"Application error: slow did not start its response within 1 s.\n"
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
+        r.stop()
+
+
+def test_listens_on_every_configured_address(data_dir: Path, backends: list[int]) -> None:
+    settings = Settings(data_dir=data_dir).with_group(
+        platform={"router_port": free_port(), "router_addresses": "127.0.0.1, 127.0.0.2"}
+    )
+    r = Router(settings)
+    r.start()
+    try:
+        r.set_routes("both", ["both.moorage.localhost"], [("127.0.0.1", backends[0])])
+        for address in ("127.0.0.1", "127.0.0.2"):
+            conn = http.client.HTTPConnection(address, r.port, timeout=5)
+            conn.request("GET", "/", headers={"Host": "both.moorage.localhost"})
+            assert conn.getresponse().status == 200
+            conn.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.3", r.port), timeout=1)
+    finally:
+        r.stop()
+    with pytest.raises(InvalidParametersError, match="not an IP address"):
+        Router(settings.with_group(platform={"router_addresses": "localhost"}))
+
+
+def test_routes_change_through_the_control_socket_only(router: Router, backends: list[int]) -> None:
+    """The config file never changes, and only Moorage (root, 0700) reaches the control socket."""
+    before = router.conf_path.read_text()
+    router.set_routes("ctl", ["ctl.moorage.localhost"], [("127.0.0.1", backends[0])])
+    router.set_routes("ctl", ["ctl.moorage.localhost"], [("127.0.0.1", backends[1])])
+    assert json.loads(request(router.port, "ctl.moorage.localhost")[1])["port"] == backends[1]
+    assert router.conf_path.read_text() == before
+    folder = router.root / "control"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert folder.stat().st_uid == os.geteuid()

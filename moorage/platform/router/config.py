@@ -1,26 +1,27 @@
-"""Rendering the router's nginx configuration from the route table.
+"""The router's static nginx configuration, and the checks on every route value.
 
-Why separate from process management: the config is a pure function of the routes and
-the settings, so it can be validated and tested without nginx, and every value that
-reaches the file is checked here first. App names, host names and upstream addresses
-are user input; anything that is not a DNS name, an IP address or a port is refused, so
-nothing a user types can add an nginx directive.
+Why static: routes live in a Lua shared dict that Moorage changes at run time through
+the control socket (see ``lua/moorage_router.lua``), so the file depends only on the
+settings and is written once per start; an endpoint change never reloads nginx. App
+names, host names and upstream addresses are user input and still reach the Lua side;
+anything that is not a DNS name, an IP address or a port is refused here first.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from moorage.errors import InvalidParametersError
 
-#: The ``Host`` the router answers its own generation probe on; ``.invalid`` can never
-#: be a real domain (RFC 6761), and ``validate_hostname`` refuses it.
-PROBE_HOST = "moorage-router.invalid"
-PROBE_PATH = "/_moorage/generation"
+MODULES = Path("/usr/lib/nginx/modules")
+#: Debian's ``libnginx-mod-http-lua`` needs the NDK module loaded before it.
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+LUA_CPATH = "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
 
 _APP = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
@@ -39,9 +40,12 @@ class Route:
 @dataclass(frozen=True)
 class RenderOptions:
     root: Path
+    addresses: tuple[str, ...]
     port: int
     max_body_mb: int
     shutdown_timeout: float
+    first_byte_timeout: float
+    websocket_idle: float
     #: ``(user, group)`` for the ``user`` directive, or None when not running as root.
     worker_user: tuple[str, str] | None
     worker_processes: int = 2
@@ -57,6 +61,7 @@ def validate_app(app: str) -> str:
 
 def validate_hostname(hostname: str) -> str:
     name = hostname.strip().lower().rstrip(".") if isinstance(hostname, str) else ""
+    # ``.invalid`` can never be a real domain (RFC 6761).
     if not name or len(name) > 253 or not _HOST.match(name) or name.endswith(".invalid"):
         raise InvalidParametersError(
             f"host name {hostname!r} is not a valid domain (letters, digits, '-' and '.', optionally '*.' first)"
@@ -65,6 +70,7 @@ def validate_hostname(hostname: str) -> str:
 
 
 def validate_upstream(upstream: tuple[str, int]) -> tuple[str, int]:
+    """An ``(ip, port)`` pair; names are refused because the balancer does not resolve."""
     try:
         host, port = upstream
     except (TypeError, ValueError):
@@ -74,12 +80,23 @@ def validate_upstream(upstream: tuple[str, int]) -> tuple[str, int]:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        if not isinstance(host, str) or not _HOST.match(host) or host.startswith("*"):
-            raise InvalidParametersError(
-                f"upstream host {host!r} is neither an IP address nor a host name"
-            ) from None
-        return host, port
+        raise InvalidParametersError(f"upstream host {host!r} is not an IP address") from None
     return (f"[{address}]" if address.version == 6 else str(address)), port
+
+
+def parse_addresses(text: str) -> tuple[str, ...]:
+    """The router's listen addresses from a comma-separated setting; IPs only."""
+    found = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            address = ipaddress.ip_address(item)
+        except ValueError:
+            raise InvalidParametersError(
+                f"router address {item!r} is not an IP address (router_addresses is comma separated)"
+            ) from None
+        found.append(f"[{address}]" if address.version == 6 else str(address))
+    return tuple(dict.fromkeys(found))
 
 
 def make_route(app: str, hostnames: Iterable[str], upstreams: Iterable[tuple[str, int]]) -> Route:
@@ -90,89 +107,145 @@ def make_route(app: str, hostnames: Iterable[str], upstreams: Iterable[tuple[str
 
 
 def access_log_path(root: Path, app: str) -> Path:
-    return root / "logs" / f"access-{app}.log"
+    return root / "access" / f"access-{app}.log"
 
 
-def render(options: RenderOptions, routes: Mapping[str, Route], generation: int) -> str:
-    """The whole ``nginx.conf`` for ``routes``; ``generation`` is served to the probe."""
+def control_socket(root: Path) -> Path:
+    """The control server's socket; its folder is 0700 (nginx makes the socket 0666)."""
+    return root / "control" / "control.sock"
+
+
+def render(options: RenderOptions) -> str:
+    """The whole ``nginx.conf``: the same for every route table."""
     root = options.root
     user = f"user {options.worker_user[0]} {options.worker_user[1]};\n" if options.worker_user else ""
-    listen = f"127.0.0.1:{options.port}"
     temp = root / "temp"
-    parts = [
-        f"# Written by Moorage (generation {generation}); edits are overwritten.\n",
-        user,
-        f"worker_processes {options.worker_processes};\n",
-        "daemon off;\nmaster_process on;\n",
-        f"pid {root / 'nginx.pid'};\n",
-        f"error_log {root / 'logs' / 'error.log'} warn;\n",
-        f"worker_shutdown_timeout {max(1, int(options.shutdown_timeout))}s;\n",
-        "events { worker_connections 4096; }\n",
-        "http {\n",
-        "  access_log off;\n  server_tokens off;\n  default_type text/plain;\n",
-        "  keepalive_timeout 65s;\n",
-        f"  client_max_body_size {options.max_body_mb}m;\n",
-        f"  client_body_temp_path {temp / 'client_body'};\n",
-        f"  proxy_temp_path {temp / 'proxy'};\n",
-        f"  fastcgi_temp_path {temp / 'fastcgi'};\n",
-        f"  uwsgi_temp_path {temp / 'uwsgi'};\n",
-        f"  scgi_temp_path {temp / 'scgi'};\n",
-        "  log_format moorage 'at=info app=$moorage_app method=$request_method path=\"$request_uri\" '\n",
-        "    'host=$host request_id=$moorage_request_id fwd=\"$remote_addr\" status=$status '\n",
-        "    'bytes=$body_bytes_sent service=${request_time}s upstream=$upstream_addr';\n",
-        "  map $http_x_request_id $moorage_request_id {\n",
-        '    default $request_id;\n    "~^[A-Za-z0-9+/=._-]{20,200}$" $http_x_request_id;\n  }\n',
-        "  proxy_http_version 1.1;\n",
-        '  proxy_set_header Connection "";\n',
-        "  proxy_set_header Host $http_host;\n",
-        "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n",
-        "  proxy_set_header X-Forwarded-Proto $scheme;\n",
-        "  proxy_set_header X-Forwarded-Port $server_port;\n",
-        "  proxy_set_header X-Request-Id $moorage_request_id;\n",
-        "  add_header X-Request-Id $moorage_request_id always;\n",
-        "  proxy_connect_timeout 5s;\n  proxy_read_timeout 120s;\n  proxy_send_timeout 120s;\n",
-        "  proxy_next_upstream error timeout;\n",
-        "  server {\n",
-        f"    listen {listen} default_server;\n    server_name _;\n",
-        "    set $moorage_app -;\n",
-        '    location / { return 404 "No app is configured for this host name.\\n"; }\n',
-        "  }\n",
-        "  server {\n",
-        f"    listen {listen};\n    server_name {PROBE_HOST};\n",
-        f'    location = {PROBE_PATH} {{ return 200 "{generation}"; }}\n',
-        '    location / { return 404 "\\n"; }\n',
-        "  }\n",
-    ]
-    for route in sorted(routes.values(), key=lambda r: r.app):
-        parts.append(_render_app(route, listen, root))
-    parts.append("}\n")
-    return "".join(parts)
-
-
-def _render_app(route: Route, listen: str, root: Path) -> str:
-    app = route.app
-    lines = []
-    if route.upstreams:
-        lines.append(f"  upstream moorage_app_{app.replace('-', '_')} {{\n")
-        for host, port in route.upstreams:
-            lines.append(f"    server {host}:{port} max_fails=1 fail_timeout=2s;\n")
-        lines.append("    keepalive 32;\n  }\n")
-    lines += [
-        "  server {\n",
-        f"    listen {listen};\n",
-        f"    server_name {' '.join(route.hostnames)};\n",
-        f"    set $moorage_app {app};\n",
-        f"    access_log {access_log_path(root, app)} moorage buffer=16k flush=500ms;\n",
-    ]
-    if route.upstreams:
-        lines += [
-            f"    location / {{ proxy_pass http://moorage_app_{app.replace('-', '_')}; }}\n",
-            "    error_page 502 @moorage_bad_gateway;\n",
-            "    location @moorage_bad_gateway {\n",
-            f'      return 502 "Application error: no web process of {app} answered.\\n";\n',
-            "    }\n",
+    lua_path = f"{LUA_DIR}/?.lua;;"
+    return "".join(
+        [
+            "# Written by Moorage at start; routes are not in it (see moorage_router.lua).\n",
+            *(f"load_module {MODULES / name};\n" for name in LUA_MODULES),
+            user,
+            f"worker_processes {options.worker_processes};\n",
+            "daemon off;\nmaster_process on;\n",
+            f"pid {root / 'nginx.pid'};\n",
+            f"error_log {root / 'logs' / 'error.log'} warn;\n",
+            f"worker_shutdown_timeout {max(1, int(options.shutdown_timeout))}s;\n",
+            "events { worker_connections 4096; }\n",
+            "http {\n",
+            "  access_log off;\n  server_tokens off;\n  default_type text/plain;\n",
+            f"  root {root / 'www'};\n",
+            f"  lua_package_path '{lua_path}';\n",
+            f"  lua_package_cpath '{LUA_CPATH};;';\n",
+            "  lua_shared_dict moorage_routes 16m;\n",
+            "  init_by_lua_block { require('moorage_router') }\n",
+            "  keepalive_timeout 65s;\n  keepalive_requests 100000;\n",
+            f"  client_max_body_size {options.max_body_mb}m;\n",
+            *(f"  {kind}_temp_path {temp / kind};\n" for kind in _TEMP_PATHS),
+            _LOG_FORMAT,
+            "  open_log_file_cache max=1000 inactive=60s valid=60s min_uses=1;\n",
+            _PROXY,
+            f"  proxy_read_timeout {_seconds(options.first_byte_timeout)};\n",
+            f"  proxy_send_timeout {_seconds(options.first_byte_timeout)};\n",
+            _UPSTREAM,
+            _app_server(options),
+            _control_server(root),
+            "}\n",
         ]
-    else:
-        lines.append(f'    location / {{ return 503 "No web process of {app} is running.\\n"; }}\n')
-    lines.append("  }\n")
-    return "".join(lines)
+    )
+
+
+_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+_LOG_FORMAT = """\
+  log_format moorage 'at=info app=$moorage_app method=$request_method path="$request_uri" '
+    'host=$host request_id=$moorage_request_id fwd="$remote_addr" status=$status '
+    'bytes=$body_bytes_sent service=${request_time}s upstream=$upstream_addr';
+  map $http_x_request_id $moorage_request_id {
+    default $request_id;
+    "~^[A-Za-z0-9+/=._-]{20,200}$" $http_x_request_id;
+  }
+  map $moorage_app $moorage_logged { "" 0; default 1; }
+"""
+
+# Connection: "upgrade" only when the client asks for an upgrade (WebSockets); otherwise
+# empty, so the connection to the app stays in the keep-alive pool. Responses are not
+# buffered: server-sent events and other streams reach the client as the app writes them.
+_PROXY = """\
+  map $http_upgrade $moorage_connection { default upgrade; "" ""; }
+  proxy_http_version 1.1;
+  proxy_set_header Upgrade $http_upgrade;
+  proxy_set_header Connection $moorage_connection;
+  proxy_set_header Host $http_host;
+  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto $scheme;
+  proxy_set_header X-Forwarded-Port $server_port;
+  proxy_set_header X-Request-Id $moorage_request_id;
+  add_header X-Request-Id $moorage_request_id always;
+  proxy_buffering off;
+  proxy_connect_timeout 5s;
+  proxy_next_upstream error timeout;
+  proxy_next_upstream_tries 8;
+"""
+
+_UPSTREAM = """\
+  upstream moorage_backend {
+    server 0.0.0.1;  # never used: the balancer picks every peer
+    balancer_by_lua_block { require('moorage_router').balance() }
+    keepalive 256;
+    keepalive_timeout 60s;
+    keepalive_requests 100000;
+  }
+"""
+
+
+def _app_server(options: RenderOptions) -> str:
+    listen = "".join(f"    listen {a}:{options.port} default_server;\n" for a in options.addresses)
+    log = access_log_path(options.root, "$moorage_app")
+    first = int(options.first_byte_timeout)
+    return f"""\
+  server {{
+{listen}    server_name _;
+    set_by_lua_block $moorage_app {{ return require('moorage_router').app_for_host() }}
+    set_by_lua_block $moorage_up {{ return require('moorage_router').has_backends(ngx.var.moorage_app) }}
+    access_log {log} moorage if=$moorage_logged;
+    log_by_lua_block {{ require('moorage_router').done() }}
+    if ($moorage_app = "") {{ return 404 "No app is configured for this host name.\\n"; }}
+    if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
+    location / {{
+      if ($http_upgrade != "") {{ return 418; }}
+      error_page 418 = @moorage_websocket;
+      error_page 502 @moorage_bad_gateway;
+      error_page 504 @moorage_timeout;
+      proxy_pass http://moorage_backend;
+    }}
+    location @moorage_websocket {{
+      error_page 502 @moorage_bad_gateway;
+      error_page 504 @moorage_timeout;
+      proxy_read_timeout {_seconds(options.websocket_idle)};
+      proxy_send_timeout {_seconds(options.websocket_idle)};
+      proxy_pass http://moorage_backend;
+    }}
+    location @moorage_bad_gateway {{
+      return 502 "Application error: no web process of $moorage_app answered.\\n";
+    }}
+    location @moorage_timeout {{
+      return 504 "Application error: $moorage_app did not start its response within {first} s.\\n";
+    }}
+  }}
+"""
+
+
+def _control_server(root: Path) -> str:
+    return f"""\
+  server {{
+    listen unix:{control_socket(root)};
+    access_log off;
+    client_max_body_size 1m;
+    location / {{ content_by_lua_block {{ require('moorage_router').control() }} }}
+  }}
+"""
+
+
+def _seconds(value: float) -> str:
+    return f"{max(1, round(value * 1000))}ms"

@@ -1,38 +1,45 @@
-"""The router: Moorage's own nginx master process, configured and reloaded by Moorage.
+"""The router: Moorage's own nginx master, whose routes change without a reload.
 
-Why nginx and why its own master: nginx's graceful reload (SIGHUP: new workers take new
-connections while old workers finish their in-flight requests) is what makes a deploy
-lose no request, as in Deis and Dokku. Moorage runs its own master with everything
-(config, pid file, logs, temp paths) under ``<data_dir>/router/`` and never touches
-``/etc/nginx``, so it coexists with a system nginx.
+Why no reloads: a reload (SIGHUP) starts new workers and retires the old ones, which
+close their idle keep-alive connections while clients may be sending on them — the
+``RemoteDisconnected`` errors of issue 12. So the configuration is static (written at
+start from the settings) and the route table is a Lua shared dict inside nginx that
+this class changes through a control server on a unix socket: ``PUT /apps/<app>`` with
+the host names and live backends as JSON, ``DELETE /apps/<app>``. The balancer
+(``balancer_by_lua``) reads the dict per request, so when ``set_routes`` returns every
+worker uses the new backends, and no connection is closed. This is how Kubernetes'
+ingress-nginx changes endpoints (see docs/architecture.md for the choice).
 
-Every change renders the whole config, checks it with ``nginx -t``, swaps it in, sends
-SIGHUP and waits until the router answers its probe with the new generation number, so
-when ``set_routes`` returns, new connections go to the new upstreams. ``wait_drained``
-then waits for the old workers (and their in-flight requests) to finish before the
-runtime stops the old processes.
+Moorage runs its own master with everything (config, pid file, logs, temp paths, the
+control socket) under ``<data_dir>/router/`` and never touches ``/etc/nginx``.
+``wait_drained`` waits until no request is still in flight to a backend that left the
+routes, before the runtime stops that process.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from moorage.errors import ConfigurationError, ConflictError, Error, UnprocessableError
+from moorage.errors import ConfigurationError, ConflictError, Error
 from moorage.platform.router.config import (
-    PROBE_HOST,
-    PROBE_PATH,
+    LUA_MODULES,
+    MODULES,
     RenderOptions,
     Route,
     access_log_path,
+    control_socket,
     make_route,
+    parse_addresses,
     render,
     validate_app,
 )
@@ -43,6 +50,7 @@ log = logging.getLogger(__name__)
 
 NGINX = "/usr/sbin/nginx"
 _START_TIMEOUT = 10.0
+_CONTROL_TIMEOUT = 5.0
 
 
 class Router:
@@ -52,18 +60,24 @@ class Router:
         self.settings = settings
         self.nginx = nginx
         self.root = settings.data_dir / "router"
-        self.port = settings.platform.router_port
+        platform = settings.platform
+        self.port = platform.router_port
+        self.addresses = parse_addresses(platform.router_addresses)
         self._routes: dict[str, Route] = {}
-        self._generation = 0
+        #: Backends that left the routes and may still have requests in flight.
+        self._retired: set[str] = set()
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
-        user = app_user(settings.platform)
+        self._user = app_user(platform)
         self._options = RenderOptions(
             root=self.root,
+            addresses=self.addresses,
             port=self.port,
-            max_body_mb=settings.platform.max_request_body_mb,
-            shutdown_timeout=settings.platform.stop_grace_seconds,
-            worker_user=(user.name, user.group) if user.drop else None,
+            max_body_mb=platform.router_max_body_mb,
+            shutdown_timeout=platform.stop_grace_seconds,
+            first_byte_timeout=platform.router_first_byte_timeout_seconds,
+            websocket_idle=platform.router_websocket_idle_seconds,
+            worker_user=(self._user.name, self._user.group) if self._user.drop else None,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -76,18 +90,22 @@ class Router:
     def error_log(self) -> Path:
         return self.root / "logs" / "error.log"
 
+    @property
+    def master_pid(self) -> int | None:
+        """The nginx master's pid: the same for the router's whole life (no reloads)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
-        """Start the nginx master and wait until it answers; stops a stale one first."""
+        """Start the nginx master, wait until it answers, load the routes; stops a stale one first."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 return
-            for sub in ("logs", "temp"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            # Access logs name every request of every app: for Moorage only (the master opens them).
-            (self.root / "logs").chmod(0o700)
+            self._check_modules()
+            self._prepare_dirs()
             self._stop_stale()
-            self._generation += 1
-            self._write_config(render(self._options, self._routes, self._generation))
+            # A master killed without its exit handler leaves the socket file, and bind fails.
+            control_socket(self.root).unlink(missing_ok=True)
+            self._write_config(render(self._options))
             stderr = open(self.root / "logs" / "stderr.log", "ab")  # noqa: SIM115 - handed to the child
             try:
                 self._process = subprocess.Popen(
@@ -101,7 +119,9 @@ class Router:
                 raise ConfigurationError(f"cannot start the router ({self.nginx}): {exc.strerror}") from None
             finally:
                 stderr.close()
-            self._wait_generation(self._generation, _START_TIMEOUT, "start")
+            self._wait_ready()
+            for route in self._routes.values():
+                self._put(route)
             log.info("router listening", extra={"port": self.port})
 
     def stop(self) -> None:
@@ -118,7 +138,9 @@ class Router:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        address = self.addresses[0]
+        host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(address, address)
+        return f"http://{host}:{self.port}"
 
     # -- routes ----------------------------------------------------------------------
 
@@ -130,18 +152,24 @@ class Router:
                 taken = set(other.hostnames) & set(route.hostnames)
                 if other.app != app and taken:
                     raise ConflictError(f"host name {sorted(taken)[0]} is already routed to app {other.app}")
-            if self._routes.get(app) == route:
+            previous = self._routes.get(app)
+            if previous == route:
                 return
-            routes = {**self._routes, app: route}
-            self._apply(routes)
+            if self.running:
+                self._put(route)
+            self._routes[app] = route
+            self._retire(previous)
 
     def remove(self, app: str) -> None:
         validate_app(app)
         with self._lock:
-            if app not in self._routes:
+            previous = self._routes.get(app)
+            if previous is None:
                 return
-            routes = {k: v for k, v in self._routes.items() if k != app}
-            self._apply(routes)
+            if self.running:
+                self._control("DELETE", f"/apps/{app}")
+            del self._routes[app]
+            self._retire(previous)
 
     def routes(self) -> dict[str, Route]:
         with self._lock:
@@ -152,84 +180,91 @@ class Router:
         return access_log_path(self.root, validate_app(app))
 
     def wait_drained(self, timeout: float | None = None) -> bool:
-        """Wait until workers of older configs have finished their in-flight requests."""
-        process = self._process
-        if process is None:
-            return True
+        """Wait until no request is in flight to a backend that left the routes."""
         limit = self.settings.platform.stop_grace_seconds + 1 if timeout is None else timeout
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if not _shutting_down_children(process.pid):
+        while self.running:
+            with self._lock:
+                retired = set(self._retired)
+            if not retired:
                 return True
+            busy = set(self._control("GET", "/inflight"))
+            with self._lock:
+                self._retired -= retired - busy
+            if not retired & busy:
+                return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.02)
-        return False
+        return True
 
     # -- internals -------------------------------------------------------------------
 
-    def _apply(self, routes: dict[str, Route]) -> None:
-        generation = self._generation + 1
-        text = render(self._options, routes, generation)
-        if not self.running:
-            # Not started yet (or stopped): remember the routes for start().
-            self._routes = routes
-            return
-        candidate = self.root / "nginx.conf.new"
-        candidate.write_text(text)
-        check = subprocess.run(
-            [self.nginx, "-t", "-q", "-p", f"{self.root}/", "-c", str(candidate), "-e", str(self.error_log)],
-            capture_output=True,
-            text=True,
-        )
-        if check.returncode != 0:
-            raise UnprocessableError(
-                f"the router refused the new configuration: {check.stderr.strip()[-500:]}"
-            )
-        os.replace(candidate, self.conf_path)
-        self._routes = routes
-        self._generation = generation
-        assert self._process is not None
-        master = self._process.pid
-        old = {pid for pid, title in _children(master).items() if b"shutting down" not in title}
-        os.kill(master, signal.SIGHUP)
-        self._wait_generation(generation, _START_TIMEOUT, "reload")
-        # The new workers answer; wait until the old ones stopped accepting connections.
+    def _retire(self, previous: Route | None) -> None:
+        routed = {_peer(u) for r in self._routes.values() for u in r.upstreams}
+        if previous is not None:
+            self._retired |= {_peer(u) for u in previous.upstreams} - routed
+        self._retired -= routed
+
+    def _put(self, route: Route) -> None:
+        body = {"hosts": list(route.hostnames), "backends": [_peer(u) for u in route.upstreams]}
+        self._control("PUT", f"/apps/{route.app}", body)
+
+    def _control(self, method: str, path: str, body: object = None) -> dict[str, object]:
+        """One request to the control server; an error names what nginx answered."""
+        conn = _UnixConnection(control_socket(self.root), _CONTROL_TIMEOUT)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            text = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise Error(f"the router's control socket did not answer {method} {path}: {exc}") from None
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise Error(f"the router refused {method} {path}: {response.status} {text[:300]!r}")
+        return json.loads(text)
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
-            children = _children(master)
-            if all(b"shutting down" in children.get(pid, b"shutting down") for pid in old):
+            if self._process is not None and self._process.poll() is not None:
+                raise ConfigurationError(
+                    f"the router (nginx) exited during start on port {self.port}: {self._error_tail()}"
+                )
+            try:
+                self._control("GET", "/healthz")
                 return
-            time.sleep(0.005)
+            except Error:
+                time.sleep(0.01)
+        raise Error(f"the router did not answer within {_START_TIMEOUT:.0f}s: {self._error_tail()}")
+
+    def _check_modules(self) -> None:
+        missing = [name for name in LUA_MODULES if not (MODULES / name).exists()]
+        if missing:
+            raise ConfigurationError(
+                f"the router needs nginx's Lua module ({', '.join(missing)} missing in {MODULES}); "
+                "install libnginx-mod-http-lua and lua-cjson (scripts/bootstrap does)"
+            )
+
+    def _prepare_dirs(self) -> None:
+        for sub in ("logs", "temp", "www", "control", "access"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # Logs are for Moorage only; access lines name every request of every app. The
+        # workers open each app's access file (its name has the app in it): they own that folder.
+        (self.root / "logs").chmod(0o700)
+        apps = self.root / "access"
+        if self._user.drop:
+            os.chown(apps, self._user.uid, self._user.gid)
+        apps.chmod(0o700)
+        # nginx makes the control socket 0666: the folder keeps everyone else out.
+        (self.root / "control").chmod(0o700)
 
     def _write_config(self, text: str) -> None:
         tmp = self.root / "nginx.conf.tmp"
         tmp.write_text(text)
         os.replace(tmp, self.conf_path)
-
-    def _wait_generation(self, generation: int, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise ConfigurationError(
-                    f"the router (nginx) exited during {what} on port {self.port}: {self._error_tail()}"
-                )
-            if self._probe() == generation:
-                return
-            time.sleep(0.01)
-        raise Error(
-            f"the router did not serve configuration {generation} within {timeout:.0f}s: {self._error_tail()}"
-        )
-
-    def _probe(self) -> int | None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
-        try:
-            conn.request("GET", PROBE_PATH, headers={"Host": PROBE_HOST})
-            response = conn.getresponse()
-            body = response.read()
-            return int(body) if response.status == 200 else None
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-        finally:
-            conn.close()
 
     def _error_tail(self) -> str:
         lines: list[str] = []
@@ -251,6 +286,28 @@ class Router:
             return
         log.warning("stopping a stale router", extra={"pid": pid})
         _kill_and_wait(pid, self.settings.platform.stop_grace_seconds)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the control server's unix socket."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _peer(upstream: tuple[str, int]) -> str:
+    return f"{upstream[0]}:{upstream[1]}"
 
 
 def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:
@@ -285,23 +342,3 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
-
-
-def _shutting_down_children(master: int) -> list[int]:
-    return [pid for pid, title in _children(master).items() if b"shutting down" in title]
-
-
-def _children(master: int) -> dict[int, bytes]:
-    """Child pid → process title (nginx sets ``worker process is shutting down``)."""
-    found: dict[int, bytes] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == master:
-                found[int(entry.name)] = Path(entry.path, "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
