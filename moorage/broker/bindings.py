@@ -66,20 +66,7 @@ class Bindings:
             with self.db.unit_of_work() as session:
                 # Locked on PostgreSQL so a deprovision cannot slip between this check and the insert.
                 instance = session.get(ServiceInstance, instance_id, with_for_update=True)
-                if instance is None or instance.status in (GONE, CREATING, FAILED):
-                    raise bad_request(
-                        f"instance {instance_id} does not exist or is not ready; bind after it is provisioned"
-                    )
-                if instance.status == DELETING:
-                    raise concurrency_error()
-                if instance.service_id != body["service_id"] or instance.plan_id != body["plan_id"]:
-                    raise bad_request("service_id and plan_id must be those of the instance")
-                if predecessor is not None:
-                    old = session.get(ServiceBinding, predecessor)
-                    if old is None or old.instance_id != instance_id or old.status != READY:
-                        raise bad_request(
-                            f"predecessor binding {predecessor} is not a ready binding of this instance"
-                        )
+                _check_target(session, instance, instance_id, body, predecessor)
                 binding = session.get(ServiceBinding, binding_id)
                 if binding is not None and binding.status != GONE:
                     return self._existing(session, binding, instance_id, fingerprint, async_allowed)
@@ -108,7 +95,12 @@ class Bindings:
                 binding = session.get(ServiceBinding, binding_id)
                 assert binding is not None
                 return self._existing(session, binding, instance_id, fingerprint, async_allowed)
-        driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
+        return self._answer(
+            binding_id, self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
+        )
+
+    def _answer(self, binding_id: str, driven: Any) -> BindingSpec:
+        """What PUT binding answers once its first step ran: 202, 201 with credentials, or 500."""
         if driven.state == IN_PROGRESS:
             return BindingSpec(BindState.IS_ASYNC, operation=driven.op_id)
         if driven.state == SUCCEEDED and driven.result is not None:
@@ -210,3 +202,26 @@ class Bindings:
             if op.kind == UNBIND and op.state == SUCCEEDED and binding.status == GONE:
                 raise OsbError(HTTPStatus.GONE, f"binding {binding_id} has been deleted")
             return describe(op)
+
+
+def _check_target(
+    session: Any,
+    instance: ServiceInstance | None,
+    instance_id: str,
+    body: dict[str, Any],
+    predecessor: str | None,
+) -> None:
+    """Refuse a bind to an instance that is not ready, is another offering's or plan's, or
+    names a predecessor that is not a ready binding of it (OSB: 400, or 422 while deleting)."""
+    if instance is None or instance.status in (GONE, CREATING, FAILED):
+        raise bad_request(
+            f"instance {instance_id} does not exist or is not ready; bind after it is provisioned"
+        )
+    if instance.status == DELETING:
+        raise concurrency_error()
+    if instance.service_id != body["service_id"] or instance.plan_id != body["plan_id"]:
+        raise bad_request("service_id and plan_id must be those of the instance")
+    if predecessor is not None:
+        old = session.get(ServiceBinding, predecessor)
+        if old is None or old.instance_id != instance_id or old.status != READY:
+            raise bad_request(f"predecessor binding {predecessor} is not a ready binding of this instance")

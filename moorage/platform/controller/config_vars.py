@@ -85,7 +85,9 @@ def _describe(name: str, old: dict[str, str], new: dict[str, str]) -> str:
     changed = sorted(k for k in new if k in old and new[k] != old[k])
     removed = sorted(k for k in old if k not in new)
     if not (added or changed or removed):
-        raise ConflictError(f"nothing changed: the config of {name} already has these values; no release made")
+        raise ConflictError(
+            f"nothing changed: the config of {name} already has these values; no release made"
+        )
     parts = [
         f"{verb} {', '.join(keys)}"
         for verb, keys in (("added", added), ("changed", changed), ("removed", removed))
