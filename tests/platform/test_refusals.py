@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class RefusingBroker:
         self.requests: list[tuple[str, str]] = []
         app = Flask("refusing-broker")
         app.add_url_rule("/v2/catalog", view_func=self._catalog)
+        app.add_url_rule("/schemas/size.json", view_func=self._schema)
         app.add_url_rule(
             "/v2/service_instances/<iid>", view_func=self._instance, methods=["PUT", "PATCH", "DELETE"]
         )
@@ -92,16 +94,30 @@ class RefusingBroker:
         self.server.server_close()
 
     def _catalog(self) -> Any:
-        plan = {"id": self.PLAN_ID, "name": "standard", "description": "The only plan.", "free": True}
+        plan = {"id": self.PLAN_ID, "name": "standard", "description": "Takes anything.", "free": True}
+        # Schemas the platform cannot use: it leaves them to the broker, and fetches nothing.
+        referring = {"$ref": f"{self.url}/schemas/size.json"}
+        odd = {"type": "object", "properties": {"size": {"type": 5}}}
+        plans = [
+            plan,
+            {**plan, "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "referring")), "name": "referring"},
+            {**plan, "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "odd")), "name": "odd"},
+        ]
+        plans[1]["schemas"] = {"service_instance": {"create": {"parameters": referring}}}
+        plans[2]["schemas"] = {"service_instance": {"create": {"parameters": odd}}}
         offering = {
             "id": self.SERVICE_ID,
             "name": "picky",
             "description": LONG_DESCRIPTION,
             "bindable": True,
             "plan_updateable": True,
-            "plans": [plan],
+            "plans": plans,
         }
         return jsonify({"services": [offering]})
+
+    def _schema(self) -> Any:
+        self.requests.append((request.method, request.path))
+        return jsonify({"type": "object", "properties": {"size": {"enum": ["small"]}}})
 
     def _params(self) -> dict[str, Any]:
         self.requests.append((request.method, request.path))
@@ -372,7 +388,8 @@ def test_tables_in_a_pipe_keep_each_row_on_one_line(
     header, *rows = out.splitlines()
     assert header.split() == ["Service", "Plans", "Bindable", "Broker", "Description"]
     assert [row.split()[0] for row in rows] == ["noop", "picky"], out
-    assert rows[1].endswith(LONG_DESCRIPTION) and rows[1].split()[1:4] == ["standard", "yes", "picky"]
+    assert rows[1].endswith(LONG_DESCRIPTION)
+    assert rows[1].split()[1:6] == ["standard,", "referring,", "odd", "yes", "picky"]
     assert rows[0].index("A service that does nothing") == rows[1].index("A service from another")
 
     # Through a real pipe, as `moorage marketplace | grep picky` would read it.
@@ -389,3 +406,21 @@ def test_tables_in_a_pipe_keep_each_row_on_one_line(
     # --json is as it was: the API's answer.
     admin = ctl.client(json.loads((cli.home / ".moorage" / "cli.json").read_text())["token"])
     assert json.loads(cli.ok("marketplace", "--json")) == admin.get("/v2/marketplace").json()
+
+
+def test_schemas_the_platform_cannot_use_are_left_to_the_broker(
+    ctl: Controller, refusing_broker: RefusingBroker
+) -> None:
+    """A ``$ref`` to another document is never fetched by the controller (a catalog must not make
+    it request URLs), and an invalid schema does not break creating: the broker decides."""
+    admin = ctl.user("admin")
+    register(admin, "picky", refusing_broker.url)
+    refusing_broker.requests.clear()
+    for plan in ("referring", "odd"):
+        status, last = create(admin, "picky", plan, f"by-{plan}", parameters={"size": "large"})
+        assert status == 200 and last["result"]["state"] == "ready", last
+    assert sorted(refusing_broker.requests) == sorted(("PUT", path) for path in _instance_paths(admin))
+
+
+def _instance_paths(client: httpx.Client) -> list[str]:
+    return [f"/v2/service_instances/{s['id']}" for s in client.get("/v2/services").json()["results"]]
