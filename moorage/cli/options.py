@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,12 +100,11 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     nor ``grep``/``awk`` can use. ``--json`` is the way for scripts that need structure.
     """
     cells = [["" if cell is None else str(cell).replace("\n", " ") for cell in row] for row in rows]
-    out = console()
-    if out.is_terminal:
+    if sys.stdout.isatty():
         table = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False)
         for row in cells:
             table.add_row(*row)
-        out.print(table)
+        console().print(table)
         return
     if title:
         click.echo(title)

@@ -29,54 +29,20 @@ from typing import Any
 
 import httpx
 
-from moorage.errors import (
-    ConflictError,
-    Error,
-    InvalidParametersError,
-    NotFoundError,
-    ProviderError,
-    UnprocessableError,
+from moorage.errors import Error, NotFoundError
+from moorage.platform.osb_errors import (
+    BrokerError,
+    Refusal,
+    RefusedByBroker,
+    RefusedConflict,
+    RefusedParameters,
+    RefusedRequest,
 )
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "2.17"
 PLATFORM = "moorage"
-
-
-class BrokerError(ProviderError):
-    """A broker answered with an error or could not be reached; the message says which."""
-
-    def __init__(self, message: str, status: int | None = None, error: str | None = None) -> None:
-        super().__init__(message, status=status, error=error)
-        self.status = status
-        self.error = error
-
-
-class Refusal(Error):
-    """The broker answered the request itself with a 4xx: by OSB it created or changed nothing.
-
-    Mixed into the class the caller should see (400 → invalid parameters, 409 → conflict,
-    any other 4xx → unprocessable), so the controller can tell a refusal, after which
-    there is nothing to clean up anywhere, from a failure (5xx, time-out, a failed
-    operation), after which the broker may hold something and orphan mitigation runs.
-    """
-
-
-class RefusedParameters(Refusal, InvalidParametersError):
-    pass
-
-
-class RefusedConflict(Refusal, ConflictError):
-    pass
-
-
-class RefusedRequest(Refusal, UnprocessableError):
-    """422: understood, and refused (a plan change it does not allow, a failed check, …)."""
-
-
-class RefusedByBroker(Refusal, BrokerError):
-    """Any other 4xx (401, 403, 404, …): a set-up problem between platform and broker (502)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import pytest
 
 from moorage.embedded.ports import free_port
 from moorage.errors import NotFoundError
-from moorage.platform.osb_client import BrokerError, OsbClient
+from moorage.platform.osb_client import OsbClient
+from moorage.platform.osb_errors import BrokerError
 from tests.fixtures.broker import PASSWORD, RunningBroker, new_id
 
 

@@ -14,8 +14,10 @@ broker over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -64,6 +66,16 @@ def ensure_builtin(platform: Platform) -> None:
             return  # an admin took the name; leave theirs alone
         s.add(Broker(name=BUILTIN, url="", username="", builtin=True))
     log.info("built-in broker registered", extra={"broker": BUILTIN})
+
+
+@contextlib.contextmanager
+def connection(platform: Platform, broker: Broker) -> Iterator[OsbClient]:
+    """A client for ``broker``, closed on leaving whatever happened."""
+    client = client_for(platform, broker)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def client_for(platform: Platform, broker: Broker) -> OsbClient:
@@ -125,11 +137,8 @@ def add(
         password_enc=platform.encryptor.encrypt(password.encode()),
         builtin=False,
     )
-    client = client_for(platform, broker)
-    try:
+    with connection(platform, broker) as client:
         catalog = client.catalog()
-    finally:
-        client.close()
     assert catalog is not None
     broker.catalog, broker.etag, broker.fetched_at = {"services": catalog.services}, catalog.etag, utcnow()
     with platform.db.unit_of_work() as s:
@@ -195,11 +204,8 @@ def fetch_catalog(platform: Platform, name: str, force: bool = False) -> bool:
         if broker.catalog is not None and not force:
             return False
         s.expunge(broker)
-    client = client_for(platform, broker)
-    try:
+    with connection(platform, broker) as client:
         catalog: BrokerCatalog | None = client.catalog(broker.etag if broker.catalog is not None else None)
-    finally:
-        client.close()
     with platform.db.unit_of_work() as s:
         row = find(s, name)
         row.fetched_at = utcnow()

@@ -63,9 +63,6 @@ def connected(
         broker, offering, plan = offering_of(s, inst)
         name = inst.name
         s.expunge(broker)
-    client = brokers.client_for(platform, broker)
-    client.on_progress = on_progress
-    try:
+    with brokers.connection(platform, broker) as client:
+        client.on_progress = on_progress
         yield AtBroker(client, broker.name, offering, plan, name)
-    finally:
-        client.close()

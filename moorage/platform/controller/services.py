@@ -27,7 +27,7 @@ from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoun
 from moorage.platform.controller import brokers, marketplace, plan_parameters
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.instance_broker import connected, offering_of
-from moorage.platform.osb_client import Refusal
+from moorage.platform.osb_errors import Refusal
 from moorage.platform.runtime.base import Progress
 from moorage.store.apps import App, User
 from moorage.store.services import (
