@@ -146,12 +146,17 @@ class InstanceServer:
         """Start the server again if it should run and does not; True when it was started."""
         if not self.exists or self.is_running():
             return False
-        with self._lock():
-            if not self.exists or self.is_running():
-                return False  # deleted, or started by someone else meanwhile
-            log.warning("the redis-server in %s is not running; starting it again", self.base)
-            self._start(service_user(self._user_name), fresh_port_allowed=False)
-            return True
+        try:
+            with self._lock():
+                if not self.exists or self.is_running():
+                    return False  # deleted, or started by someone else meanwhile
+                log.warning("the redis-server in %s is not running; starting it again", self.base)
+                self._start(service_user(self._user_name), fresh_port_allowed=False)
+                return True
+        except FileNotFoundError:
+            if self.base.exists():
+                raise
+            return False  # deprovisioned while we looked
 
     def reconfigure(self, settings: ServerSettings) -> None:
         """Keep new settings for the next start and apply them to the running server."""

@@ -55,6 +55,8 @@ class RedisSupervisor:
         except FileNotFoundError:
             return started
         now = time.monotonic()
+        for gone in set(self._failing) - set(folders):
+            del self._failing[gone]
         for folder in folders:
             retry_at, backoff = self._failing.get(folder, (0.0, 0.0))
             if now < retry_at:

@@ -93,9 +93,9 @@ class DedicatedRedis:
     def bind(self, ctx: BindingContext) -> BindResult:
         server = self._server(ctx.instance)
         username = binding_user(ctx.binding_id)
-        address = server.address_for(username)
         password = secrets.token_urlsafe(24)
         with self._admin(server) as client:
+            address = server.address_for(username)
             self._forget_passwords_of(client, username)  # a retried bind leaves none behind
             client.execute_command(
                 "ACL", "SETUSER", username, "reset", "on", f">{password}", "-@all", *BINDING_RULES
