@@ -19,9 +19,14 @@ from redis.retry import Retry
 from moorage.embedded.processes import read_pidfile
 from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer, instance_dir_name
 from tests.fixtures.broker import (
+    MAIN_CATALOG,
+    BrokerProcess,
     OsbClient,
+    broker_settings,
     new_id,
+    settings_env,
 )
+from tests.fixtures.servers import RunningServer
 from tests.polling import wait_for
 
 
@@ -237,3 +242,31 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@pytest.mark.slow
+def test_the_moorage_broker_command_keeps_servers_running_across_its_own_sigkill(
+    dedicated_data_dir: Path, redis_server: RunningServer, postgres_server: RunningServer
+) -> None:
+    """The supervisor thread lives in the gunicorn worker of ``moorage broker``."""
+    services = {"redis_admin_url": redis_server.admin_url, "postgres_admin_url": postgres_server.admin_url}
+    settings = broker_settings(dedicated_data_dir, [MAIN_CATALOG], services=services)
+    process = BrokerProcess(settings, settings_env(settings))
+    process.start()
+    osb = OsbClient(process.url)
+    try:
+        inst = Instance(osb, dedicated_data_dir)
+        _, creds = inst.bind()
+        app_client(creds["uri"]).set("k", "v")
+        process.kill()  # Moorage dies; the app's Redis does not
+        assert app_client(creds["uri"]).get("k") == "v"
+
+        process.start()
+        pid = read_pidfile(inst.server.pid_file)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: _answers(creds["uri"]), timeout=20, what="the new broker to restart the server")
+        assert app_client(creds["uri"]).get("k") == "v"
+    finally:
+        osb.close()
+        process.stop()
