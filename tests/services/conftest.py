@@ -18,7 +18,7 @@ from moorage.catalog.loader import load_offering
 from moorage.catalog.model import Offering
 from moorage.catalog.parameters import validate
 from moorage.catalog.provider import BindingContext, InstanceContext
-from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer
+from moorage.embedded.redis_supervisor import DedicatedServers
 from moorage.settings import Settings
 from tests.fixtures.broker import MAIN_CATALOG, RunningBroker, broker_settings, start_broker
 from tests.fixtures.servers import RunningServer, make_server_dir
@@ -93,8 +93,7 @@ def dedicated_data_dir() -> Iterator[Path]:
     """A data dir the service user can reach (pytest's are root's only); its Redis servers stopped after."""
     path = make_server_dir("moorage-test-dedicated-")
     yield path
-    for folder in (path / INSTANCES_DIR).glob("*"):  # servers outlive brokers: stop what a test left
-        InstanceServer(folder).stop()
+    DedicatedServers(path).stop()  # servers outlive in-process brokers: stop what a test left
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -245,7 +245,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_the_moorage_broker_command_keeps_servers_running_across_its_own_sigkill(
+def test_the_moorage_broker_command_supervises_servers_that_outlive_its_sigkill(
     dedicated_data_dir: Path, redis_server: RunningServer, postgres_server: RunningServer
 ) -> None:
     """The supervisor thread lives in the gunicorn worker of ``moorage broker``."""
@@ -266,6 +266,12 @@ def test_the_moorage_broker_command_keeps_servers_running_across_its_own_sigkill
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: _answers(creds["uri"]), timeout=20, what="the new broker to restart the server")
+        assert app_client(creds["uri"]).get("k") == "v"
+
+        process.stop()  # a clean stop stops what Moorage started, as for the shared Redis ...
+        assert not _answers(creds["uri"])
+        process.start()  # ... and the next start brings it back with its data
+        wait_for(lambda: _answers(creds["uri"]), timeout=20, what="the server to start with the broker")
         assert app_client(creds["uri"]).get("k") == "v"
     finally:
         osb.close()
