@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,35 @@ def test_the_moorage_broker_command_supervises_servers_that_outlive_its_sigkill(
     finally:
         osb.close()
         process.stop()
+
+
+def test_parallel_binds_get_distinct_working_credentials(osb: OsbClient, dedicated_data_dir: Path) -> None:
+    inst = Instance(osb, dedicated_data_dir)
+    with ThreadPoolExecutor(10) as pool:
+        bound = list(pool.map(lambda _: inst.bind(), range(10)))
+    creds = [c for _, c in bound]
+    assert len({c["password"] for c in creds}) == len({c["host"] for c in creds}) == 10
+    for i, c in enumerate(creds):
+        assert app_client(c["uri"]).set(f"k{i}", i)
+    assert app_client(creds[0]["uri"]).dbsize() == 10
+
+
+def test_plan_changes_apply_to_the_running_server_and_never_cross_to_shared(
+    osb: OsbClient, dedicated_data_dir: Path
+) -> None:
+    inst = Instance(osb, dedicated_data_dir)
+    _, cache_plan = osb.ids("redis", "dedicated-cache")
+    _, shared_plan = osb.ids("redis", "shared")
+    resp = osb.update(inst.id, {"service_id": inst.service_id, "plan_id": cache_plan})
+    assert resp.status_code == 200, resp.text
+    with inst.server.admin() as admin:
+        assert admin.config_get("appendonly")["appendonly"] == "no"
+    resp = osb.update(inst.id, {"service_id": inst.service_id, "parameters": {"maxmemory_mb": 4096}})
+    assert resp.status_code == 400 and "maxmemory_mb" in resp.json()["description"]
+    with inst.server.admin() as admin:
+        assert admin.config_get("maxmemory")["maxmemory"] == str(64 * 1024 * 1024)
+    resp = osb.update(inst.id, {"service_id": inst.service_id, "plan_id": shared_plan})
+    assert resp.status_code == 422 and "cannot move" in resp.json()["description"], resp.text
+    instance = osb.http.get(f"/v2/service_instances/{inst.id}").json()
+    assert instance["plan_id"] == cache_plan
+    assert inst.server.is_running()
