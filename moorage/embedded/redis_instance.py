@@ -193,10 +193,6 @@ class InstanceServer:
                 self._listen(state)
             return address
 
-    def binding_keys(self) -> list[str]:
-        """The bindings that have an address (an instance with any is still bound)."""
-        return sorted(self._addresses()["bindings"]) if self.base.exists() else []
-
     def destroy(self) -> None:
         """Stop the server and delete the folder with its data; nothing to do if gone."""
         if not self.base.exists():

@@ -81,13 +81,9 @@ class DedicatedRedis:
         return ProvisionResult(outputs={"server": instance_dir_name(ctx.instance_id), "port": server.port})
 
     def deprovision(self, ctx: InstanceContext) -> None:
-        server = self._server(ctx)
-        if server.binding_keys():
-            raise PermanentError(
-                f"instance {ctx.instance_id} still has {len(server.binding_keys())} binding(s); "
-                "unbind them before deleting the instance"
-            )
-        server.destroy()
+        # The broker refuses to delete a bound instance; the provider's own records could be
+        # stale (a bind that failed half-way), so they must not block the delete.
+        self._server(ctx).destroy()
         log.info("deleted dedicated Redis", extra={"instance": ctx.instance_id})
 
     def bind(self, ctx: BindingContext) -> BindResult:
