@@ -100,13 +100,14 @@ def dedicated_data_dir() -> Iterator[Path]:
 @pytest.fixture
 def make_dedicated_broker(
     dedicated_data_dir: Path, redis_server: RunningServer
-) -> Iterator[Callable[[], RunningBroker]]:
+) -> Iterator[Callable[..., RunningBroker]]:
     """Brokers with the real catalog (and the dedicated Redis supervisor) on ``dedicated_data_dir``."""
     started: list[RunningBroker] = []
 
-    def factory() -> RunningBroker:
+    def factory(catalog_dirs: list[Path] | None = None) -> RunningBroker:
         services = {"redis_admin_url": redis_server.admin_url}
-        broker = start_broker(broker_settings(dedicated_data_dir, [MAIN_CATALOG], services=services))
+        settings = broker_settings(dedicated_data_dir, catalog_dirs or [MAIN_CATALOG], services=services)
+        broker = start_broker(settings)
         started.append(broker)
         return broker
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -309,3 +310,51 @@ def test_plan_changes_apply_to_the_running_server_and_never_cross_to_shared(
     instance = osb.http.get(f"/v2/service_instances/{inst.id}").json()
     assert instance["plan_id"] == cache_plan
     assert inst.server.is_running()
+
+
+def test_status_codes_of_every_endpoint_as_for_postgresql(osb: OsbClient, dedicated_data_dir: Path) -> None:
+    sid, pid = osb.ids("redis", "dedicated")
+    _, cache = osb.ids("redis", "dedicated-cache")
+    iid, bid = new_id(), new_id()
+    assert osb.provision(iid, sid, pid, {"maxmemory_mb": 32}).status_code == 201
+    assert osb.provision(iid, sid, pid, {"maxmemory_mb": 32}).status_code == 200  # identical: 200
+    assert osb.provision(iid, sid, pid, {"maxmemory_mb": 48}).status_code == 409  # different: 409
+    assert osb.provision(iid, sid, cache).status_code == 409
+    got = osb.http.get(f"/v2/service_instances/{iid}")
+    assert got.status_code == 200 and got.json()["parameters"]["maxmemory_mb"] == 32
+    assert osb.bind(iid, bid, sid, pid).status_code == 201
+    assert osb.bind(iid, bid, sid, pid).status_code == 200
+    assert osb.bind(iid, bid, sid, pid, {"read_only": True}).status_code == 400  # dedicated takes none
+    assert osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").status_code == 200
+    assert osb.deprovision(iid, sid, pid).status_code == 400  # still bound
+    assert osb.unbind(iid, bid, sid, pid).status_code == 200
+    assert osb.unbind(iid, bid, sid, pid).status_code == 410
+    assert osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").status_code == 404
+    assert osb.deprovision(iid, sid, pid).status_code == 200
+    assert osb.deprovision(iid, sid, pid).status_code == 410
+    assert osb.http.get(f"/v2/service_instances/{iid}").status_code == 404
+    assert not list((dedicated_data_dir / INSTANCES_DIR).glob("*"))
+
+
+def test_the_asynchronous_path_through_the_worker(make_dedicated_broker: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "async-catalog"
+    folder.mkdir()
+    data = yaml.safe_load((MAIN_CATALOG / "redis.yaml").read_text())
+    for plan in data["plans"]:
+        plan["asynchronous"] = True
+    (folder / "redis.yaml").write_text(yaml.safe_dump(data))
+    osb = make_dedicated_broker([folder]).client
+    sid, pid = osb.ids("redis", "dedicated")
+    iid, bid = new_id(), new_id()
+    assert osb.provision(iid, sid, pid).status_code == 202
+    assert osb.wait(iid).json()["state"] == "succeeded"
+    assert osb.bind(iid, bid, sid, pid).status_code == 202
+    assert osb.wait(iid, bid).json()["state"] == "succeeded"
+    creds = osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").json()["credentials"]
+    assert app_client(creds["uri"]).incr("n") == 1
+    assert osb.unbind(iid, bid, sid, pid).status_code == 202
+    assert osb.wait(iid, bid).status_code == 410
+    with pytest.raises((redis.AuthenticationError, redis.ConnectionError)):
+        app_client(creds["uri"]).ping()
+    assert osb.deprovision(iid, sid, pid).status_code == 202
+    assert osb.wait(iid).status_code == 410
