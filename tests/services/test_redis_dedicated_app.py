@@ -78,8 +78,8 @@ def test_an_ioredis4_app_uses_a_dedicated_redis_without_knowing_about_prefixes(
         password=env["REDIS_PASSWORD"],
     )
     assert named.get("hits") == "3" and named.llen("bull:work:wait") == 3
-    plain = client(host=env["REDIS_HOST"], port=int(env["REDIS_PORT"]), password=env["REDIS_PASSWORD"])
-    assert plain.ping()
+    plain = redis.Redis.from_url(env["REDIS_URL"], retry=Retry(NoBackoff(), 0))  # password only
+    assert plain.llen("bull:work:wait") == 3 and plain.acl_whoami() == "default"
 
     # A second binding (another app) has its own secret and address, and sees the same keys.
     cli.ok("services:bind", "jobs", "-a", "worker")
