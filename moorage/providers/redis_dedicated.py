@@ -19,8 +19,8 @@ MODULE, ACL, REPLICAOF/SLAVEOF, SAVE, BGSAVE, BGREWRITEAOF, MONITOR, CLIENT KILL
 PAUSE, FAILOVER, SYNC, SLOWLOG, …) and MIGRATE (it would make the server connect out).
 FLUSHALL, FLUSHDB, KEYS and SWAPDB stay allowed: the server holds this instance's data
 only. Unbind removes the password from ``default`` (by its SHA-256, as ``ACL GETUSER``
-reports it for the named user), deletes the named user, stops listening on the address
-and kills the connections made to it and those of the named user.
+reports it for the named user), deletes the named user (which closes its connections), stops
+listening on the address and kills the connections made to it.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ class DedicatedRedis:
         port = server.port
         with self._admin(server) as client:
             # Refuse new logins first, then stop listening, then close what is already in.
+            # (ACL DELUSER itself closes the connections that logged in as the named user.)
             self._forget_passwords_of(client, username)
             client.execute_command("ACL", "DELUSER", username)
             default = client.acl_getuser("default") or {}
@@ -136,10 +137,6 @@ class DedicatedRedis:
             address = server.drop_address(username) or ctx.outputs.get("address")
             if address:
                 client.execute_command("CLIENT", "KILL", "LADDR", f"{address}:{port}")
-            try:
-                client.execute_command("CLIENT", "KILL", "USER", username)
-            except redis.ResponseError:
-                pass  # no such user (any more): nothing to close
         log.info("deleted dedicated Redis binding", extra={"binding": ctx.binding_id})
 
     # -- helpers -----------------------------------------------------------------------
