@@ -16,21 +16,17 @@ from moorage.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class Server(Protocol):
-    def start(self) -> str: ...
-    def stop(self) -> None: ...
-
-
 class Background(Protocol):
     def stop(self) -> None: ...
 
 
-def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list[Server]]:
+def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list[Background]]:
     """Start what is missing; return settings pointing at the servers, and the servers."""
     from moorage.embedded import EmbeddedMariaDB, EmbeddedPostgres, EmbeddedRedis
+    from moorage.embedded.redis_supervisor import DedicatedServers
 
     providers = {o.provider for o in catalog.offerings}
-    started: list[Server] = []
+    started: list[Background] = []
     services: dict[str, str] = {}
     if "postgres" in providers and not settings.services.postgres_admin_url:
         server = EmbeddedPostgres(settings.data_dir)
@@ -47,6 +43,8 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
         services["mysql_admin_url"] = mariadb.start()
         started.append(mariadb)
         log.info("embedded MariaDB ready on port %s", mariadb.port)
+    if has_dedicated_redis(catalog):
+        started.append(DedicatedServers(settings.data_dir))  # started by the supervisors
     if services:
         settings = settings.with_group(services=services)
     return settings, started
@@ -60,8 +58,12 @@ def supervise_embedded(settings: Settings, catalog: Catalog) -> list[Background]
     """
     from moorage.embedded.redis_supervisor import RedisSupervisor
 
-    dedicated = any(
+    return [RedisSupervisor(settings.data_dir).start()] if has_dedicated_redis(catalog) else []
+
+
+def has_dedicated_redis(catalog: Catalog) -> bool:
+    """True when a plan of a ``redis`` offering runs a server per instance."""
+    return any(
         o.provider == "redis" and any(o.plan_config(p).get("server") == "dedicated" for p in o.plans)
         for o in catalog.offerings
     )
-    return [RedisSupervisor(settings.data_dir).start()] if dedicated else []

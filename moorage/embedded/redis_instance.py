@@ -146,12 +146,17 @@ class InstanceServer:
         """Start the server again if it should run and does not; True when it was started."""
         if not self.exists or self.is_running():
             return False
-        with self._lock():
-            if not self.exists or self.is_running():
-                return False  # deleted, or started by someone else meanwhile
-            log.warning("the redis-server in %s is not running; starting it again", self.base)
-            self._start(service_user(self._user_name), fresh_port_allowed=False)
-            return True
+        try:
+            with self._lock():
+                if not self.exists or self.is_running():
+                    return False  # deleted, or started by someone else meanwhile
+                log.warning("the redis-server in %s is not running; starting it again", self.base)
+                self._start(service_user(self._user_name), fresh_port_allowed=False)
+                return True
+        except FileNotFoundError:
+            if self.base.exists():
+                raise
+            return False  # deprovisioned while we looked
 
     def reconfigure(self, settings: ServerSettings) -> None:
         """Keep new settings for the next start and apply them to the running server."""
@@ -187,10 +192,6 @@ class InstanceServer:
                 self._write_config(self.port)
                 self._listen(state)
             return address
-
-    def binding_keys(self) -> list[str]:
-        """The bindings that have an address (an instance with any is still bound)."""
-        return sorted(self._addresses()["bindings"]) if self.base.exists() else []
 
     def destroy(self) -> None:
         """Stop the server and delete the folder with its data; nothing to do if gone."""

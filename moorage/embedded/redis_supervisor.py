@@ -8,6 +8,11 @@ folder that has a ``settings.json`` and starts its server again when the pidfile
 live ``redis-server``. Starting happens under the instance's ``flock``, so several
 supervisors (and provision requests) never start one instance twice. A server that
 fails to start is retried with a backoff (1 s doubling to 60 s), and the reason is logged.
+
+:class:`DedicatedServers` is the other end: the entry points (``moorage broker``, ``moorage
+up``) stop every instance's server when they stop, as they stop the shared embedded
+Redis, and the next start's supervisors start them again with their data. A Moorage that
+dies without stopping (SIGKILL) leaves them running, and the next one adopts them.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class RedisSupervisor:
         except FileNotFoundError:
             return started
         now = time.monotonic()
+        for gone in set(self._failing) - set(folders):
+            del self._failing[gone]
         for folder in folders:
             retry_at, backoff = self._failing.get(folder, (0.0, 0.0))
             if now < retry_at:
@@ -77,3 +84,21 @@ class RedisSupervisor:
                 self.check_once()
             except Exception:  # never let the thread die: supervision must go on
                 log.exception("Redis supervisor round failed")
+
+
+class DedicatedServers:
+    """Every dedicated instance's server under a data dir, as one thing to stop at shutdown."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir).absolute() / INSTANCES_DIR
+
+    def stop(self) -> None:
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return
+        for folder in folders:
+            try:
+                InstanceServer(folder).stop()
+            except Error as exc:
+                log.error("could not stop the redis-server in %s: %s", folder, exc)

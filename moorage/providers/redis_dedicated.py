@@ -19,8 +19,8 @@ MODULE, ACL, REPLICAOF/SLAVEOF, SAVE, BGSAVE, BGREWRITEAOF, MONITOR, CLIENT KILL
 PAUSE, FAILOVER, SYNC, SLOWLOG, …) and MIGRATE (it would make the server connect out).
 FLUSHALL, FLUSHDB, KEYS and SWAPDB stay allowed: the server holds this instance's data
 only. Unbind removes the password from ``default`` (by its SHA-256, as ``ACL GETUSER``
-reports it for the named user), deletes the named user, stops listening on the address
-and kills the connections made to it and those of the named user.
+reports it for the named user), deletes the named user (which closes its connections), stops
+listening on the address and kills the connections made to it.
 """
 
 from __future__ import annotations
@@ -81,21 +81,17 @@ class DedicatedRedis:
         return ProvisionResult(outputs={"server": instance_dir_name(ctx.instance_id), "port": server.port})
 
     def deprovision(self, ctx: InstanceContext) -> None:
-        server = self._server(ctx)
-        if server.binding_keys():
-            raise PermanentError(
-                f"instance {ctx.instance_id} still has {len(server.binding_keys())} binding(s); "
-                "unbind them before deleting the instance"
-            )
-        server.destroy()
+        # The broker refuses to delete a bound instance; the provider's own records could be
+        # stale (a bind that failed half-way), so they must not block the delete.
+        self._server(ctx).destroy()
         log.info("deleted dedicated Redis", extra={"instance": ctx.instance_id})
 
     def bind(self, ctx: BindingContext) -> BindResult:
         server = self._server(ctx.instance)
         username = binding_user(ctx.binding_id)
-        address = server.address_for(username)
         password = secrets.token_urlsafe(24)
         with self._admin(server) as client:
+            address = server.address_for(username)
             self._forget_passwords_of(client, username)  # a retried bind leaves none behind
             client.execute_command(
                 "ACL", "SETUSER", username, "reset", "on", f">{password}", "-@all", *BINDING_RULES
@@ -131,6 +127,7 @@ class DedicatedRedis:
         port = server.port
         with self._admin(server) as client:
             # Refuse new logins first, then stop listening, then close what is already in.
+            # (ACL DELUSER itself closes the connections that logged in as the named user.)
             self._forget_passwords_of(client, username)
             client.execute_command("ACL", "DELUSER", username)
             default = client.acl_getuser("default") or {}
@@ -140,10 +137,6 @@ class DedicatedRedis:
             address = server.drop_address(username) or ctx.outputs.get("address")
             if address:
                 client.execute_command("CLIENT", "KILL", "LADDR", f"{address}:{port}")
-            try:
-                client.execute_command("CLIENT", "KILL", "USER", username)
-            except redis.ResponseError:
-                pass  # no such user (any more): nothing to close
         log.info("deleted dedicated Redis binding", extra={"binding": ctx.binding_id})
 
     # -- helpers -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from moorage.catalog.loader import load_offering
 from moorage.catalog.model import Offering
 from moorage.catalog.parameters import validate
 from moorage.catalog.provider import BindingContext, InstanceContext
-from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer
+from moorage.embedded.redis_supervisor import DedicatedServers
 from moorage.settings import Settings
 from tests.fixtures.broker import MAIN_CATALOG, RunningBroker, broker_settings, start_broker
 from tests.fixtures.servers import RunningServer, make_server_dir
@@ -93,21 +93,21 @@ def dedicated_data_dir() -> Iterator[Path]:
     """A data dir the service user can reach (pytest's are root's only); its Redis servers stopped after."""
     path = make_server_dir("moorage-test-dedicated-")
     yield path
-    for folder in (path / INSTANCES_DIR).glob("*"):  # servers outlive brokers: stop what a test left
-        InstanceServer(folder).stop()
+    DedicatedServers(path).stop()  # servers outlive in-process brokers: stop what a test left
     shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def make_dedicated_broker(
     dedicated_data_dir: Path, redis_server: RunningServer
-) -> Iterator[Callable[[], RunningBroker]]:
+) -> Iterator[Callable[..., RunningBroker]]:
     """Brokers with the real catalog (and the dedicated Redis supervisor) on ``dedicated_data_dir``."""
     started: list[RunningBroker] = []
 
-    def factory() -> RunningBroker:
+    def factory(catalog_dirs: list[Path] | None = None) -> RunningBroker:
         services = {"redis_admin_url": redis_server.admin_url}
-        broker = start_broker(broker_settings(dedicated_data_dir, [MAIN_CATALOG], services=services))
+        settings = broker_settings(dedicated_data_dir, catalog_dirs or [MAIN_CATALOG], services=services)
+        broker = start_broker(settings)
         started.append(broker)
         return broker
 

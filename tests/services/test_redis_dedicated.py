@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from moorage.embedded.processes import read_pidfile
 from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer, instance_dir_name
 from tests.fixtures.broker import (
+    MAIN_CATALOG,
+    BrokerProcess,
     OsbClient,
+    broker_settings,
     new_id,
+    settings_env,
 )
+from tests.fixtures.servers import RunningServer
 from tests.polling import wait_for
 
 
@@ -237,3 +244,117 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@pytest.mark.slow
+def test_the_moorage_broker_command_supervises_servers_that_outlive_its_sigkill(
+    dedicated_data_dir: Path, redis_server: RunningServer, postgres_server: RunningServer
+) -> None:
+    """The supervisor thread lives in the gunicorn worker of ``moorage broker``."""
+    services = {"redis_admin_url": redis_server.admin_url, "postgres_admin_url": postgres_server.admin_url}
+    settings = broker_settings(dedicated_data_dir, [MAIN_CATALOG], services=services)
+    process = BrokerProcess(settings, settings_env(settings))
+    process.start()
+    osb = OsbClient(process.url)
+    try:
+        inst = Instance(osb, dedicated_data_dir)
+        _, creds = inst.bind()
+        app_client(creds["uri"]).set("k", "v")
+        process.kill()  # Moorage dies; the app's Redis does not
+        assert app_client(creds["uri"]).get("k") == "v"
+
+        process.start()
+        pid = read_pidfile(inst.server.pid_file)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: _answers(creds["uri"]), timeout=20, what="the new broker to restart the server")
+        assert app_client(creds["uri"]).get("k") == "v"
+
+        process.stop()  # a clean stop stops what Moorage started, as for the shared Redis ...
+        assert not _answers(creds["uri"])
+        process.start()  # ... and the next start brings it back with its data
+        wait_for(lambda: _answers(creds["uri"]), timeout=20, what="the server to start with the broker")
+        assert app_client(creds["uri"]).get("k") == "v"
+    finally:
+        osb.close()
+        process.stop()
+
+
+def test_parallel_binds_get_distinct_working_credentials(osb: OsbClient, dedicated_data_dir: Path) -> None:
+    inst = Instance(osb, dedicated_data_dir)
+    with ThreadPoolExecutor(10) as pool:
+        bound = list(pool.map(lambda _: inst.bind(), range(10)))
+    creds = [c for _, c in bound]
+    assert len({c["password"] for c in creds}) == len({c["host"] for c in creds}) == 10
+    for i, c in enumerate(creds):
+        assert app_client(c["uri"]).set(f"k{i}", i)
+    assert app_client(creds[0]["uri"]).dbsize() == 10
+
+
+def test_plan_changes_apply_to_the_running_server_and_never_cross_to_shared(
+    osb: OsbClient, dedicated_data_dir: Path
+) -> None:
+    inst = Instance(osb, dedicated_data_dir)
+    _, cache_plan = osb.ids("redis", "dedicated-cache")
+    _, shared_plan = osb.ids("redis", "shared")
+    resp = osb.update(inst.id, {"service_id": inst.service_id, "plan_id": cache_plan})
+    assert resp.status_code == 200, resp.text
+    with inst.server.admin() as admin:
+        assert admin.config_get("appendonly")["appendonly"] == "no"
+    resp = osb.update(inst.id, {"service_id": inst.service_id, "parameters": {"maxmemory_mb": 4096}})
+    assert resp.status_code == 400 and "maxmemory_mb" in resp.json()["description"]
+    with inst.server.admin() as admin:
+        assert admin.config_get("maxmemory")["maxmemory"] == str(64 * 1024 * 1024)
+    resp = osb.update(inst.id, {"service_id": inst.service_id, "plan_id": shared_plan})
+    assert resp.status_code == 422 and "cannot move" in resp.json()["description"], resp.text
+    instance = osb.http.get(f"/v2/service_instances/{inst.id}").json()
+    assert instance["plan_id"] == cache_plan
+    assert inst.server.is_running()
+
+
+def test_status_codes_of_every_endpoint_as_for_postgresql(osb: OsbClient, dedicated_data_dir: Path) -> None:
+    sid, pid = osb.ids("redis", "dedicated")
+    _, cache = osb.ids("redis", "dedicated-cache")
+    iid, bid = new_id(), new_id()
+    assert osb.provision(iid, sid, pid, {"maxmemory_mb": 32}).status_code == 201
+    assert osb.provision(iid, sid, pid, {"maxmemory_mb": 32}).status_code == 200  # identical: 200
+    assert osb.provision(iid, sid, pid, {"maxmemory_mb": 48}).status_code == 409  # different: 409
+    assert osb.provision(iid, sid, cache).status_code == 409
+    got = osb.http.get(f"/v2/service_instances/{iid}")
+    assert got.status_code == 200 and got.json()["parameters"]["maxmemory_mb"] == 32
+    assert osb.bind(iid, bid, sid, pid).status_code == 201
+    assert osb.bind(iid, bid, sid, pid).status_code == 200
+    assert osb.bind(iid, bid, sid, pid, {"read_only": True}).status_code == 400  # dedicated takes none
+    assert osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").status_code == 200
+    assert osb.deprovision(iid, sid, pid).status_code == 400  # still bound
+    assert osb.unbind(iid, bid, sid, pid).status_code == 200
+    assert osb.unbind(iid, bid, sid, pid).status_code == 410
+    assert osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").status_code == 404
+    assert osb.deprovision(iid, sid, pid).status_code == 200
+    assert osb.deprovision(iid, sid, pid).status_code == 410
+    assert osb.http.get(f"/v2/service_instances/{iid}").status_code == 404
+    assert not list((dedicated_data_dir / INSTANCES_DIR).glob("*"))
+
+
+def test_the_asynchronous_path_through_the_worker(make_dedicated_broker: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "async-catalog"
+    folder.mkdir()
+    data = yaml.safe_load((MAIN_CATALOG / "redis.yaml").read_text())
+    for plan in data["plans"]:
+        plan["asynchronous"] = True
+    (folder / "redis.yaml").write_text(yaml.safe_dump(data))
+    osb = make_dedicated_broker([folder]).client
+    sid, pid = osb.ids("redis", "dedicated")
+    iid, bid = new_id(), new_id()
+    assert osb.provision(iid, sid, pid).status_code == 202
+    assert osb.wait(iid).json()["state"] == "succeeded"
+    assert osb.bind(iid, bid, sid, pid).status_code == 202
+    assert osb.wait(iid, bid).json()["state"] == "succeeded"
+    creds = osb.http.get(f"/v2/service_instances/{iid}/service_bindings/{bid}").json()["credentials"]
+    assert app_client(creds["uri"]).incr("n") == 1
+    assert osb.unbind(iid, bid, sid, pid).status_code == 202
+    assert osb.wait(iid, bid).status_code == 410
+    with pytest.raises((redis.AuthenticationError, redis.ConnectionError)):
+        app_client(creds["uri"]).ping()
+    assert osb.deprovision(iid, sid, pid).status_code == 202
+    assert osb.wait(iid).status_code == 410

@@ -23,6 +23,7 @@ from tests.fixtures.broker import PASSWORD, RunningBroker
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
 
 HOST = "queue.moorage.localhost"
+WORKER = "worker.moorage.localhost"
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ def cli(live: LivePlatform, tmp_path: Path) -> Cli:
     return Cli(home=home, cwd=work, url=live.controller.url).logged_in_as("alice")
 
 
-def get(live: LivePlatform, path: str) -> dict[str, Any]:
-    status, body = live.get(HOST, path)
+def get(live: LivePlatform, path: str, host: str = HOST) -> dict[str, Any]:
+    status, body = live.get(host, path)
     assert status == 200, (path, status, body[:300])
     return json.loads(body)
 
@@ -56,9 +57,10 @@ def client(**kwargs: Any) -> redis.Redis:
 def test_an_ioredis4_app_uses_a_dedicated_redis_without_knowing_about_prefixes(
     live: LivePlatform, cli: Cli
 ) -> None:
-    cli.ok("apps:create", "queue")
     shutil.copytree(APPS_DIR / "redis_ioredis4", cli.cwd, dirs_exist_ok=True)
-    cli.ok("deploy")
+    for app in ("queue", "worker"):
+        cli.ok("apps:create", app)
+        cli.ok("deploy", "-a", app)
     assert "jobs is ready" in cli.ok("services:create", "redis", "dedicated", "jobs")
     assert "REDIS_URL" in cli.ok("services:bind", "jobs", "-a", "queue")
 
@@ -76,8 +78,16 @@ def test_an_ioredis4_app_uses_a_dedicated_redis_without_knowing_about_prefixes(
         password=env["REDIS_PASSWORD"],
     )
     assert named.get("hits") == "3" and named.llen("bull:work:wait") == 3
-    plain = client(host=env["REDIS_HOST"], port=int(env["REDIS_PORT"]), password=env["REDIS_PASSWORD"])
-    assert plain.ping()
+    plain = redis.Redis.from_url(env["REDIS_URL"], retry=Retry(NoBackoff(), 0))  # password only
+    assert plain.llen("bull:work:wait") == 3 and plain.acl_whoami() == "default"
+
+    # A second binding (another app) has its own secret and address, and sees the same keys.
+    cli.ok("services:bind", "jobs", "-a", "worker")
+    other = json.loads(cli.ok("config", "-a", "worker", "--json", "--reveal"))
+    assert other["REDIS_PASSWORD"] != env["REDIS_PASSWORD"] and other["REDIS_HOST"] != env["REDIS_HOST"]
+    assert get(live, "/count", WORKER)["hits"] == 4
+    kept = client(host=other["REDIS_HOST"], port=int(other["REDIS_PORT"]), password=other["REDIS_PASSWORD"])
+    assert kept.ping()
 
     cli.ok("services:unbind", "jobs", "-a", "queue")
     for old in (named, plain):  # the binding's open connections are closed ...
@@ -86,7 +96,10 @@ def test_an_ioredis4_app_uses_a_dedicated_redis_without_knowing_about_prefixes(
     with pytest.raises((redis.AuthenticationError, redis.ConnectionError)):  # ... and its secret refused
         client(host=env["REDIS_HOST"], port=int(env["REDIS_PORT"]), password=env["REDIS_PASSWORD"]).ping()
 
+    assert kept.get("hits") == "4"  # the other binding's open connection was left alone
+    assert get(live, "/count", WORKER)["hits"] == 5
+
     cli.ok("services:bind", "jobs", "-a", "queue")  # a new binding: new secret, the data kept
-    assert get(live, "/count") == {"hits": 4, "queued": 4}
+    assert get(live, "/count") == {"hits": 6, "queued": 6}
     again = json.loads(cli.ok("config", "--json", "--reveal"))
     assert again["REDIS_PASSWORD"] != env["REDIS_PASSWORD"]
