@@ -37,6 +37,8 @@ BINDING_PRIVILEGES = (
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: "Unknown thread id": the connection ended by itself between listing and killing.
 _NO_SUCH_THREAD = 1094
+#: "Operation CREATE USER failed": the user exists already.
+_CANNOT_CREATE_USER = 1396
 
 
 def identifier(name: str) -> str:
@@ -80,11 +82,13 @@ def create_user(cur: Cursor, user: str, password: str, database: str, *, max_con
 
     Calling again sets ``password`` again: the latest call's password is the valid one.
     """
-    cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
-    cur.execute(
-        "ALTER USER %s@'%%' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS %s",
-        (user, password, int(max_connections)),
-    )
+    args = (user, password, int(max_connections))
+    try:
+        cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS %s", args)
+    except pymysql.err.OperationalError as exc:
+        if exc.args[0] != _CANNOT_CREATE_USER:  # it exists: an earlier call made it
+            raise
+        cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS %s", args)
     cur.execute(f"GRANT {BINDING_PRIVILEGES} ON {grant_pattern(database)}.* TO %s@'%%'", (user,))
 
 

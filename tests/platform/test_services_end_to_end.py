@@ -25,8 +25,14 @@ HOST = "shop.moorage.localhost"
 
 
 @pytest.fixture
-def services(postgres_server: RunningServer, redis_server: RunningServer) -> dict[str, str]:
-    return {"postgres_admin_url": postgres_server.admin_url, "redis_admin_url": redis_server.admin_url}
+def services(
+    postgres_server: RunningServer, redis_server: RunningServer, mysql_server: RunningServer
+) -> dict[str, str]:
+    return {
+        "postgres_admin_url": postgres_server.admin_url,
+        "redis_admin_url": redis_server.admin_url,
+        "mysql_admin_url": mysql_server.admin_url,
+    }
 
 
 @pytest.fixture

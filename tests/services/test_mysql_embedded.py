@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from moorage.embedded.processes import read_pidfile
 from moorage.settings import Settings
 from tests.fixtures.mysql import ROOT, connect
 from tests.fixtures.servers import make_server_dir
+from tests.polling import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +59,31 @@ def test_keeps_its_data_and_port_across_a_restart(mdb: EmbeddedMariaDB) -> None:
     assert not mdb.is_running()
     with pytest.raises(pymysql.OperationalError):
         connect(url)
-    assert not mdb.init_file.exists(), "the file with the admin password exists only while starting"
+    assert mdb._password() not in mdb.init_file.read_text(), "only the password's hash is kept there"
 
     assert mdb.start() == url  # same port, same password
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT v FROM kept.t")
         assert cur.fetchall() == (("before restart",),)
+
+
+def test_a_killed_mariadbd_is_started_again_with_its_data(mdb: EmbeddedMariaDB) -> None:
+    url = mdb.start()
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS survivor")
+        cur.execute("CREATE TABLE IF NOT EXISTS survivor.t (v VARCHAR(20)) ENGINE=InnoDB")
+        cur.execute("INSERT INTO survivor.t VALUES ('committed')")
+    pid = read_pidfile(mdb.pid_file)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: read_pidfile(mdb.pid_file) not in (None, pid) and mdb.is_running(),
+        timeout=60,
+        what="mariadbd-safe to start mariadbd again",
+    )
+    with connect(url) as conn, conn.cursor() as cur:  # same port, same admin password
+        cur.execute("SELECT v FROM survivor.t")
+        assert cur.fetchall() == (("committed",),)
 
 
 def test_start_reuses_a_running_server(mdb: EmbeddedMariaDB) -> None:
