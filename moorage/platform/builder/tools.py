@@ -79,6 +79,10 @@ class ToolStore:
             for sub in ("home", "tmp"):
                 (staging / sub).mkdir()
             self.installer.give_tree(staging)
+            # The build's copy of the buildpack is in a folder only that app may enter.
+            shutil.copytree(script.parents[1], staging / "buildpack", symlinks=True)
+            script = staging / "buildpack" / "bin" / "tools"
+            staging.chmod(0o755)
             env = {**step.env, "HOME": str(staging / "home"), "TMPDIR": str(staging / "tmp")}
             tail = OutputTail(step.progress)
             result = run_step(
