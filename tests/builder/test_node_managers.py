@@ -21,7 +21,9 @@ from tests.fixtures.builder import BuildLog, run_command, running, unpacked, wor
 
 pytestmark = pytest.mark.slow
 
-MS_INTEGRITY = "sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA=="
+MS_INTEGRITY = (
+    "sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA=="
+)
 MS_TARBALL = "https://registry.npmjs.org/ms/-/ms-2.1.3.tgz"
 
 
@@ -37,7 +39,7 @@ def test_express_without_a_lockfile_builds_warns_about_engines_and_serves(make_b
     result, log = built(builder, "nolock", source)
 
     assert any(
-        line.startswith('-----> Installing dependencies with npm install (no lockfile') for line in log.lines
+        line.startswith("-----> Installing dependencies with npm install (no lockfile") for line in log.lines
     )
     assert any('WARNING: engines.node asks for "4.5.x" but this machine has node v' in ln for ln in log.lines)
     with unpacked(result.slug) as app_dir:
@@ -79,7 +81,9 @@ def test_package_lock_v1_to_v3_install_with_npm_ci(make_builder, tmp_path, versi
     package = {"name": "locked", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}}
     (source / "package.json").write_text(json.dumps(package))
     (source / "package-lock.json").write_text(json.dumps(lockfile(version)))
-    (source / "Procfile").write_text("web: node -e 'require(\"http\").createServer((q, r) => r.end(require(\"ms\")(2000))).listen(process.env.PORT)'\n")
+    (source / "Procfile").write_text(
+        'web: node -e \'require("http").createServer((q, r) => r.end(require("ms")(2000))).listen(process.env.PORT)\'\n'
+    )
 
     result, log = built(make_builder(), "locked", source)
 
@@ -94,7 +98,9 @@ def test_yarn_lock_builds_with_yarn_1_installed_once_into_the_tool_cache(make_bu
     try:
         result, log = built(make_builder(tool_cache_dir=str(tools)), "yarn-a", source)
 
-        assert "-----> Installing yarn-1.22.22 into the platform's tool cache (once, for every app)" in log.lines
+        assert (
+            "-----> Installing yarn-1.22.22 into the platform's tool cache (once, for every app)" in log.lines
+        )
         assert "-----> Using node v" in log.text and "and yarn 1.22.22" in log.text
         assert "-----> Installing dependencies with yarn install --frozen-lockfile (yarn.lock)" in log.lines
         assert any('engines.node asks for "18.x.x"' in line for line in log.lines)  # warns, builds
