@@ -82,7 +82,9 @@ def main() -> None:
         warms.append(warm)
         hands.append(by_hand())
     cold, warm, hand = statistics.median(colds), statistics.median(warms), statistics.median(hands)
-    runs = {name: ", ".join(f"{x:.2f}" for x in xs) for name, xs in (("c", colds), ("w", warms), ("h", hands))}
+    runs = {
+        name: ", ".join(f"{x:.2f}" for x in xs) for name, xs in (("c", colds), ("w", warms), ("h", hands))
+    }
     print(f"cold build (node_express_nolock)  {cold:6.2f} s   runs: {runs['c']}")
     print(f"by hand (npm install, tar)        {hand:6.2f} s   runs: {runs['h']}")
     print(f"warm rebuild                      {warm:6.2f} s   runs: {runs['w']}")
