@@ -52,6 +52,11 @@ def test_express_without_a_lockfile_builds_warns_about_engines_and_serves(make_b
     assert "-----> Reusing cached node_modules (package.json unchanged)" in log.lines
     assert not any("npm install" in line for line in log.lines)
 
+    # An .npmrc the app adds is part of the key too: npm installs again.
+    (source / ".npmrc").write_text("legacy-peer-deps=true\n")
+    _, log = built(builder, "nolock", source)
+    assert "-----> Installing dependencies with npm install (no lockfile" in log.text
+
     # A changed package.json is a different key: npm installs again, the new dependency is there.
     package = json.loads((source / "package.json").read_text())
     package["dependencies"]["ms"] = "^2.1.3"
