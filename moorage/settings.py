@@ -255,7 +255,11 @@ def default_data_dir() -> Path:
 
 def default_tool_cache_dir() -> Path:
     """Outside any data dir (each test and each ``moorage up`` has its own): one machine, one copy."""
-    return Path("/var/cache/moorage/tools") if os.geteuid() == 0 else Path.home() / ".cache" / "moorage" / "tools"
+    return (
+        Path("/var/cache/moorage/tools")
+        if os.geteuid() == 0
+        else Path.home() / ".cache" / "moorage" / "tools"
+    )
 
 
 def default_catalog_dir() -> Path:

@@ -21,7 +21,9 @@
 #   an ERR trap           any other command that fails and stops the script (set -e) is reported
 #                         the same way: the command as written, its exit code, the script line.
 #   an EXIT trap          a script that exits non-zero without any of the above (a bare `exit 3`)
-#                         still reports its exit code and the last command it ran.
+#                         still reports its exit code and the last command it ran. A script
+#                         that needs an EXIT trap of its own starts it with
+#                         `bp_on_exit "$?" "$BASH_COMMAND"`.
 #
 # What a failure looks like (the builder quotes the "Build failed:" line in its error):
 #
@@ -99,7 +101,7 @@ _bp_on_err() {
   _bp_report "\`$command\` exited with code $status ($(_bp_where "$line" "$command"))"
 }
 
-_bp_on_exit() {
+bp_on_exit() {
   local status=$1 command=$2
   [ "$status" -ne 0 ] || return 0
   [ "$BASHPID" = "$$" ] || return 0
@@ -108,4 +110,4 @@ _bp_on_exit() {
 
 set -E
 trap '_bp_on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
-trap '_bp_on_exit "$?" "$BASH_COMMAND"' EXIT
+trap 'bp_on_exit "$?" "$BASH_COMMAND"' EXIT

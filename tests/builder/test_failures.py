@@ -81,7 +81,10 @@ def test_a_buildpack_that_says_nothing_still_gets_its_exit_code_and_last_lines(m
     source = app_copy("bp_release")
 
     message, _ = failed_build(make_builder, source, {"BUILDPACK_URL": str(folder / "quiet")})
-    assert "(exit code 4) and printed no reason; its last output lines: -----> Doing things | step two" in message
+    assert (
+        "(exit code 4) and printed no reason; its last output lines: -----> Doing things | step two"
+        in message
+    )
 
     message, _ = failed_build(make_builder, source, {"BUILDPACK_URL": str(folder / "mute")})
     assert "(exit code 5) and printed nothing at all" in message

@@ -11,9 +11,9 @@ built-in buildpack may have ``bin/tools``:
 
 A tool missing from ``<tool cache>/NAME`` (``MOORAGE_PLATFORM_TOOL_CACHE_DIR``) is installed there once, as the platform's
 unprivileged user (``run_as_user``, never an app's uid, whose processes could change the
-files while they are installed), in a staging folder; then it is made root's and
-read-only (``0755``/``0644``) and renamed into place, so a half-installed tool is never
-seen. ``bin/compile`` gets the store as ``MOORAGE_TOOLS_DIR``. Only built-in buildpacks
+files while they are installed), in a staging folder; then we copy it into a folder of
+our own, read-only to everyone else (``0755``/``0644``), and rename that into place, so a
+half-installed tool is never seen and the installer's user keeps no handle on it. ``bin/compile`` gets the store as ``MOORAGE_TOOLS_DIR``. Only built-in buildpacks
 may name tools: a ``BUILDPACK_URL`` of one app must not decide what another app's build runs.
 """
 
@@ -79,6 +79,10 @@ class ToolStore:
             for sub in ("home", "tmp"):
                 (staging / sub).mkdir()
             self.installer.give_tree(staging)
+            # The build's copy of the buildpack is in a folder only that app may enter.
+            shutil.copytree(script.parents[1], staging / "buildpack", symlinks=True)
+            script = staging / "buildpack" / "bin" / "tools"
+            staging.chmod(0o755)
             env = {**step.env, "HOME": str(staging / "home"), "TMPDIR": str(staging / "tmp")}
             tail = OutputTail(step.progress)
             result = run_step(
@@ -97,28 +101,59 @@ class ToolStore:
                     f"could not install {name} into the platform's tool cache (exit code "
                     f"{result.exit_code}): {last or 'no output'}; check that the registry is reachable"
                 )
-            _seal(staging / "tool")
+            sealed = Path(tempfile.mkdtemp(prefix=f".sealed-{name}-", dir=self.root))
             try:
-                os.rename(staging / "tool", self.root / name)
+                _copy_as_root(staging / "tool", sealed / "tool")
+                os.rename(sealed / "tool", self.root / name)
             except OSError:
                 if not (self.root / name).is_dir():  # not a concurrent build that got there first
                     raise
+            finally:
+                shutil.rmtree(sealed, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _seal(tree: Path) -> None:
-    """Root's and read-only for everyone else; executables stay executable. Links are kept."""
-    as_root = os.geteuid() == 0
-    for folder, dirs, files in os.walk(tree):
-        for name in [*dirs, *files, ""]:
-            path = os.path.join(folder, name) if name else folder
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                if as_root:
-                    os.lchown(path, 0, 0)
-                continue
-            if as_root:
-                os.chown(path, 0, 0)
-            executable = stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111
-            os.chmod(path, 0o755 if executable else 0o644)
+_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _copy_as_root(source: Path, dest: Path) -> None:
+    """A fresh copy made by us, read-only to others; executables stay executable.
+
+    Why a copy and not a chown: the installer's user may still hold files of ``source``
+    open or swap entries for links while we look; each entry is opened without following
+    links, relative to its already-opened folder, and only regular files, folders and
+    symbolic links (copied as links) are taken. Nobody else has a handle on the copy.
+    """
+    top = os.open(source, _NOFOLLOW | os.O_DIRECTORY)
+    try:
+        _copy_dir(top, dest)
+    finally:
+        os.close(top)
+
+
+def _copy_dir(dir_fd: int, dest: Path) -> None:
+    dest.mkdir(mode=0o755)
+    dest.chmod(0o755)
+    for name in os.listdir(dir_fd):
+        st = os.lstat(name, dir_fd=dir_fd)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=dir_fd), dest / name)
+        elif stat.S_ISDIR(st.st_mode):
+            fd = os.open(name, _NOFOLLOW | os.O_DIRECTORY, dir_fd=dir_fd)
+            try:
+                _copy_dir(fd, dest / name)
+            finally:
+                os.close(fd)
+        elif stat.S_ISREG(st.st_mode):
+            fd = os.open(name, _NOFOLLOW, dir_fd=dir_fd)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                mode = 0o755 if os.fstat(fd).st_mode & 0o111 else 0o644
+                with os.fdopen(os.dup(fd), "rb") as src, open(dest / name, "xb") as out:
+                    os.set_blocking(src.fileno(), True)
+                    shutil.copyfileobj(src, out)
+                os.chmod(dest / name, mode)
+            finally:
+                os.close(fd)
