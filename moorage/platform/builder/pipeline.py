@@ -193,10 +193,7 @@ class Builder:
 
     def _step_env(self, work: Path) -> dict[str, str]:
         if self._pythons is None:
-            # Only "others" permissions decide what is reachable, the same for every app uid.
-            self._pythons = python_versions.stack_pythons(
-                self.user.uid, self.settings.platform.share_root_pyenv
-            )
+            self._pythons = python_versions.stack_pythons(Path(self.settings.platform.stack_dir))
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(work / "home"),
