@@ -231,7 +231,8 @@ class Builder:
                 return [(bp, name)]
         raise BuildFailed(
             "no buildpack detected this app: it needs requirements.txt or pyproject.toml (Python), "
-            "package.json (Node.js), index.html (static site) or a Procfile; or set BUILDPACK_URL "
+            "package.json (Node.js), go.mod or *.go (Go), index.html (static site) or a Procfile; "
+            "or set BUILDPACK_URL "
             f"(built-ins tried: {', '.join(BUILTIN_ORDER)})"
         )
 
