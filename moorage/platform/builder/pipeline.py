@@ -101,6 +101,7 @@ class Builder:
     ) -> None:
         self.settings = settings
         self.base_env = inherited_environment(environ or {})
+        self._pip_env = python_versions.pip_index_env(environ or {})
         self.builtin_dir = builtin_dir or default_builtin_dir()
         self.limits = limits or Limits()
         self.work_root = work_root or Path(tempfile.gettempdir())
@@ -202,6 +203,7 @@ class Builder:
             "STACK": "moorage-1",
             "STACK_PYTHONS": self._pythons,
         }
+        env.update(self._pip_env)
         env.update(self.base_env)
         return env
 
