@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from moorage.platform.builder import Builder  # noqa: E402
-from moorage.platform.builder.python_versions import discover, make_reachable  # noqa: E402
+from moorage.platform.builder.python_versions import stack_pythons  # noqa: E402
 from moorage.settings import Settings  # noqa: E402
 
 APPS = ROOT / "tests" / "apps"
@@ -66,15 +65,15 @@ def cold_and_warm(app: str = "bp_flask") -> tuple[float, float, int]:
 
 def newest_python() -> str:
     """The newest interpreter the builder offers its (unprivileged) build user: the same one."""
-    uid = pwd.getpwnam(Settings().platform.run_as_user).pw_uid if os.geteuid() == 0 else None
     best: tuple[tuple[int, ...], str] | None = None
-    for exe in make_reachable(discover(), uid):
+    for entry in filter(None, stack_pythons(Path(Settings().platform.stack_dir)).split(":")):
+        _, _, exe = entry.rpartition("=")
         out = subprocess.run(
-            [str(exe), "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True, text=True
+            [exe, "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True, text=True
         )
         version = tuple(int(x) for x in out.stdout.split())
         if best is None or version > best[0]:
-            best = (version, str(exe))
+            best = (version, exe)
     assert best is not None, "no Python interpreter found"
     return best[1]
 

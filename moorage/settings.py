@@ -148,13 +148,12 @@ class PlatformSettings:
     osb_timeout_seconds: float = 60.0
     #: Longest wait for a broker's asynchronous operation (a plan's own limit may be shorter).
     osb_max_polling_seconds: float = 3600.0
-    #: Offer pyenv's interpreters (under ``/root/.pyenv``) to builds even though that means
-    #: granting everyone search permission on ``/root``. Off: only interpreters the app user
-    #: can already reach (``/usr/bin/python3.X``, ``/usr/local/bin``, a reachable pyenv).
-    share_root_pyenv: bool = False
     #: Build tools installed once for every app's builds (yarn, pnpm), root's and read-only
     #: to builds; empty: ``/var/cache/moorage/tools`` as root, else ``~/.cache/moorage/tools``.
     tool_cache_dir: str = ""
+    #: The interpreter store (root-owned, readable by app uids, never under ``/root``):
+    #: ``moorage stack:install`` fills it, builds choose among what it holds.
+    stack_dir: str = "/opt/moorage/stack"
 
 
 @dataclass(frozen=True)

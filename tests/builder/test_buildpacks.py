@@ -34,7 +34,7 @@ def test_no_buildpack_detects_the_app(make_builder, app):
         make_builder().build("nothing", app, {}, BuildLog())
     message = str(failure.value)
     assert "no buildpack detected this app" in message
-    assert "built-ins tried: python, nodejs, static, procfile" in message
+    assert "built-ins tried: python, nodejs, go, static, procfile" in message
 
 
 def test_local_buildpack_runs_unprivileged_and_sees_only_its_folders(

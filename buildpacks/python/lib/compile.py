@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,10 @@ def info(text: str) -> None:
     print(f"       {text}", flush=True)
 
 
+def warn(text: str) -> None:
+    print(f" !     Warning: {text}", flush=True)
+
+
 def fail(text: str) -> None:
     print(f" !     {text}", flush=True)
     sys.exit(1)
@@ -81,10 +86,12 @@ def main(build_dir: Path, cache_dir: Path, env_dir: Path) -> None:
     config = read_env_dir(env_dir)
     env = dict(os.environ)
     try:
-        interp, why = interpreters.choose(build_dir, env)
+        interp, why, warning = interpreters.choose(build_dir, env)
     except interpreters.PinError as e:
         fail(str(e))
     topic(f"Using Python {interp.text}: {why}")
+    if warning:
+        warn(warning)
     try:
         deps = lockfiles.plan(build_dir)
     except lockfiles.LockError as e:
@@ -125,10 +132,21 @@ def main(build_dir: Path, cache_dir: Path, env_dir: Path) -> None:
     if not reused:
         topic(f"Creating a virtualenv with Python {interp.text}")
         if run([interp.path, "-m", "venv", str(venv)], pip_env, build_dir) != 0:
-            fail(f"could not create a virtualenv with {interp.path}")
+            fail(f"`{interp.path} -m venv` could not create a virtualenv (its reason is above)")
+        if interp.version < (3, 7):
+            # The pip a 3.6 venv comes with (18.x) cannot resolve today's index; 21.x can.
+            topic(f"Upgrading pip for Python {interp.text}: pip install --upgrade 'pip<22'")
+            upgrade = [str(venv / "bin" / "python"), "-m", "pip", "install", "--upgrade", "pip<22"]
+            if run(upgrade, pip_env, build_dir) != 0:
+                fail("`pip install --upgrade 'pip<22'` failed (pip's reason is above)")
+        if deps.named_indexes:
+            say_index(venv, deps, pip_env, build_dir)
         topic(f"Installing dependencies from {deps.source} with pip")
         if install(venv, requirements, deps, pip_env, build_dir) != 0:
-            fail(f"pip could not install the dependencies from {deps.source} (pip's reason is above)")
+            fail(
+                f"`pip install -r requirements.txt` failed: pip could not install the dependencies "
+                f"from {deps.source} (pip's reason is above)"
+            )
     try:
         count = relocate.relocate(venv, build_dir)
     except relocate.RelocationError as e:
@@ -145,6 +163,27 @@ def main(build_dir: Path, cache_dir: Path, env_dir: Path) -> None:
     (profile_d / "python.sh").write_text(PROFILE)
     collectstatic(build_dir, venv, config, env)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def say_index(venv: Path, deps: lockfiles.Plan, env: dict[str, str], build_dir: Path) -> None:
+    """The lock file's ``[[source]]`` URLs are not used: pip installs from this machine's index."""
+    listed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "config", "list"],
+        env=env,
+        cwd=build_dir,
+        capture_output=True,
+        text=True,
+    ).stdout
+    settings = [
+        ln.split(".", 1)[-1]
+        for ln in listed.splitlines()
+        if re.search(r"\.(index-url|extra-index-url|find-links)=", ln)
+    ]
+    configured = "; ".join(settings) or "pip's default index, https://pypi.org/simple"
+    topic(
+        f"{deps.source} names the package index {', '.join(deps.named_indexes)}; installing from "
+        f"this machine's configured index instead ({configured})"
+    )
 
 
 def cache_key(

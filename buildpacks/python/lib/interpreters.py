@@ -7,13 +7,20 @@ versions, so nothing has to be started to ask), else from the usual places:
 ``/usr/bin``, ``/usr/local/bin`` and pyenv's ``versions/*/bin``. Only Python 3 counts.
 
 The pin is read from ``.python-version`` (pyenv style, ``3.12`` or ``3.12.1``),
-``runtime.txt`` (``python-3.12.1``) or ``requires-python`` in ``pyproject.toml`` (a
-PEP 440 specifier set), in that order. With no pin the newest interpreter wins.
+``runtime.txt`` (``python-3.12.1``, ``python-3.5.x``), the Pipfile's ``[requires]``
+(``python_version = "3.6"``, ``python_full_version``; ``Pipfile.lock``'s copy first) or
+``requires-python`` in ``pyproject.toml`` (a PEP 440 specifier set), in that order.
+With no pin the newest interpreter wins; ``3.13`` takes the newest 3.13.x. An exact
+version file pin (``3.11.3``) is honoured exactly when that version is here; when only
+other patches of its minor are, the newest of them is used with a warning naming both
+(CPython's patch releases are compatible, and patch pins that differ from what is
+installed are the most common reason real apps fail to build).
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -91,10 +98,13 @@ def read_pin(build_dir: Path) -> tuple[str, str] | None:
     rt = build_dir / "runtime.txt"
     if rt.is_file():
         text = rt.read_text().strip()
-        m = re.fullmatch(r"python-(\d+(?:\.\d+){0,2})", text)
+        m = re.fullmatch(r"python-(\d+(?:\.\d+){0,2}?)(\.x)?", text)
         if not m:
             raise PinError(f"runtime.txt says {text!r}; write python-3.x.y, for example python-3.12.1")
         return "runtime.txt", _prefix_spec(m[1])
+    pipfile = _pipfile_pin(build_dir)
+    if pipfile is not None:
+        return pipfile
     pp = build_dir / "pyproject.toml"
     if pp.is_file():
         try:
@@ -104,6 +114,33 @@ def read_pin(build_dir: Path) -> tuple[str, str] | None:
         spec = data.get("project", {}).get("requires-python")
         if spec:
             return "pyproject.toml requires-python", str(spec)
+    return None
+
+
+def _pipfile_pin(build_dir: Path) -> tuple[str, str] | None:
+    """``[requires]`` of the Pipfile: ``python_full_version`` (exact) or ``python_version``."""
+    requires: object = None
+    lock, pipfile = build_dir / "Pipfile.lock", build_dir / "Pipfile"
+    if lock.is_file():
+        try:
+            requires = json.loads(lock.read_text()).get("_meta", {}).get("requires")
+        except (ValueError, AttributeError):
+            requires = None  # lockfiles.py reports a broken Pipfile.lock
+        source = "Pipfile.lock"
+    if not isinstance(requires, dict) and pipfile.is_file():
+        try:
+            requires = tomllib.loads(pipfile.read_text()).get("requires")
+        except tomllib.TOMLDecodeError as e:
+            raise PinError(f"Pipfile is not valid TOML: {e}") from None
+        source = "Pipfile"
+    if not isinstance(requires, dict):
+        return None
+    for key in ("python_full_version", "python_version"):
+        value = str(requires.get(key, "")).strip()
+        if value:
+            if not re.fullmatch(r"\d+(\.\d+){0,2}", value):
+                raise PinError(f'{source} [requires] {key} = "{value}"; write a version such as "3.12"')
+            return f"{source} [requires] {key}", _prefix_spec(value)
     return None
 
 
@@ -153,19 +190,32 @@ def satisfies(version: tuple[int, int, int], spec: str) -> bool:
     return True
 
 
-def choose(build_dir: Path, env: dict[str, str]) -> tuple[Interpreter, str]:
-    """The interpreter to use and a sentence saying why."""
+def choose(build_dir: Path, env: dict[str, str]) -> tuple[Interpreter, str, str | None]:
+    """The interpreter to use, a sentence saying why, and a warning to show (or None)."""
     available = discover(env)
     if not available:
         raise PinError("no Python 3 interpreter was found on this machine")
     listing = ", ".join(i.text for i in available)
     pin = read_pin(build_dir)
     if pin is None:
-        return available[0], f"the newest available (no pin; available: {listing})"
+        return available[0], f"the newest available (no pin; available: {listing})", None
     source, spec = pin
     for interp in available:
         if satisfies(interp.version, spec):
-            return interp, f"pinned by {source} ({spec})"
+            return interp, f"pinned by {source} ({spec})", None
+    exact = re.fullmatch(r"==(\d+)\.(\d+)\.(\d+)", spec)
+    if exact and "requires-python" not in source:
+        wanted, minor = f"{exact[1]}.{exact[2]}.{exact[3]}", (int(exact[1]), int(exact[2]))
+        same_minor = [i for i in available if i.version[:2] == minor]
+        if same_minor:
+            best = same_minor[0]
+            return (
+                best,
+                f"the newest {minor[0]}.{minor[1]} here, for {source}'s {wanted}",
+                f"{source} asks for Python {wanted}, which is not installed; using Python {best.text}, "
+                f"the newest {minor[0]}.{minor[1]} here (CPython's patch releases are compatible). "
+                f"Pin {best.text} to build with exactly what runs",
+            )
     raise PinError(
         f"{source} asks for Python {spec}, which no interpreter on this machine satisfies. "
         f"Available: {listing}. Change the pin to one of these."

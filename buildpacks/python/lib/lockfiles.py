@@ -32,6 +32,9 @@ class Plan:
     requirements_file: Path | None = None
     #: Also ``pip install .`` (the project declares a build system).
     install_project: bool = False
+    #: Package indexes the declaration names (Pipfile ``[[source]]``); pip uses the
+    #: machine's configured index instead, and the build output says so.
+    named_indexes: list[str] = field(default_factory=list)
 
 
 def plan(build_dir: Path) -> Plan:
@@ -39,7 +42,8 @@ def plan(build_dir: Path) -> Plan:
     if req.is_file():
         return Plan("requirements.txt", requirements_file=req)
     if (build_dir / "Pipfile.lock").is_file():
-        return Plan("Pipfile.lock", _pipfile_lock(build_dir / "Pipfile.lock"))
+        lines, indexes = _pipfile_lock(build_dir / "Pipfile.lock")
+        return Plan("Pipfile.lock", lines, named_indexes=indexes)
     if (build_dir / "poetry.lock").is_file():
         return Plan("poetry.lock", _poetry_lock(build_dir / "poetry.lock"))
     if (build_dir / "uv.lock").is_file():
@@ -77,11 +81,16 @@ def _line(name: str, version: str, markers: object = None) -> str:
     return line
 
 
-def _pipfile_lock(path: Path) -> list[str]:
+def _pipfile_lock(path: Path) -> tuple[list[str], list[str]]:
+    """The pinned default packages, and the ``url`` of each ``[[source]]``."""
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise LockError(f"Pipfile.lock is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise LockError("Pipfile.lock is not a JSON object; run `pipenv lock` again")
+    sources = data.get("_meta", {}).get("sources", [])
+    indexes = [str(src["url"]) for src in sources if isinstance(src, dict) and src.get("url")]
     lines = []
     for name, entry in sorted(data.get("default", {}).items()):
         version = entry.get("version", "")
@@ -91,7 +100,7 @@ def _pipfile_lock(path: Path) -> list[str]:
                 "are not supported); pin it to a released version"
             )
         lines.append(_line(name, version[2:], entry.get("markers")))
-    return lines
+    return lines, indexes
 
 
 def _poetry_lock(path: Path) -> list[str]:

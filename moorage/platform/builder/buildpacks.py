@@ -9,7 +9,7 @@ Why: the choice follows Heroku/herokuish, in this order:
 
 A buildpack is named by a git URL (``https://…``, ``file://…``, ``git@…``, optionally
 ``#ref`` for a branch, tag or commit), a local path (absolute, or relative to the app),
-or a built-in's name (``python``, ``nodejs``, ``static``, ``procfile``). Custom ones are
+or a built-in's name (``python``, ``nodejs``, ``go``, ``static``, ``procfile``). Custom ones are
 fetched *as the build user* (git clone, or a copy), so a config var cannot make
 Moorage read a folder the build user could not read itself.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, run_step
 
-BUILTIN_ORDER = ("python", "nodejs", "static", "procfile")
+BUILTIN_ORDER = ("python", "nodejs", "go", "static", "procfile")
 
 
 def default_builtin_dir() -> Path:

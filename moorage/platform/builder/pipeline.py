@@ -102,6 +102,7 @@ class Builder:
     ) -> None:
         self.settings = settings
         self.base_env = inherited_environment(environ or {})
+        self._pip_env = python_versions.pip_index_env(environ or {})
         self.builtin_dir = builtin_dir or default_builtin_dir()
         self.limits = limits or Limits()
         self.work_root = work_root or Path(tempfile.gettempdir())
@@ -197,10 +198,7 @@ class Builder:
 
     def _step_env(self, work: Path) -> dict[str, str]:
         if self._pythons is None:
-            # Only "others" permissions decide what is reachable, the same for every app uid.
-            self._pythons = python_versions.stack_pythons(
-                self.user.uid, self.settings.platform.share_root_pyenv
-            )
+            self._pythons = python_versions.stack_pythons(Path(self.settings.platform.stack_dir))
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(work / "home"),
@@ -209,6 +207,7 @@ class Builder:
             "STACK": "moorage-1",
             "STACK_PYTHONS": self._pythons,
         }
+        env.update(self._pip_env)
         env.update(self.base_env)
         return env
 
@@ -238,7 +237,8 @@ class Builder:
                 return [(bp, name)]
         raise BuildFailed(
             "no buildpack detected this app: it needs requirements.txt or pyproject.toml (Python), "
-            "package.json (Node.js), index.html (static site) or a Procfile; or set BUILDPACK_URL "
+            "package.json (Node.js), go.mod or *.go (Go), index.html (static site) or a Procfile; "
+            "or set BUILDPACK_URL "
             f"(built-ins tried: {', '.join(BUILTIN_ORDER)})"
         )
 
