@@ -123,6 +123,34 @@ class PlatformSettings:
     #: granting everyone search permission on ``/root``. Off: only interpreters the app user
     #: can already reach (``/usr/bin/python3.X``, ``/usr/local/bin``, a reachable pyenv).
     share_root_pyenv: bool = False
+    #: Where apps run: ``local`` (child processes behind nginx) or ``kubernetes``.
+    runtime: str = "local"
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """The Kubernetes runtime (``MOORAGE_PLATFORM_RUNTIME=kubernetes``)."""
+
+    #: A kubeconfig file (and a context in it); empty: the in-cluster service account.
+    kubeconfig: str = ""
+    context: str = ""
+    #: Each app runs in the namespace ``<prefix><app>``.
+    namespace_prefix: str = ""
+    #: The image that fetches a release's slug ($SLUG_URL), unpacks it and runs the command.
+    slug_runner_image: str = "ghcr.io/moorage/slug-runner:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    #: Requests and limits of every process, unless ``process_resources`` names its type.
+    cpu_request: str = "100m"
+    cpu_limit: str = "1"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+    #: Per process type, ``;``-separated: ``worker=cpu:250m/2,memory:512Mi/1Gi`` (request/limit).
+    process_resources: str = ""
+    #: $PORT of web processes; their readiness probe is an HTTP GET of ``health_path`` on it.
+    web_port: int = 5000
+    health_path: str = "/"
+    #: Comma-separated process types besides web that listen on $PORT (readiness by TCP).
+    tcp_probe_types: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +170,7 @@ class Settings:
     services: ServicesSettings = field(default_factory=ServicesSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
     platform: PlatformSettings = field(default_factory=PlatformSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     @property
     def state_url(self) -> str:
@@ -211,6 +240,7 @@ _GROUPS: dict[str, type] = {
     "services": ServicesSettings,
     "aws": AwsSettings,
     "platform": PlatformSettings,
+    "kubernetes": KubernetesSettings,
 }
 
 
