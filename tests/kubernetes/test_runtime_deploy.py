@@ -74,18 +74,26 @@ def test_scale_reaches_ready_pods_and_endpoints_and_ps_shows_them(kube_platform:
     wait_for(lambda: endpoints() == 4, timeout=20, what="4 web endpoints")
     ps = alice.get("/v2/apps/shop/pods").json()["results"]
     assert sorted((p["name"], p["state"], p["release"]) for p in ps) == [
-        ("web.1", "up", "v2"), ("web.2", "up", "v2"), ("web.3", "up", "v2"), ("web.4", "up", "v2"),
+        ("web.1", "up", "v2"),
+        ("web.2", "up", "v2"),
+        ("web.3", "up", "v2"),
+        ("web.4", "up", "v2"),
         ("worker.1", "up", "v2"),
     ]
     assert alice.post("/v2/apps/shop/scale", json={"web": 1, "worker": 0}).status_code == 200
-    wait_for(lambda: len(alice.get("/v2/apps/shop/pods").json()["results"]) == 1, timeout=20, what="1 pod left")
+    wait_for(
+        lambda: len(alice.get("/v2/apps/shop/pods").json()["results"]) == 1, timeout=20, what="1 pod left"
+    )
 
 
 def test_bad_counts_are_refused_and_change_nothing(kube_platform: KubePlatform, alice) -> None:
     deploy_tarball(alice, "shop", tar_of(SOURCE))
     for counts in ({"web": -1}, {"web": 101}, {"clock": 1}):
         assert alice.post("/v2/apps/shop/scale", json=counts).status_code == 400
-    assert kube_platform.apps.read_namespaced_deployment("web", kube_platform.namespace("shop")).spec.replicas == 1
+    assert (
+        kube_platform.apps.read_namespaced_deployment("web", kube_platform.namespace("shop")).spec.replicas
+        == 1
+    )
 
 
 def test_destroy_deletes_the_namespace(kube_platform: KubePlatform, alice) -> None:
