@@ -183,11 +183,16 @@ class KubeApi:
         """The pod's output, line by line (``follow`` keeps reading while it runs)."""
         core = self._api("CoreV1Api")
         if not follow:
-            text = self._call(
+            # Not the client's decoding: it hands back the bytes' repr ("b'…'") for text logs.
+            raw = self._call(
                 f"reading the log of {pod}",
-                lambda: core.read_namespaced_pod_log(pod, namespace, tail_lines=tail, timestamps=True),
+                lambda: (
+                    core.read_namespaced_pod_log(
+                        pod, namespace, tail_lines=tail, timestamps=True, _preload_content=False
+                    ).data
+                ),
             )
-            yield from str(text).splitlines()
+            yield from bytes(raw).decode(errors="replace").splitlines()
             return
         response = self._call(
             f"reading the log of {pod}",
