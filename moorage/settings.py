@@ -154,6 +154,34 @@ class PlatformSettings:
     #: The interpreter store (root-owned, readable by app uids, never under ``/root``):
     #: ``moorage stack:install`` fills it, builds choose among what it holds.
     stack_dir: str = "/opt/moorage/stack"
+    #: Where apps run: ``local`` (child processes behind nginx) or ``kubernetes``.
+    runtime: str = "local"
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """The Kubernetes runtime (``MOORAGE_PLATFORM_RUNTIME=kubernetes``)."""
+
+    #: A kubeconfig file (and a context in it); empty: the in-cluster service account.
+    kubeconfig: str = ""
+    context: str = ""
+    #: Each app runs in the namespace ``<prefix><app>``.
+    namespace_prefix: str = ""
+    #: The image that fetches a release's slug ($SLUG_URL), unpacks it and runs the command.
+    slug_runner_image: str = "ghcr.io/moorage/slug-runner:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    #: Requests and limits of every process, unless ``process_resources`` names its type.
+    cpu_request: str = "100m"
+    cpu_limit: str = "1"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+    #: Per process type, ``;``-separated: ``worker=cpu:250m/2,memory:512Mi/1Gi`` (request/limit).
+    process_resources: str = ""
+    #: $PORT of web processes; their readiness probe is an HTTP GET of ``health_path`` on it.
+    web_port: int = 5000
+    health_path: str = "/"
+    #: Comma-separated process types besides web that listen on $PORT (readiness by TCP).
+    tcp_probe_types: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +202,7 @@ class Settings:
     aws: AwsSettings = field(default_factory=AwsSettings)
     gcp: GcpSettings = field(default_factory=GcpSettings)
     platform: PlatformSettings = field(default_factory=PlatformSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     @property
     def state_url(self) -> str:
@@ -244,6 +273,7 @@ _GROUPS: dict[str, type] = {
     "aws": AwsSettings,
     "gcp": GcpSettings,
     "platform": PlatformSettings,
+    "kubernetes": KubernetesSettings,
 }
 
 

@@ -15,9 +15,13 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from moorage.errors import ConfigurationError
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: What ``MOORAGE_PLATFORM_RUNTIME`` may name.
+RUNTIMES = ("local", "kubernetes")
 
 
 def prepare_data_dir(data_dir: Path) -> None:
@@ -62,13 +66,23 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from moorage.platform.api import create_app
+
+        self._runtime = self._make_runtime()
+        return create_app(self.settings, self._runtime, build_environ=self.build_environ)
+
+    def _make_runtime(self) -> Any:
+        """The runtime ``MOORAGE_PLATFORM_RUNTIME`` names; the local one brings its nginx router."""
+        kind = self.settings.platform.runtime
+        if kind == "kubernetes":
+            from moorage.platform.runtime.kubernetes import KubernetesRuntime
+
+            return KubernetesRuntime(self.settings)
         from moorage.platform.router.nginx import Router
         from moorage.platform.runtime.local import LocalRuntime
 
         self._router = Router(self.settings)
         self._router.start()
-        self._runtime = LocalRuntime(self.settings, self._router)
-        return create_app(self.settings, self._runtime, build_environ=self.build_environ)
+        return LocalRuntime(self.settings, self._router)
 
     def _worker_exit(self, _server: Any, _worker: Any) -> None:
         if self._runtime is not None:
@@ -78,5 +92,9 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(settings: Settings, build_environ: Mapping[str, str]) -> None:
+    if settings.platform.runtime not in RUNTIMES:
+        raise ConfigurationError(
+            f"MOORAGE_PLATFORM_RUNTIME={settings.platform.runtime!r}: use {' or '.join(RUNTIMES)}"
+        )
     prepare_data_dir(settings.data_dir)
     ControllerServer(settings, build_environ).run()

@@ -22,7 +22,7 @@ from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.service_vars import owned_vars
 from moorage.platform.runtime.base import Progress, ReleaseSpec
-from moorage.store.apps import DEPLOYING, FAILED, SUCCEEDED, App, Build, ConfigVars, Formation, Release
+from moorage.store.apps import DEPLOYING, FAILED, SUCCEEDED, App, Build, ConfigVars, Formation, Release, User
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def spec_of(platform: Platform, session: Session, app: App, release: Release) ->
         env=env,
         processes=dict(build.procfile),
         source_version=build.source_version,
+        owner=owner.username if (owner := session.get(User, app.owner_id)) else "",
     )
 
 

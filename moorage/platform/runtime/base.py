@@ -30,6 +30,8 @@ class ReleaseSpec:
     #: Procfile: process type → command.
     processes: Mapping[str, str]
     source_version: str = ""
+    #: The owner's username (the Kubernetes runtime labels the app's namespace with it).
+    owner: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,206 @@
+"""The Kubernetes objects of an app, as plain manifests (dicts the API takes as JSON).
+
+Why pure functions: what an app looks like on Kubernetes is decided here and nowhere
+else, without a connection, so it is easy to read and to check. The shape follows Deis
+Workflow's scheduler, which Heroku-style users know:
+
+- one Namespace per app (labels naming the app and its owner);
+- one Secret per release, ``<app>-v<N>-env``, holding its config vars: pods take them
+  with ``envFrom``, so a config change is a new release and a rolling deploy, and
+  rolling back re-uses the old release's Secret;
+- one Deployment per process type (pod labels ``app``, ``type``, ``release``) running
+  the slug-runner image with the release's slug (``$SLUG_URL``) and the Procfile
+  command; ``maxUnavailable: 0``, so a rollout never has fewer ready pods than asked;
+- a Service ``web`` whose selector is the web pods and whose target is ``$PORT``;
+- a Pod with ``restartPolicy: Never`` for one-off runs and release tasks.
+
+Processes run as an unprivileged user with no service-account token and no privilege
+escalation: an app's code never runs as root, nor talks to the Kubernetes API as anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moorage.errors import ConfigurationError
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.settings import KubernetesSettings
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "moorage"}
+RESTARTED_AT = "moorage.io/restarted-at"
+#: The uid app processes run as inside the slug-runner image (any non-root uid works).
+APP_UID = 10001
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+def parse_resources(settings: KubernetesSettings) -> dict[str, Resources]:
+    """Per-type resources from ``process_resources`` (``web=cpu:1/2,memory:1Gi/1Gi;…``); ``""`` is the default."""
+    default = Resources(
+        settings.cpu_request, settings.cpu_limit, settings.memory_request, settings.memory_limit
+    )
+    out = {"": default}
+    for item in filter(None, (part.strip() for part in settings.process_resources.split(";"))):
+        ptype, _, spec = item.partition("=")
+        values = {
+            "cpu_request": default.cpu_request,
+            "cpu_limit": default.cpu_limit,
+            "memory_request": default.memory_request,
+            "memory_limit": default.memory_limit,
+        }
+        for resource in filter(None, spec.split(",")):
+            name, _, pair = resource.partition(":")
+            request, _, limit = pair.partition("/")
+            if name.strip() not in ("cpu", "memory") or not request or not limit or not ptype.strip():
+                raise ConfigurationError(
+                    f"MOORAGE_KUBERNETES_PROCESS_RESOURCES: cannot read {item!r}; "
+                    "write e.g. worker=cpu:250m/2,memory:512Mi/1Gi (request/limit)"
+                )
+            values[f"{name.strip()}_request"] = request.strip()
+            values[f"{name.strip()}_limit"] = limit.strip()
+        out[ptype.strip()] = Resources(**values)
+    return out
+
+
+def namespace(name: str, app: str, owner: str) -> dict[str, Any]:
+    labels = {**MANAGED_BY, "moorage.io/app": app}
+    if owner:
+        labels["moorage.io/owner"] = owner
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def secret_name(release: ReleaseSpec) -> str:
+    return f"{release.app}-v{release.version}-env"
+
+
+def release_secret(release: ReleaseSpec) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": secret_name(release),
+            "labels": {**MANAGED_BY, "app": release.app, "release": f"v{release.version}"},
+        },
+        "type": "Opaque",
+        "stringData": dict(release.env),
+    }
+
+
+def pod_labels(release: ReleaseSpec, ptype: str) -> dict[str, str]:
+    return {"app": release.app, "type": ptype, "release": f"v{release.version}", "heritage": "moorage"}
+
+
+def _container(
+    settings: KubernetesSettings, release: ReleaseSpec, ptype: str, command: str, resources: Resources
+) -> dict[str, Any]:
+    env = [
+        {"name": "SLUG_URL", "value": release.slug},
+        {"name": "DYNO_TYPE", "value": ptype},
+        {"name": "DYNO", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    listens = ptype == "web" or ptype in _tcp_types(settings)
+    if listens:
+        env.append({"name": "PORT", "value": str(settings.web_port)})
+    container: dict[str, Any] = {
+        "name": ptype,
+        "image": settings.slug_runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": [command],
+        "envFrom": [{"secretRef": {"name": secret_name(release)}}],
+        "env": env,
+        "resources": resources.manifest(),
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if ptype == "web":
+        container["ports"] = [{"name": "http", "containerPort": settings.web_port}]
+        container["readinessProbe"] = {
+            "httpGet": {"path": settings.health_path, "port": settings.web_port},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        }
+    elif listens:
+        container["readinessProbe"] = {"tcpSocket": {"port": settings.web_port}, "periodSeconds": 2}
+    return container
+
+
+def _tcp_types(settings: KubernetesSettings) -> set[str]:
+    return {t.strip() for t in settings.tcp_probe_types.split(",") if t.strip()}
+
+
+def _pod_spec(containers: list[dict[str, Any]], restart: str) -> dict[str, Any]:
+    return {
+        "restartPolicy": restart,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": APP_UID, "runAsGroup": APP_UID},
+        "containers": containers,
+    }
+
+
+def deployment(
+    settings: KubernetesSettings,
+    release: ReleaseSpec,
+    ptype: str,
+    replicas: int,
+    resources: Mapping[str, Resources],
+    deadline_seconds: int,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    labels = pod_labels(release, ptype)
+    container = _container(
+        settings, release, ptype, release.processes[ptype], resources.get(ptype, resources[""])
+    )
+    return {
+        "metadata": {
+            "name": ptype,
+            "labels": labels,
+            "annotations": {"moorage.io/release": f"v{release.version}"},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": release.app, "type": ptype}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "progressDeadlineSeconds": max(deadline_seconds, 1),
+            "revisionHistoryLimit": 5,
+            "template": {
+                "metadata": {"labels": labels, "annotations": dict(annotations or {})},
+                "spec": _pod_spec([container], "Always"),
+            },
+        },
+    }
+
+
+def web_service(settings: KubernetesSettings, app: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "labels": {**MANAGED_BY, "app": app}},
+        "spec": {
+            "selector": {"app": app, "type": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": settings.web_port}],
+        },
+    }
+
+
+def run_pod(
+    settings: KubernetesSettings,
+    release: ReleaseSpec,
+    name: str,
+    command: str,
+    resources: Mapping[str, Resources],
+    timeout_seconds: float,
+) -> dict[str, Any]:
+    container = _container(settings, release, "run", command, resources.get("run", resources[""]))
+    spec = _pod_spec([container], "Never")
+    spec["activeDeadlineSeconds"] = max(int(timeout_seconds), 1)
+    return {"metadata": {"name": name, "labels": pod_labels(release, "run")}, "spec": spec}

@@ -1,0 +1,71 @@
+"""The controller, out of cluster, on the Kubernetes runtime against the test control plane."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from moorage.platform.runtime.kubernetes import KubernetesRuntime
+from moorage.settings import Settings
+from tests.fixtures.kube_node import NodeStandIn
+from tests.fixtures.kubernetes import ControlPlane
+from tests.fixtures.platform import Controller, serve_controller
+
+#: Short, so that tests of pods that never become ready fail their deploy quickly.
+DEPLOY_TIMEOUT = 6.0
+
+
+@dataclass
+class KubePlatform:
+    controller: Controller
+    runtime: KubernetesRuntime
+    node: NodeStandIn
+    core: kubernetes.client.CoreV1Api
+    apps: kubernetes.client.AppsV1Api
+    prefix: str
+
+    def namespace(self, app: str) -> str:
+        return self.prefix + app
+
+
+def kube_settings(data_dir: Path, kube: ControlPlane, prefix: str, **kubernetes_settings: object) -> Settings:
+    return Settings(data_dir=data_dir).with_group(
+        platform={"runtime": "kubernetes", "deploy_timeout_seconds": DEPLOY_TIMEOUT},
+        kubernetes={
+            "kubeconfig": str(kube.kubeconfig),
+            "namespace_prefix": prefix,
+            "slug_runner_image": "registry.example/moorage/slug-runner:test",
+            "process_resources": "worker=cpu:50m/500m,memory:64Mi/128Mi",
+            **kubernetes_settings,
+        },
+    )
+
+
+@pytest.fixture
+def kube_platform(kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path) -> Iterator[KubePlatform]:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    settings = kube_settings(tmp_path / "data", kube, prefix)
+    runtime = KubernetesRuntime(settings)
+    api = kube.api_client()
+    try:
+        with serve_controller(settings, runtime) as ctl:
+            yield KubePlatform(
+                controller=ctl,
+                runtime=runtime,
+                node=kube_node,
+                core=kubernetes.client.CoreV1Api(api),
+                apps=kubernetes.client.AppsV1Api(api),
+                prefix=prefix,
+            )
+    finally:
+        core = kubernetes.client.CoreV1Api(api)
+        for namespace in core.list_namespace().items:
+            if namespace.metadata.name.startswith(prefix) and not namespace.metadata.deletion_timestamp:
+                core.delete_namespace(namespace.metadata.name)
+        runtime.close()
+        api.close()
