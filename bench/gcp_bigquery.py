@@ -4,7 +4,7 @@ Why: issue 15's target is that provision + bind + unbind + deprovision of gcp-bi
 through the broker costs at most 1.5 times the bare Google calls. Run as
 ``.venv/bin/python -m bench.gcp_bigquery`` from the repository root. It starts the
 local-bigquery emulator and the IAM stand-in (the test fixtures' code), then, in the same
-run and against the same servers, times N lifecycles three ways:
+run and against the same servers, times N lifecycles three ways, taking turns:
 
 * **direct**: the calls a careful script would make with the same libraries
   (google-cloud-bigquery, google-api-python-client's IAM): create the dataset; create the
@@ -126,13 +126,17 @@ def broker(settings: Settings, data_dir: Path) -> tuple[Callable[[], None], Call
     return lifecycle, running.stop
 
 
-def measure(lifecycle: Callable[[], None]) -> list[float]:
-    lifecycle()  # warm-up: clients, discovery documents, connections
-    times = []
+def measure(ways: dict[str, Callable[[], None]]) -> dict[str, list[float]]:
+    """Rounds taken in turn (direct, providers, broker, direct, …), so the emulator's own
+    drift over the run (DuckDB warming up, a loaded machine) weighs on every way alike."""
+    for lifecycle in ways.values():
+        lifecycle()  # warm-up: clients, discovery documents, connections
+    times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(ROUNDS):
-        start = time.perf_counter()
-        lifecycle()
-        times.append(time.perf_counter() - start)
+        for name, lifecycle in ways.items():
+            start = time.perf_counter()
+            lifecycle()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -148,12 +152,10 @@ def main() -> int:
         settings = Settings(data_dir=Path(tmp), gcp=gcp_group(emulator.url, standin.url))
         stop_broker = None
         try:
-            results = {
-                "direct": measure(direct(emulator.url, standin.url)),
-                "providers": measure(providers(settings)),
-            }
             via_broker, stop_broker = broker(settings, Path(tmp))
-            results["broker"] = measure(via_broker)
+            results = measure(
+                {"direct": direct(emulator.url, standin.url), "providers": providers(settings), "broker": via_broker}
+            )
         finally:
             if stop_broker is not None:
                 stop_broker()

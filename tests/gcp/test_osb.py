@@ -22,6 +22,7 @@ from google.auth.transport.requests import Request
 from google.cloud import bigquery
 from google.oauth2 import service_account
 
+from moorage.platform.controller.credentials_env import rule_for, vars_for
 from moorage.providers.gcp_bigquery import dataset_id
 from tests.fixtures.broker import MAIN_CATALOG, OsbClient, new_id
 from tests.fixtures.gcp import PROJECT, BigQueryEmulator
@@ -105,6 +106,11 @@ def test_lifecycle_access_entries_are_exactly_the_bindings(
     assert json.loads(w["credentials"])["client_email"] == w["email"]
     assert len(w["email"].split("@")[0]) <= 30
     assert service_account_entries(admin, name) == {w["email"]: "WRITER", r["email"]: "READER"}
+    offering = next(o for o in osb.catalog()["services"] if o["name"] == "gcp-bigquery")
+    rule = rule_for(offering, "moorage", own=True)  # the config vars an app bound to it gets
+    env = vars_for(rule, rule.prefix, w)
+    assert (env["BIGQUERY_DATASET"], env["BIGQUERY_PROJECT"]) == (name, PROJECT)
+    assert json.loads(env["BIGQUERY_CREDENTIALS_JSON"])["client_email"] == w["email"]
 
     app = app_client(bigquery_emulator, w)  # the key is real: google-auth loads and signs with it
     table = app.create_table(bigquery.Table(f"{PROJECT}.{name}.orders", schema=[bigquery.SchemaField("n", "INTEGER")]))
