@@ -216,7 +216,12 @@ class BigQueryProvider(Provider):
             return str(known), json.loads(str(ctx.outputs["key"]))
         for name in existing:  # made by a call whose answer was lost: no private key, no use
             _ignore_missing(lambda name=name: iam.delete_key(name))
-        name, key = iam.create_key(email)
+        try:
+            name, key = iam.create_key(email)
+        except NotFoundError:  # a new account can take a few seconds to be visible everywhere
+            raise TemporaryError(
+                2.0, f"service account {email} is not visible to IAM yet; IAM is eventually consistent"
+            ) from None
         log.info("created key for service account %s", email, extra={"binding_id": ctx.binding_id})
         return name, key
 

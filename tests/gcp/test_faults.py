@@ -18,7 +18,7 @@ from google.oauth2 import service_account
 
 from moorage.errors import PermanentError, ProviderError
 from moorage.providers.gcp_bigquery import BigQueryProvider
-from tests.aws.engine import Instance, offering, until_done
+from tests.aws.engine import Instance, Run, offering, until_done
 from tests.fixtures.gcp import BigQueryEmulator, gcp_settings
 from tests.gcp.fault_proxy import GoogleFaultProxy
 from tests.gcp.iam_standin import IamStandIn
@@ -96,6 +96,25 @@ def test_a_new_key_is_returned_only_once_the_token_endpoint_accepts_it(
     key.refresh(Request())  # works the moment the app gets it
     assert key.token
     provider.unbind(inst.binding("slow-key", result.outputs))
+    provider.deprovision(inst.ctx())
+    provider.close()
+
+
+def test_a_new_account_not_yet_visible_to_iam_is_waited_for(
+    gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path
+) -> None:
+    provider = BigQueryProvider(gcp_settings(bigquery_emulator.url, iam_standin.url, tmp_path))
+    inst = Instance(offering("gcp-bigquery"), "scratch", provider.settings)
+    inst.outputs.update(provider.provision(inst.ctx()).outputs)
+    iam_standin.state.account_propagation_seconds = 0.5
+    run = Run()
+    try:
+        result = until_done(lambda out: provider.bind(inst.binding("unseen", out)), {}, run=run)
+    finally:
+        iam_standin.state.account_propagation_seconds = 0.0
+    assert any("not visible to IAM yet" in wait for wait in run.waits)
+    assert len(iam_standin.live_keys(result.credentials["email"])) == 1
+    provider.unbind(inst.binding("unseen", result.outputs))
     provider.deprovision(inst.ctx())
     provider.close()
 

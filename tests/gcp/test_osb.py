@@ -26,6 +26,7 @@ from moorage.platform.controller.credentials_env import rule_for, vars_for
 from moorage.providers.gcp_bigquery import dataset_id
 from tests.fixtures.broker import MAIN_CATALOG, OsbClient, RunningBroker, new_id
 from tests.fixtures.gcp import PROJECT, BigQueryEmulator
+from tests.gcp.fault_proxy import GoogleFaultProxy
 from tests.gcp.iam_standin import IamStandIn
 
 
@@ -149,3 +150,26 @@ def test_bad_parameters_are_refused_and_change_nothing(osb: OsbClient, bigquery_
     response = osb.provision(instance_id, service_id, plan_id, {"location": "the-moon"})
     assert response.status_code == 400 and "location" in response.text
     assert dataset_id(instance_id) not in {d.dataset_id for d in admin_client(bigquery_emulator).list_datasets()}
+
+
+def test_googles_own_message_reaches_the_platform(
+    gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, make_broker, gcp_catalog
+) -> None:
+    proxy = GoogleFaultProxy(bigquery_emulator.host, bigquery_emulator.port)
+    try:
+        broker = make_broker(
+            [gcp_catalog],
+            gcp={"project": PROJECT, "bigquery_endpoint": proxy.url, "iam_endpoint": iam_standin.url},
+        )
+        osb = broker.client
+        service_id, plan_id = osb.ids("gcp-bigquery", "standard")
+        denied = "Access Denied: Project test-project: User does not have bigquery.datasets.create permission"
+        proxy.fail("POST datasets", 1, status=403, message=denied)
+        instance_id = new_id()
+        response = osb.provision(instance_id, service_id, plan_id, {})
+        if response.status_code == 202:
+            response = osb.wait(instance_id, operation=response.json().get("operation"))
+        assert f"BigQuery: {denied}" in response.text
+        assert proxy.count("POST datasets") == 1  # a 403 is not retried
+    finally:
+        proxy.close()
