@@ -112,9 +112,6 @@ class BigQueryClient:
                     raise
         raise AssertionError("unreachable")
 
-    def has_tables(self, dataset_id: str) -> bool:
-        return bool(list(self._call(self._client.list_tables, self._ref(dataset_id), max_results=1)))
-
     def delete_dataset(self, dataset_id: str, *, delete_contents: bool) -> None:
         """Delete; :class:`NotFoundError` when gone, an error with status 400 when still in use."""
         self._call(self._client.delete_dataset, self._ref(dataset_id), delete_contents=delete_contents)

@@ -139,22 +139,17 @@ class BigQueryProvider(Provider):
         bq, _ = self._clients()
         name = self._dataset(ctx)
         force = bool(ctx.parameters.get("force_delete", ctx.config.get("force_delete", False)))
-        refused = (
-            f"dataset {name} has tables, so it was not deleted; delete them first, or update the "
-            'instance with {"force_delete": true} to delete them with the dataset'
-        )
-        try:
-            if not force and bq.has_tables(name):
-                raise PermanentError(refused)
+        try:  # without delete_contents BigQuery itself refuses a dataset with tables: no race
             bq.delete_dataset(name, delete_contents=force)
         except NotFoundError:
             pass
         except ProviderError as exc:
-            if isinstance(exc, PermanentError) and exc.message == refused:
+            if not in_use(exc):
                 raise
-            if in_use(exc):
-                raise PermanentError(refused) from None
-            raise
+            raise PermanentError(
+                f"dataset {name} has tables, so it was not deleted; delete them first, or update the "
+                'instance with {"force_delete": true} to delete them with the dataset'
+            ) from None
         log.info("deleted dataset %s", name, extra={"instance_id": ctx.instance_id, "dataset": name})
 
     # -- bindings --------------------------------------------------------------------------
@@ -162,13 +157,15 @@ class BigQueryProvider(Provider):
     def _email(self, ctx: BindingContext, iam: IamClient) -> str:
         return str(ctx.outputs.get("email") or f"{account_id(ctx.binding_id)}@{iam.project}.iam.gserviceaccount.com")
 
-    def _ensure_account(self, ctx: BindingContext, iam: IamClient) -> str:
+    def _ensure_account(self, ctx: BindingContext, iam: IamClient) -> tuple[str, bool]:
+        """The binding's account e-mail, and whether it was created just now."""
         description = f"moorage binding {ctx.binding_id} of instance {ctx.instance.instance_id}"
         try:
             account = iam.create_service_account(
                 account_id(ctx.binding_id), f"moorage binding {ctx.binding_id}"[:100], description
             )
             log.info("created service account %s", account["email"], extra={"binding_id": ctx.binding_id})
+            return str(account["email"]), True
         except ConflictError:
             account = iam.get_service_account(self._email(ctx, iam))
             if account.get("description") != description:
@@ -176,14 +173,14 @@ class BigQueryProvider(Provider):
                     f"service account {account.get('email')} already exists and does not belong to "
                     f"binding {ctx.binding_id}; delete it, then bind again"
                 ) from None
-        return str(account["email"])
+        return str(account["email"]), False
 
     def bind(self, ctx: BindingContext) -> BindResult:
         bq, iam = self._clients()
         instance = ctx.instance
         name, location = self._dataset(instance), self._location(instance)
         role = ROLES[str(ctx.parameters.get("role", "writer"))]
-        email = self._ensure_account(ctx, iam)
+        email, fresh = self._ensure_account(ctx, iam)
 
         def grant(access: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
             mine = [e for e in access if e.get("userByEmail") == email]
@@ -195,7 +192,7 @@ class BigQueryProvider(Provider):
         if self.settings.gcp.grant_job_user:
             iam.edit_project_policy(lambda policy: _add_member(policy, JOB_USER, f"serviceAccount:{email}"))
         outputs = {"email": email, "job_user": self.settings.gcp.grant_job_user}
-        key_name, key = self._ensure_key(ctx, iam, email)
+        key_name, key = self._ensure_key(ctx, iam, email, fresh)
         outputs.update({"key_name": key_name, "key": json.dumps(key)})
         self._wait_until_key_works(key, email, outputs)
         key_json = json.dumps(key)
@@ -209,15 +206,22 @@ class BigQueryProvider(Provider):
         }
         return BindResult(credentials=credentials, outputs=outputs)
 
-    def _ensure_key(self, ctx: BindingContext, iam: IamClient, email: str) -> tuple[str, dict[str, Any]]:
+    def _ensure_key(
+        self, ctx: BindingContext, iam: IamClient, email: str, fresh: bool
+    ) -> tuple[str, dict[str, Any]]:
         """The checkpointed key if it still exists; otherwise exactly one new key."""
-        existing = iam.key_names(email)
+        existing = [] if fresh else iam.key_names(email)  # an account made just now has none
         known = ctx.outputs.get("key_name")
         if known in existing and ctx.outputs.get("key"):
             return str(known), json.loads(str(ctx.outputs["key"]))
         for name in existing:  # made by a call whose answer was lost: no private key, no use
             _ignore_missing(lambda name=name: iam.delete_key(name))
-        name, key = iam.create_key(email)
+        try:
+            name, key = iam.create_key(email)
+        except NotFoundError:  # a new account can take a few seconds to be visible everywhere
+            raise TemporaryError(
+                2.0, f"service account {email} is not visible to IAM yet; IAM is eventually consistent"
+            ) from None
         log.info("created key for service account %s", email, extra={"binding_id": ctx.binding_id})
         return name, key
 
@@ -250,12 +254,8 @@ class BigQueryProvider(Provider):
         _ignore_missing(lambda: bq.edit_access(self._dataset(ctx.instance), revoke))
         if ctx.outputs.get("job_user") or self.settings.gcp.grant_job_user:
             iam.edit_project_policy(lambda policy: _remove_member(policy, f"serviceAccount:{email}"))
-        try:
-            key_names = iam.key_names(email)
-        except NotFoundError:
-            key_names = []
-        for name in key_names:
-            _ignore_missing(lambda name=name: iam.delete_key(name))
+        if ctx.outputs.get("key_name"):  # a key the binding never recorded goes with its account
+            _ignore_missing(lambda: iam.delete_key(str(ctx.outputs["key_name"])))
         _ignore_missing(lambda: iam.delete_service_account(email))
         log.info("deleted service account %s", email, extra={"binding_id": ctx.binding_id})
 

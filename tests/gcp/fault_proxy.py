@@ -5,6 +5,11 @@ Why: neither ever throttles or fails, but the gcp-bigquery provider must ride ou
 (``"POST datasets"``, ``"POST serviceAccounts"``, …: the method and the last collection
 in the path) the next ``times`` answers are a Google-shaped error instead
 (``{"error": {"code", "message", "status", "errors": [{"reason"}]}}``).
+
+Routes named in ``serialize`` are forwarded one at a time. local-bigquery checks a
+write's ``If-Match`` etag and then saves, without a lock, so two concurrent writes can both
+pass the check (and DuckDB may then fail one with "Conflict on update!"); real BigQuery's
+conditional write is atomic, and serializing the writes gives the emulator that property.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT"}
-REASON = {429: "rateLimitExceeded", 500: "backendError", 503: "backendError", 400: "invalid"}
+STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT", 412: "FAILED_PRECONDITION"}
+REASON = {429: "rateLimitExceeded", 500: "backendError", 503: "backendError", 400: "invalid", 412: "conditionNotMet"}
 
 
 def route_of(method: str, path: str) -> str:
@@ -45,12 +50,14 @@ class Fault:
 class ProxyState:
     faults: list[Fault] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    serialize: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    one_at_a_time: threading.Lock = field(default_factory=threading.Lock)
 
 
 class GoogleFaultProxy:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.state = state = ProxyState()
+    def __init__(self, upstream_host: str, upstream_port: int, serialize: tuple[str, ...] = ()) -> None:
+        self.state = state = ProxyState(serialize=set(serialize))
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -76,6 +83,13 @@ class GoogleFaultProxy:
                     }
                     self._reply(fault.status, [("Content-Type", "application/json")], json.dumps({"error": error}).encode())
                     return
+                if route in state.serialize:
+                    with state.one_at_a_time:
+                        self._forward(body)
+                else:
+                    self._forward(body)
+
+            def _forward(self, body: bytes) -> None:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in {"connection", "transfer-encoding"}}
                 conn = http.client.HTTPConnection(upstream_host, upstream_port, timeout=60)
                 try:

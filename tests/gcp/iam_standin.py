@@ -13,7 +13,8 @@ What it stands in for, and how faithfully:
   a service-account key signs. It verifies the signature against the public half of the
   key it issued, the audience, issuer and expiry, and refuses keys that were deleted (or
   whose account was) with ``invalid_grant`` — so a test can show that an unbound key stops
-  working. ``propagation_seconds`` makes a new key refused for a while, as real IAM's
+  working. ``propagation_seconds`` makes a new key refused for a while, and
+  ``account_propagation_seconds`` a new account unknown to key creation, as real IAM's
   eventual consistency does.
 
 Every IAM and policy call needs a bearer token this endpoint issued, to a live account.
@@ -67,6 +68,7 @@ class Account:
     unique_id: str
     display_name: str
     description: str
+    created: float = field(default_factory=time.time)
 
     def resource(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,8 @@ class IamState:
     tokens: dict[str, str] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     propagation_seconds: float = 0.0
+    #: Seconds a new account stays invisible to key creation (404), as in IAM.
+    account_propagation_seconds: float = 0.0
     #: Requests per route shape ("POST keys", "POST token", …), for tests.
     counts: dict[str, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -292,7 +296,10 @@ class IamStandIn:
             case ["v1", "projects", project, "serviceAccounts", ident] if method == "DELETE":
                 return self._delete_account(project, ident)
             case ["v1", "projects", project, "serviceAccounts", ident, "keys"] if method == "POST":
-                return self._create_key(self._find(project, ident))
+                account = self._find(project, ident)
+                if time.time() - account.created < self.state.account_propagation_seconds:
+                    raise GoogleError(404, f"Service account projects/{project}/serviceAccounts/{ident} does not exist.")
+                return self._create_key(account)
             case ["v1", "projects", project, "serviceAccounts", ident, "keys"] if method == "GET":
                 return self._keys(self._find(project, ident))
             case ["v1", "projects", project, "serviceAccounts", ident, "keys", key_id] if method == "DELETE":

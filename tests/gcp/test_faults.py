@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from google.oauth2 import service_account
 
 from moorage.errors import PermanentError, ProviderError
 from moorage.providers.gcp_bigquery import BigQueryProvider
-from tests.aws.engine import Instance, offering, until_done
+from tests.aws.engine import Instance, Run, offering, until_done
 from tests.fixtures.gcp import BigQueryEmulator, gcp_settings
 from tests.gcp.fault_proxy import GoogleFaultProxy
 from tests.gcp.iam_standin import IamStandIn
@@ -99,6 +100,25 @@ def test_a_new_key_is_returned_only_once_the_token_endpoint_accepts_it(
     provider.close()
 
 
+def test_a_new_account_not_yet_visible_to_iam_is_waited_for(
+    gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path
+) -> None:
+    provider = BigQueryProvider(gcp_settings(bigquery_emulator.url, iam_standin.url, tmp_path))
+    inst = Instance(offering("gcp-bigquery"), "scratch", provider.settings)
+    inst.outputs.update(provider.provision(inst.ctx()).outputs)
+    iam_standin.state.account_propagation_seconds = 0.5
+    run = Run()
+    try:
+        result = until_done(lambda out: provider.bind(inst.binding("unseen", out)), {}, run=run)
+    finally:
+        iam_standin.state.account_propagation_seconds = 0.0
+    assert any("not visible to IAM yet" in wait for wait in run.waits)
+    assert len(iam_standin.live_keys(result.credentials["email"])) == 1
+    provider.unbind(inst.binding("unseen", result.outputs))
+    provider.deprovision(inst.ctx())
+    provider.close()
+
+
 def test_job_user_is_granted_on_the_project_only_when_the_operator_enables_it(
     gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path
 ) -> None:
@@ -121,3 +141,43 @@ def test_job_user_is_granted_on_the_project_only_when_the_operator_enables_it(
         assert all(b["members"] for b in iam_standin.policy()["bindings"]), "no empty role binding left"
         provider.deprovision(inst.ctx())
         provider.close()
+
+
+def test_a_stale_etag_412_makes_bind_read_the_access_list_again(proxies, tmp_path: Path) -> None:
+    bq, iam = proxies
+    provider = BigQueryProvider(gcp_settings(bq.url, iam.url, tmp_path))
+    inst = Instance(offering("gcp-bigquery"), "scratch", provider.settings)
+    inst.outputs.update(provider.provision(inst.ctx()).outputs)
+    bq.fail("PATCH dataset", 1, status=412, message="Precondition check failed.")
+    reads = bq.count("GET dataset")
+    result = until_done(lambda out: provider.bind(inst.binding("etag", out)), {})
+    assert bq.count("PATCH dataset") == 2 and bq.count("GET dataset") == reads + 2
+    emails = [e.get("userByEmail") for e in provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access]
+    assert emails.count(result.credentials["email"]) == 1
+    provider.unbind(inst.binding("etag", result.outputs))
+    provider.deprovision(inst.ctx())
+    provider.close()
+
+
+def test_concurrent_binds_of_one_dataset_all_land_in_its_access_list(
+    gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path
+) -> None:
+    """Dataset writes go through a proxy that makes the emulator's etag check atomic, as
+    BigQuery's is (see tests/gcp/fault_proxy.py); the provider's 412 retries do the rest."""
+    atomic = GoogleFaultProxy(bigquery_emulator.host, bigquery_emulator.port, serialize=("PATCH dataset",))
+    provider = BigQueryProvider(gcp_settings(atomic.url, iam_standin.url, tmp_path))
+    inst = Instance(offering("gcp-bigquery"), "scratch", provider.settings)
+    inst.outputs.update(provider.provision(inst.ctx()).outputs)
+    ids = [f"together-{n}" for n in range(4)]
+    with ThreadPoolExecutor(len(ids)) as pool:  # each write carries the etag it read; 412s are retried
+        results = list(pool.map(lambda b: until_done(lambda out: provider.bind(inst.binding(b, out)), {}), ids))
+    access = provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access
+    bound = {e["userByEmail"]: e["role"] for e in access if e.get("userByEmail", "").startswith("moorage-")}
+    assert bound == {r.credentials["email"]: "WRITER" for r in results}
+    with ThreadPoolExecutor(len(ids)) as pool:
+        list(pool.map(lambda pair: provider.unbind(inst.binding(pair[0], pair[1].outputs)), zip(ids, results, strict=True)))
+    access = provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access
+    assert [e for e in access if e.get("userByEmail", "").startswith("moorage-")] == []
+    provider.deprovision(inst.ctx())
+    provider.close()
+    atomic.close()
