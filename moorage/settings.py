@@ -99,7 +99,8 @@ class PlatformSettings:
     router_port: int = 8080
     #: Addresses the router listens on, comma separated (``0.0.0.0`` for every IPv4 one).
     router_addresses: str = "127.0.0.1"
-    #: Seconds an app has to send the first byte of its response before the router answers 504.
+    #: Seconds an app has to start its response (and the longest silence after that) before
+    #: the router answers 504.
     router_first_byte_timeout_seconds: float = 30.0
     #: Seconds a WebSocket connection may stay silent (both ways) before the router closes it.
     router_websocket_idle_seconds: float = 3600.0
