@@ -49,6 +49,9 @@ class RenderOptions:
     #: ``(user, group)`` for the ``user`` directive, or None when not running as root.
     worker_user: tuple[str, str] | None
     worker_processes: int = 2
+    #: The TLS listener's port and its default (certificate, key); 0 and None: no TLS.
+    https_port: int = 0
+    tls: tuple[Path, Path] | None = None
 
 
 def validate_app(app: str) -> str:
@@ -201,6 +204,15 @@ _UPSTREAM = """\
 
 def _app_server(options: RenderOptions) -> str:
     listen = "".join(f"    listen {a}:{options.port} default_server;\n" for a in options.addresses)
+    if options.tls is not None and options.https_port:
+        listen += "".join(
+            f"    listen {a}:{options.https_port} ssl http2 default_server;\n" for a in options.addresses
+        )
+        listen += (
+            f"    ssl_certificate {options.tls[0]};\n    ssl_certificate_key {options.tls[1]};\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "    ssl_session_cache shared:moorage_tls:10m;\n    ssl_session_timeout 1h;\n"
+        )
     log = access_log_path(options.root, "$moorage_app")
     first = int(options.first_byte_timeout)
     return f"""\
