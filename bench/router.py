@@ -5,7 +5,8 @@ issue 12's is no request lost while an app's processes change. Run as
 ``.venv/bin/python -m bench.router`` from the repository root. It deploys
 ``tests/apps/rt_echo`` (web=1) on the local runtime behind its own nginx, then, in the
 same run, drives a bounded number of keep-alive requests from Python threads at the
-router (with the app's Host header) and at the web process's port directly. Then it
+router (with the app's Host header), at its TLS port (keep-alive HTTPS with SNI) and at
+the web process's port directly. Then it
 scales the app between web=2 and web=3 ``BENCH_CHANGES`` times (100) while client
 threads with keep-alive connections send requests, and counts the failed ones.
 Both sides are CPU-bound on the same machine, so the figures compare, not promise.
@@ -17,6 +18,7 @@ import http.client
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import tempfile
 import threading
@@ -41,7 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def drive(port: int) -> tuple[float, list[float], int]:
+def connection(port: int, ca: str | None) -> http.client.HTTPConnection:
+    """A keep-alive connection to 127.0.0.1:``port``; with ``ca``, HTTPS to HOST (SNI) verified by it."""
+    if ca is None:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    context = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection(HOST, port, context=context, timeout=10)
+    conn._create_connection = lambda address, *args: socket.create_connection(  # type: ignore[attr-defined]
+        ("127.0.0.1", address[1]), *args
+    )
+    return conn
+
+
+def drive(port: int, ca: str | None = None) -> tuple[float, list[float], int]:
     """(requests/s, latencies in seconds, failures) for THREADS × REQUESTS requests."""
     latencies: list[float] = []
     failures = 0
@@ -51,7 +65,7 @@ def drive(port: int) -> tuple[float, list[float], int]:
         nonlocal failures
         mine: list[float] = []
         bad = 0
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = connection(port, ca)
         for _ in range(REQUESTS):
             started = time.perf_counter()
             try:
@@ -63,7 +77,7 @@ def drive(port: int) -> tuple[float, list[float], int]:
             except (OSError, http.client.HTTPException):
                 bad += 1
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn = connection(port, ca)
             mine.append(time.perf_counter() - started)
         conn.close()
         with lock:
@@ -88,16 +102,17 @@ def pct(values: list[float], q: float) -> float:
 def throughput(runtime: LocalRuntime, router: Router) -> None:
     [web] = runtime.status("bench")
     assert web.port is not None
-    drive(web.port)  # warm up both paths
+    ca = str(router.root / "tls" / "default.crt")
+    drive(web.port)  # warm up every path
     drive(router.port)
+    drive(router.https_port, ca)
     results = {}
-    for name, port in (
-        ("direct", web.port),
-        ("router", router.port),
-        ("direct", web.port),
-        ("router", router.port),
-    ):
-        rps, lat, bad = drive(port)
+    for name, port, tls in (
+        ("direct", web.port, None),
+        ("router", router.port, None),
+        ("tls", router.https_port, ca),
+    ) * 2:
+        rps, lat, bad = drive(port, tls)
         previous = results.get(name)
         if previous is None or rps > previous[0]:
             results[name] = (rps, lat, bad)
@@ -106,10 +121,11 @@ def throughput(runtime: LocalRuntime, router: Router) -> None:
             f"{name:6}: {rps:8.0f} req/s  p50 {statistics.median(lat) * 1000:6.2f} ms  "
             f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  failures {bad}  ({len(lat)} requests)"
         )
-    direct, routed = results["direct"], results["router"]
-    print(f"router/direct throughput: {routed[0] / direct[0]:.2f}")
-    added = (statistics.median(routed[1]) - statistics.median(direct[1])) * 1000
-    print(f"added p50 latency: {added:.2f} ms")
+    direct = results["direct"]
+    for name in ("router", "tls"):
+        routed = results[name]
+        added = (statistics.median(routed[1]) - statistics.median(direct[1])) * 1000
+        print(f"{name}/direct throughput: {routed[0] / direct[0]:.2f}; added p50 latency: {added:.2f} ms")
 
 
 def endpoint_changes(runtime: LocalRuntime, router: Router) -> None:
@@ -163,7 +179,7 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
     data.chmod(0o755)
     settings = Settings(data_dir=data).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0}
+        platform={"router_port": free_port(), "router_https_port": free_port(), "stop_grace_seconds": 2.0}
     )
     router = Router(settings)
     router.start()
