@@ -171,6 +171,8 @@ _LOG_FORMAT = """\
   map $moorage_app $moorage_logged { "" 0; default 1; }
 """
 
+# A failed connection or a reset before the response goes to the next backend; a timeout
+# does not (a slow app is not sent the same request twice).
 # Connection: "upgrade" only when the client asks for an upgrade (WebSockets); otherwise
 # empty, so the connection to the app stays in the keep-alive pool. Responses are not
 # buffered: server-sent events and other streams reach the client as the app writes them.
@@ -187,7 +189,7 @@ _PROXY = """\
   add_header X-Request-Id $moorage_request_id always;
   proxy_buffering off;
   proxy_connect_timeout 5s;
-  proxy_next_upstream error timeout;
+  proxy_next_upstream error;
   proxy_next_upstream_tries 8;
 """
 
