@@ -1,10 +1,14 @@
-"""Benchmark: requests/s and latency through the router vs straight to one web process.
+"""Benchmark: the router vs straight to one web process, and requests lost to endpoint changes.
 
-Why: issue 3's target is at least 0.8 of direct throughput and under 1 ms added p50.
-Run as ``.venv/bin/python -m bench.router`` from the repository root. It deploys
+Why: issue 3's target is at least 0.8 of direct throughput and under 1 ms added p50;
+issue 12's is no request lost while an app's processes change. Run as
+``.venv/bin/python -m bench.router`` from the repository root. It deploys
 ``tests/apps/rt_echo`` (web=1) on the local runtime behind its own nginx, then, in the
 same run, drives a bounded number of keep-alive requests from Python threads at the
-router (with the app's Host header) and at the web process's port directly.
+router (with the app's Host header), at its TLS port (keep-alive HTTPS with SNI) and at
+the web process's port directly. Then it
+scales the app between web=2 and web=3 ``BENCH_CHANGES`` times (100) while client
+threads with keep-alive connections send requests, and counts the failed ones.
 Both sides are CPU-bound on the same machine, so the figures compare, not promise.
 """
 
@@ -14,6 +18,7 @@ import http.client
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import tempfile
 import threading
@@ -28,6 +33,7 @@ from moorage.settings import Settings
 APP = Path(__file__).resolve().parent.parent / "tests" / "apps" / "rt_echo"
 THREADS = 4
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))  # per thread and target
+CHANGES = int(os.environ.get("BENCH_CHANGES", "100"))
 HOST = "bench.moorage.localhost"
 
 
@@ -37,7 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def drive(port: int) -> tuple[float, list[float], int]:
+def connection(port: int, ca: str | None) -> http.client.HTTPConnection:
+    """A keep-alive connection to 127.0.0.1:``port``; with ``ca``, HTTPS to HOST (SNI) verified by it."""
+    if ca is None:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    context = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection(HOST, port, context=context, timeout=10)
+    conn._create_connection = lambda address, *args: socket.create_connection(  # type: ignore[attr-defined]
+        ("127.0.0.1", address[1]), *args
+    )
+    return conn
+
+
+def drive(port: int, ca: str | None = None) -> tuple[float, list[float], int]:
     """(requests/s, latencies in seconds, failures) for THREADS × REQUESTS requests."""
     latencies: list[float] = []
     failures = 0
@@ -47,7 +65,7 @@ def drive(port: int) -> tuple[float, list[float], int]:
         nonlocal failures
         mine: list[float] = []
         bad = 0
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = connection(port, ca)
         for _ in range(REQUESTS):
             started = time.perf_counter()
             try:
@@ -59,7 +77,7 @@ def drive(port: int) -> tuple[float, list[float], int]:
             except (OSError, http.client.HTTPException):
                 bad += 1
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn = connection(port, ca)
             mine.append(time.perf_counter() - started)
         conn.close()
         with lock:
@@ -81,11 +99,87 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def throughput(runtime: LocalRuntime, router: Router) -> None:
+    [web] = runtime.status("bench")
+    assert web.port is not None
+    ca = str(router.root / "tls" / "default.crt")
+    drive(web.port)  # warm up every path
+    drive(router.port)
+    drive(router.https_port, ca)
+    results = {}
+    for name, port, tls in (
+        ("direct", web.port, None),
+        ("router", router.port, None),
+        ("tls", router.https_port, ca),
+    ) * 2:
+        rps, lat, bad = drive(port, tls)
+        previous = results.get(name)
+        if previous is None or rps > previous[0]:
+            results[name] = (rps, lat, bad)
+    for name, (rps, lat, bad) in results.items():
+        print(
+            f"{name:6}: {rps:8.0f} req/s  p50 {statistics.median(lat) * 1000:6.2f} ms  "
+            f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  failures {bad}  ({len(lat)} requests)"
+        )
+    direct = results["direct"]
+    for name in ("router", "tls"):
+        routed = results[name]
+        added = (statistics.median(routed[1]) - statistics.median(direct[1])) * 1000
+        print(f"{name}/direct throughput: {routed[0] / direct[0]:.2f}; added p50 latency: {added:.2f} ms")
+
+
+def endpoint_changes(runtime: LocalRuntime, router: Router) -> None:
+    """Scale web=2 <-> web=3 CHANGES times under keep-alive load; count failed requests."""
+    runtime.scale("bench", {"web": 2}, lambda _: None)
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/", headers={"Host": HOST})
+                response = conn.getresponse()
+                response.read()
+                good = response.status == 200
+                what = f"status {response.status}"
+            except (OSError, http.client.HTTPException) as exc:
+                good, what = False, repr(exc)
+                conn.close()
+            with lock:
+                counts["ok" if good else "failed"] += 1
+                if not good and len(errors) < 5:
+                    errors.append(what)
+            time.sleep(0.002)  # a steady load, not a saturating one
+        conn.close()
+
+    master = router.master_pid
+    threads = [threading.Thread(target=client) for _ in range(THREADS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    try:
+        for change in range(CHANGES):
+            runtime.scale("bench", {"web": 3 if change % 2 == 0 else 2}, lambda _: None)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    elapsed = time.perf_counter() - started
+    total = counts["ok"] + counts["failed"]
+    print(
+        f"endpoint changes: {CHANGES} scales in {elapsed:.1f} s, {total} keep-alive requests, "
+        f"{counts['failed']} failed {errors}; nginx master unchanged: {router.master_pid == master}"
+    )
+
+
 def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
     data.chmod(0o755)
     settings = Settings(data_dir=data).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0}
+        platform={"router_port": free_port(), "router_https_port": free_port(), "stop_grace_seconds": 2.0}
     )
     router = Router(settings)
     router.start()
@@ -93,30 +187,8 @@ def main() -> None:
     try:
         release = ReleaseSpec("bench", 1, str(APP), {}, {"web": "python3 app.py --port $PORT"})
         runtime.deploy(release, {"web": 1}, lambda _: None)
-        [web] = runtime.status("bench")
-        assert web.port is not None
-        drive(web.port)  # warm up both paths
-        drive(router.port)
-        results = {}
-        for name, port in (
-            ("direct", web.port),
-            ("router", router.port),
-            ("direct", web.port),
-            ("router", router.port),
-        ):
-            rps, lat, bad = drive(port)
-            previous = results.get(name)
-            if previous is None or rps > previous[0]:
-                results[name] = (rps, lat, bad)
-        for name, (rps, lat, bad) in results.items():
-            print(
-                f"{name:6}: {rps:8.0f} req/s  p50 {statistics.median(lat) * 1000:6.2f} ms  "
-                f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  failures {bad}  ({len(lat)} requests)"
-            )
-        direct, routed = results["direct"], results["router"]
-        print(f"router/direct throughput: {routed[0] / direct[0]:.2f}")
-        added = (statistics.median(routed[1]) - statistics.median(direct[1])) * 1000
-        print(f"added p50 latency: {added:.2f} ms")
+        throughput(runtime, router)
+        endpoint_changes(runtime, router)
     finally:
         runtime.close()
         router.stop()

@@ -120,12 +120,19 @@ class PlatformSettings:
     router_port: int = 8080
     #: Addresses the router listens on, comma separated (``0.0.0.0`` for every IPv4 one).
     router_addresses: str = "127.0.0.1"
-    #: Seconds an app has to send the first byte of its response before the router answers 504.
+    #: Seconds an app has to start its response (and the longest silence after that) before
+    #: the router answers 504.
     router_first_byte_timeout_seconds: float = 30.0
     #: Seconds a WebSocket connection may stay silent (both ways) before the router closes it.
     router_websocket_idle_seconds: float = 3600.0
     #: Largest request body the router passes to an app (larger ones get 413).
     router_max_body_mb: int = 100
+    #: Port of the router's TLS listener (HTTP/2 when the client offers it); 0: no TLS.
+    router_https_port: int = 0
+    #: PEM certificate (chain) and key for the TLS listener; empty: a self-signed
+    #: ``*.<base_domain>`` certificate made at the first start.
+    router_tls_cert_file: str = ""
+    router_tls_key_file: str = ""
     allow_registration: bool = True
     deploy_timeout_seconds: float = 60.0
     stop_grace_seconds: float = 10.0

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +256,61 @@ def test_routes_change_through_the_control_socket_only(router: Router, backends:
     folder = router.root / "control"
     assert folder.stat().st_mode & 0o777 == 0o700
     assert folder.stat().st_uid == os.geteuid()
+
+
+@pytest.fixture
+def closing_backend() -> Iterator[int]:
+    """An app server whose keep-alive has just run out each time it answers.
+
+    It answers HTTP/1.1 without ``Connection: close`` and then closes the connection, the
+    way gunicorn or Node close an idle connection when their keep-alive timeout (2 s, 5 s)
+    ends just as the router reuses it. Threads in the test process, a real TCP server.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    body = b"answered"
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            conn.sendall(answer)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_kept_alive_connection_the_app_closed_is_retried(router: Router, closing_backend: int) -> None:
+    router.set_routes("closer", ["closer.moorage.localhost"], [("127.0.0.1", closing_backend)])
+    statuses: list[int] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+        for _ in range(400):
+            conn.request("GET", "/", headers={"Host": "closer.moorage.localhost"})
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The router reuses connections the app already closed; those are retried, never a 502.
+    assert len(statuses) == 1200
+    assert set(statuses) == {200}

@@ -49,6 +49,9 @@ class RenderOptions:
     #: ``(user, group)`` for the ``user`` directive, or None when not running as root.
     worker_user: tuple[str, str] | None
     worker_processes: int = 2
+    #: The TLS listener's port and its default (certificate, key); 0 and None: no TLS.
+    https_port: int = 0
+    tls: tuple[Path, Path] | None = None
 
 
 def validate_app(app: str) -> str:
@@ -168,6 +171,8 @@ _LOG_FORMAT = """\
   map $moorage_app $moorage_logged { "" 0; default 1; }
 """
 
+# A failed connection or a reset before the response goes to the next backend; a timeout
+# does not (a slow app is not sent the same request twice).
 # Connection: "upgrade" only when the client asks for an upgrade (WebSockets); otherwise
 # empty, so the connection to the app stays in the keep-alive pool. Responses are not
 # buffered: server-sent events and other streams reach the client as the app writes them.
@@ -184,7 +189,7 @@ _PROXY = """\
   add_header X-Request-Id $moorage_request_id always;
   proxy_buffering off;
   proxy_connect_timeout 5s;
-  proxy_next_upstream error timeout;
+  proxy_next_upstream error;
   proxy_next_upstream_tries 8;
 """
 
@@ -201,6 +206,15 @@ _UPSTREAM = """\
 
 def _app_server(options: RenderOptions) -> str:
     listen = "".join(f"    listen {a}:{options.port} default_server;\n" for a in options.addresses)
+    if options.tls is not None and options.https_port:
+        listen += "".join(
+            f"    listen {a}:{options.https_port} ssl http2 default_server;\n" for a in options.addresses
+        )
+        listen += (
+            f"    ssl_certificate {options.tls[0]};\n    ssl_certificate_key {options.tls[1]};\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "    ssl_session_cache shared:moorage_tls:10m;\n    ssl_session_timeout 1h;\n"
+        )
     log = access_log_path(options.root, "$moorage_app")
     first = int(options.first_byte_timeout)
     return f"""\

@@ -28,6 +28,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from moorage.errors import ConfigurationError, ConflictError, Error
@@ -43,6 +44,7 @@ from moorage.platform.router.config import (
     render,
     validate_app,
 )
+from moorage.platform.router.tls import default_pair
 from moorage.platform.runtime.limits import app_user
 from moorage.settings import Settings
 
@@ -78,6 +80,7 @@ class Router:
             first_byte_timeout=platform.router_first_byte_timeout_seconds,
             websocket_idle=platform.router_websocket_idle_seconds,
             worker_user=(self._user.name, self._user.group) if self._user.drop else None,
+            https_port=platform.router_https_port,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -102,6 +105,9 @@ class Router:
                 return
             self._check_modules()
             self._prepare_dirs()
+            if self._options.https_port:
+                # Checked (or made) before nginx starts, so a bad pair is a clear error.
+                self._options = replace(self._options, tls=self._tls_pair())
             self._stop_stale()
             # A master killed without its exit handler leaves the socket file, and bind fails.
             control_socket(self.root).unlink(missing_ok=True)
@@ -135,6 +141,11 @@ class Router:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def https_port(self) -> int:
+        """The TLS listener's port; 0 when TLS is off."""
+        return self._options.https_port
 
     @property
     def url(self) -> str:
@@ -239,6 +250,11 @@ class Router:
             except Error:
                 time.sleep(0.01)
         raise Error(f"the router did not answer within {_START_TIMEOUT:.0f}s: {self._error_tail()}")
+
+    def _tls_pair(self) -> tuple[Path, Path]:
+        platform = self.settings.platform
+        cert, key = platform.router_tls_cert_file, platform.router_tls_key_file
+        return default_pair(self.root, platform.base_domain, cert, key)
 
     def _check_modules(self) -> None:
         missing = [name for name in LUA_MODULES if not (MODULES / name).exists()]

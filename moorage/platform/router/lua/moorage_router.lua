@@ -70,44 +70,53 @@ function M.has_backends(app)
     return (list ~= nil and #list > 0) and "1" or "0"
 end
 
+local function use(ctx, peer)
+    local peers = ctx.moorage_peers
+    peers[#peers + 1] = peer
+    routes:incr("b:" .. peer, 1, 0)
+    local ip, port = peer:match(PEER)
+    if ip == nil then
+        ip, port = peer:match(PEER6)
+    end
+    local ok, err = balancer.set_current_peer(ip, tonumber(port))
+    if not ok then
+        ngx.log(ngx.ERR, "moorage: cannot use backend ", peer, ": ", err)
+        return ngx.exit(502)
+    end
+end
+
 --- balancer_by_lua: the next live backend of the app not tried yet by this request.
---- Retries (connect failures, resets before a response) go to another backend.
+--- Retries (connect failures, resets before a response) go to another backend; when all
+--- were tried and nginx still allows a try (it adds one when a kept-alive connection
+--- turns out closed), the next one again, on a new connection.
 function M.balance()
     local ctx = ngx.ctx
     local app = ngx.var.moorage_app
     local list = peers_of(app) or {}
+    local n = #list
+    if n == 0 then
+        return ngx.exit(502)
+    end
     local tried = ctx.moorage_tried
     if tried == nil then
         tried = {}
         ctx.moorage_tried = tried
         ctx.moorage_peers = {}
-        if #list > 1 then
-            balancer.set_more_tries(#list - 1)
+        if n > 1 then
+            balancer.set_more_tries(n - 1)
         end
     end
-    local n = #list
     local start = position[app] or 0
     for i = 0, n - 1 do
         local peer = list[(start + i) % n + 1]
         if not tried[peer] then
             position[app] = (start + i + 1) % n
             tried[peer] = true
-            local peers = ctx.moorage_peers
-            peers[#peers + 1] = peer
-            routes:incr("b:" .. peer, 1, 0)
-            local ip, port = peer:match(PEER)
-            if ip == nil then
-                ip, port = peer:match(PEER6)
-            end
-            local ok, err = balancer.set_current_peer(ip, tonumber(port))
-            if not ok then
-                ngx.log(ngx.ERR, "moorage: cannot use backend ", peer, ": ", err)
-                return ngx.exit(502)
-            end
-            return
+            return use(ctx, peer)
         end
     end
-    return ngx.exit(502)
+    position[app] = (start + 1) % n
+    return use(ctx, list[start % n + 1])
 end
 
 --- log_by_lua: the request no longer occupies the backends it tried.

@@ -1,0 +1,116 @@
+"""The router's default TLS certificate: the operator's, or one made for ``*.<base domain>``.
+
+Why checked here: nginx refuses a key that does not match its certificate only when it
+starts, with an OpenSSL error in its log; Moorage checks the pair first (and that the
+certificate has not expired) and says what is wrong. When the operator gives no
+certificate, a self-signed one for ``*.<base domain>`` and the base domain itself is
+made once (on the first start, which is the install) with ``cryptography`` and kept in
+``<data dir>/router/tls/``, key 0600; a new one is made when the base domain changes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from moorage.errors import ConfigurationError
+
+SELF_SIGNED_DAYS = 825
+
+
+def default_pair(root: Path, base_domain: str, cert_file: str, key_file: str) -> tuple[Path, Path]:
+    """(certificate, key) files for the router's TLS listener, checked."""
+    if cert_file or key_file:
+        if not (cert_file and key_file):
+            raise ConfigurationError("router_tls_cert_file and router_tls_key_file go together: set both")
+        cert, key = Path(cert_file), Path(key_file)
+        check_pair(_read(cert, "certificate"), _read(key, "key"))
+        return cert, key
+    folder = root / "tls"
+    cert, key = folder / "default.crt", folder / "default.key"
+    if not _covers(cert, base_domain):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        _write_self_signed(cert, key, base_domain)
+    return cert, key
+
+
+def check_pair(cert_pem: bytes, key_pem: bytes) -> x509.Certificate:
+    """The leaf certificate of ``cert_pem`` if ``key_pem`` is its key and it is valid now."""
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        raise ConfigurationError("the TLS certificate is not a PEM certificate (chain)") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigurationError("the TLS key is not an unencrypted PEM private key") from None
+    leaf = chain[0]
+    if leaf.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
+        raise ConfigurationError("the TLS key does not belong to the certificate (their public keys differ)")
+    now = datetime.datetime.now(datetime.UTC)
+    if leaf.not_valid_after_utc <= now:
+        raise ConfigurationError(f"the TLS certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
+    if leaf.not_valid_before_utc > now:
+        raise ConfigurationError(
+            f"the TLS certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}"
+        )
+    return leaf
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
+
+
+def _covers(cert: Path, base_domain: str) -> bool:
+    """Whether the self-signed certificate exists, names ``*.<base_domain>`` and is valid a month on."""
+    try:
+        leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    return f"*.{base_domain}" in names.get_values_for_type(x509.DNSName) and leaf.not_valid_after_utc > soon
+
+
+def _write_self_signed(cert: Path, key_path: Path, base_domain: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{base_domain}")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(f"*.{base_domain}"), x509.DNSName(base_domain)]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = key_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key_bytes)
+    os.replace(tmp, key_path)
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
