@@ -11,7 +11,8 @@ so nothing above has to remember them:
   ``maximum_polling_duration`` (or our own limit), the operation then counting as failed;
 - orphan mitigation: after a 5xx, a timeout or a failed async provision/bind, DELETE the
   resource (retried) so nothing is left behind at the broker; an accepted DELETE is
-  polled within the same plan's limit only (the broker finishes it on its own);
+  polled within the same plan's limit only (the broker finishes it on its own); a 4xx is
+  a refusal instead (``osb_errors.Refusal``): nothing exists at the broker to clean up;
 - the catalog fetched with ``If-None-Match`` when the broker gave an ETag.
 """
 

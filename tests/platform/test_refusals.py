@@ -30,6 +30,7 @@ from moorage.settings import Settings
 from moorage.store import models as broker_models
 from tests.fixtures.broker import PASSWORD, RunningBroker
 from tests.fixtures.platform import Cli, Controller, InertRuntime, serve_controller
+from tests.polling import wait_for
 
 #: A Moorage catalog whose one plan publishes no parameter schema: the platform passes
 #: parameters on (schemas are optional in OSB), and the broker refuses them with a 400.
@@ -282,6 +283,14 @@ def test_a_moorage_broker_answering_400_leaves_nothing_behind(
     r = admin.patch("/v2/services/kept", json={"parameters": {"steps": 1}})
     assert r.status_code == 400 and "takes no parameters for service instance update" in r.json()["message"]
 
+    # Without waiting: the 202 shows it creating, then the refusal removes it.
+    r = admin.post(
+        "/v2/services",
+        json={"service": "strict", "plan": "bare", "name": "z", "parameters": {"steps": 1}, "wait": False},
+    )
+    assert r.status_code == 202 and r.json()["state"] == "creating", r.text
+    wait_for(lambda: admin.get("/v2/services/z").status_code == 404, what="the refused instance to go")
+
     assert seen(admin) == before, "no binding, release or config change; the instance as it was"
     assert held(strict_broker) == at_broker
     status, last = create(admin, "strict", "bare", "z")
@@ -376,6 +385,20 @@ def test_cli_refusals_change_nothing_and_the_name_is_free(
         "instance create; remove steps\n"
     )
     assert state() == before
+    cli.ok("services:create", "strict", "bare", "kept")
+    before = state()
+    out = refused(cli, "services:bind", "kept", "-a", "shop", "-p", '{"steps": 1}')
+    assert (
+        "Error: the broker refused the request: 400 plan 'bare' takes no parameters for service binding"
+        in out
+    )
+    out = refused(cli, "services:update", "kept", "-p", '{"steps": 1}')
+    assert (
+        "Error: the broker refused the request: 400 plan 'bare' takes no parameters for service instance"
+        in out
+    )
+    assert state() == before
+    assert json.loads(cli.ok("services:info", "kept", "--json"))["bindings"] == []
     assert "y is ready (strict bare)" in cli.ok("services:create", "strict", "bare", "y")
 
 

@@ -402,3 +402,36 @@ def test_rollback_past_an_unbind_does_not_bring_back_the_revoked_credentials(ctl
     after = config(alice, "shop")
     assert after["GREETING"] == "old", "the rest of the config is the target's"
     assert not [k for k in after if k.startswith("NOOP_") or k == "VCAP_SERVICES"], after
+
+
+def test_a_failed_rollout_undoes_bind_and_rotate(
+    ctl: Controller, noop_broker: RunningBroker, inert_runtime: InertRuntime
+) -> None:
+    """The bind/rotate saga: when the release cannot be deployed, the new binding is given back
+    at the broker and forgotten, and the app keeps the credentials it had."""
+    from tests.fixtures.platform import deploy_tarball, tar_of
+
+    alice = ctl.user("alice")
+    alice.post("/v2/apps", json={"id": "shop"})
+    deploy_tarball(alice, "shop", tar_of({"Procfile": "web: sleep 1000\n"}))
+    for name in ("cache", "cache2"):
+        assert create(alice, name)[0] == 200
+    assert alice.post("/v2/services/cache/bindings", json={"app": "shop"}).status_code == 201
+    bound, at_broker = config(alice, "shop"), broker_bindings(noop_broker)
+
+    inert_runtime.fail_deploys = True
+    r = alice.post("/v2/services/cache/bindings/shop/rotate")
+    assert r.status_code == 422 and "failed to deploy" in r.json()["message"], r.text
+    r = alice.post("/v2/services/cache2/bindings", json={"app": "shop", "as": "second"})
+    assert r.status_code == 422 and "failed to deploy" in r.json()["message"], r.text
+    assert config(alice, "shop") == bound
+    assert broker_bindings(noop_broker) == at_broker
+    assert alice.get("/v2/services/cache").json()["bindings"] == [
+        {"app": "shop", "as": "NOOP", "state": "bound"}
+    ]
+    assert alice.get("/v2/services/cache2").json()["bindings"] == []
+
+    inert_runtime.fail_deploys = False
+    assert alice.post("/v2/services/cache/bindings/shop/rotate").status_code == 200
+    assert config(alice, "shop")["NOOP_PASSWORD"] != bound["NOOP_PASSWORD"]
+    assert broker_bindings(noop_broker) == at_broker

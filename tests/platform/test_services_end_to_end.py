@@ -86,6 +86,13 @@ def test_create_bind_use_unbind_rebind_rotate(live: LivePlatform, cli: Cli) -> N
     assert "postgresql" in market and "redis" in market
     assert "connection_limit (integer)" in cli.ok("marketplace", "postgresql")
 
+    # Refused parameters leave nothing behind: the name is free at once (issue 16).
+    result = cli("services:create", "postgresql", "shared-small", "db", "-p", '{"connection_limit": 500}')
+    assert result.exit_code == 1, result.output
+    assert result.output.endswith(
+        "Error: invalid parameter 'connection_limit': 500 is greater than the maximum of 20\n"
+    )
+    assert json.loads(cli.ok("services", "--json")) == []
     assert "db is ready" in cli.ok("services:create", "postgresql", "shared-small", "db")
     assert "cache is ready" in cli.ok("services:create", "redis", "shared", "cache")
     out = cli.ok("services:bind", "db", "-a", "shop")

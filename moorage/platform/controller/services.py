@@ -9,7 +9,11 @@ way the job keeps going if the client goes away, and it always ends: the OSB cli
 gives up after the plan's ``maximum_polling_duration`` or the controller's own
 ``osb_max_polling_seconds``, and the instance is then ``failed`` with that reason.
 Before anything is recorded the broker's catalog is re-fetched, which makes a broker
-that is down fail the request at once with a readable error and no row.
+that is down fail the request at once with a readable error and no row, and the
+parameters are checked against the plan's published schema (``plan_parameters``).
+A refusal by the broker (a 4xx, see ``osb_errors``) changes nothing: a refused
+provision removes the row again, so the name is free at once; a refused update puts
+the row back exactly as it was. Only a failure (5xx, time-out) leaves a ``failed`` row.
 """
 
 from __future__ import annotations
