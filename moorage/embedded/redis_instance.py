@@ -349,12 +349,18 @@ class InstanceServer:
     # -- probes ------------------------------------------------------------------------
 
     def _is_ours(self, pid: int) -> bool:
-        """A live redis-server (not a zombie, not a recycled pid of something else)."""
+        """This instance's live redis-server: not a zombie, not a recycled pid after a reboot.
+
+        Redis runs in its ``dir`` (our ``data/``), which tells it apart from another
+        instance's server that got the same pid.
+        """
         if not pid_alive(pid):
             return False
         try:
-            return Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
-        except OSError:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "redis-server":
+                return False
+            return os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(self.data)
+        except OSError:  # gone, or another user's (ours run as Moorage's service user)
             return False
 
     def _password(self) -> str:
