@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class Background(Protocol):
+    """What the entry points stop at the end: servers, and the dedicated Redis servers."""
+
     def stop(self) -> None: ...
 
 
@@ -28,6 +30,8 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
     providers = {o.provider for o in catalog.offerings}
     started: list[Background] = []
     services: dict[str, str] = {}
+    if has_dedicated_redis(catalog):  # the supervisors of the broker processes start them
+        started.append(DedicatedServers(settings.data_dir))
     if "postgres" in providers and not settings.services.postgres_admin_url:
         server = EmbeddedPostgres(settings.data_dir)
         services["postgres_admin_url"] = server.start()
@@ -38,8 +42,6 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
         services["redis_admin_url"] = redis.start()
         started.append(redis)
         log.info("embedded Redis ready on port %s", redis.port)
-    if has_dedicated_redis(catalog):
-        started.append(DedicatedServers(settings.data_dir))  # started by the supervisors
     if services:
         settings = settings.with_group(services=services)
     return settings, started
