@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -330,13 +331,13 @@ class InstanceServer:
         write_private(self.acl_file, ("\n".join(lines) + "\n").encode())
         user.chown(self.acl_file)
 
-    def _listen(self, state: dict) -> None:
+    def _listen(self, state: dict[str, Any]) -> None:
         """Make the running server listen on 127.0.0.1 and every binding's address."""
         addresses = [LOOPBACK, *sorted(set(state["bindings"].values()))]
         with self.admin() as client:
             client.config_set("bind", " ".join(addresses))
 
-    def _addresses(self) -> dict:
+    def _addresses(self) -> dict[str, Any]:
         try:
             return json.loads(self.addresses_file.read_text())
         except FileNotFoundError:
