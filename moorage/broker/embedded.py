@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class Background(Protocol):
+    """What the entry points stop at the end: servers, and the dedicated Redis servers."""
+
     def stop(self) -> None: ...
 
 
@@ -28,6 +30,8 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
     providers = {o.provider for o in catalog.offerings}
     started: list[Background] = []
     services: dict[str, str] = {}
+    if has_dedicated_redis(catalog):  # the supervisors of the broker processes start them
+        started.append(DedicatedServers(settings.data_dir))
     if "postgres" in providers and not settings.services.postgres_admin_url:
         server = EmbeddedPostgres(settings.data_dir)
         services["postgres_admin_url"] = server.start()
@@ -43,8 +47,6 @@ def start_embedded(settings: Settings, catalog: Catalog) -> tuple[Settings, list
         services["mysql_admin_url"] = mariadb.start()
         started.append(mariadb)
         log.info("embedded MariaDB ready on port %s", mariadb.port)
-    if has_dedicated_redis(catalog):
-        started.append(DedicatedServers(settings.data_dir))  # started by the supervisors
     if services:
         settings = settings.with_group(services=services)
     return settings, started

@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -330,13 +331,13 @@ class InstanceServer:
         write_private(self.acl_file, ("\n".join(lines) + "\n").encode())
         user.chown(self.acl_file)
 
-    def _listen(self, state: dict) -> None:
+    def _listen(self, state: dict[str, Any]) -> None:
         """Make the running server listen on 127.0.0.1 and every binding's address."""
         addresses = [LOOPBACK, *sorted(set(state["bindings"].values()))]
         with self.admin() as client:
             client.config_set("bind", " ".join(addresses))
 
-    def _addresses(self) -> dict:
+    def _addresses(self) -> dict[str, Any]:
         try:
             return json.loads(self.addresses_file.read_text())
         except FileNotFoundError:
@@ -349,12 +350,18 @@ class InstanceServer:
     # -- probes ------------------------------------------------------------------------
 
     def _is_ours(self, pid: int) -> bool:
-        """A live redis-server (not a zombie, not a recycled pid of something else)."""
+        """This instance's live redis-server: not a zombie, not a recycled pid after a reboot.
+
+        Redis runs in its ``dir`` (our ``data/``), which tells it apart from another
+        instance's server that got the same pid.
+        """
         if not pid_alive(pid):
             return False
         try:
-            return Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
-        except OSError:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "redis-server":
+                return False
+            return os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(self.data)
+        except OSError:  # gone, or another user's (ours run as Moorage's service user)
             return False
 
     def _password(self) -> str:

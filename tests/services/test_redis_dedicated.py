@@ -358,3 +358,19 @@ def test_the_asynchronous_path_through_the_worker(make_dedicated_broker: Any, tm
         app_client(creds["uri"]).ping()
     assert osb.deprovision(iid, sid, pid).status_code == 202
     assert osb.wait(iid).status_code == 410
+
+
+def test_a_pidfile_naming_another_instances_server_is_not_taken_for_a_running_server(
+    osb: OsbClient, dedicated_data_dir: Path
+) -> None:
+    """After a reboot pids are handed out again: a stale pidfile may name another redis-server."""
+    a, b = Instance(osb, dedicated_data_dir), Instance(osb, dedicated_data_dir)
+    (_, ca), _ = a.bind(), b.bind()
+    app_client(ca["uri"]).set("k", "v")
+    pid_a, pid_b = read_pidfile(a.server.pid_file), read_pidfile(b.server.pid_file)
+    assert pid_a is not None and pid_b is not None
+    a.server.pid_file.write_text(f"{pid_b}\n")
+    os.kill(pid_a, signal.SIGKILL)
+    wait_for(lambda: _answers(ca["uri"]), timeout=20, what="instance a's server to be started again")
+    assert app_client(ca["uri"]).get("k") == "v"
+    assert read_pidfile(b.server.pid_file) == pid_b  # b's server was left alone

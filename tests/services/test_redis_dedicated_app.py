@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from moorage.embedded.redis_instance import INSTANCES_DIR
 from tests.fixtures.broker import PASSWORD, RunningBroker
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
 
@@ -55,12 +56,16 @@ def client(**kwargs: Any) -> redis.Redis:
 
 @pytest.mark.slow
 def test_an_ioredis4_app_uses_a_dedicated_redis_without_knowing_about_prefixes(
-    live: LivePlatform, cli: Cli
+    live: LivePlatform, cli: Cli, dedicated_data_dir: Path
 ) -> None:
     shutil.copytree(APPS_DIR / "redis_ioredis4", cli.cwd, dirs_exist_ok=True)
     for app in ("queue", "worker"):
         cli.ok("apps:create", app)
         cli.ok("deploy", "-a", app)
+    result = cli("services:create", "redis", "dedicated", "big", "-p", '{"maxmemory_mb": 100000}')
+    assert result.exit_code == 1 and "maxmemory_mb" in result.output
+    assert not (dedicated_data_dir / INSTANCES_DIR).exists()  # no server was created for it
+    assert "maxmemory_policy (string)" in cli.ok("marketplace", "redis")
     assert "jobs is ready" in cli.ok("services:create", "redis", "dedicated", "jobs")
     assert "REDIS_URL" in cli.ok("services:bind", "jobs", "-a", "queue")
 
