@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
 
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from moorage.settings import Settings
+from tests.fixtures.kube_local import LocalLaunch
 from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.kubernetes import ControlPlane
 from tests.fixtures.platform import Controller, serve_controller
@@ -44,6 +47,21 @@ def kube_settings(data_dir: Path, kube: ControlPlane, prefix: str, **kubernetes_
             **kubernetes_settings,
         },
     )
+
+
+def run_slug_locally(pod: Any, env: dict[str, str]) -> LocalLaunch:
+    """The slug-runner image's entry point, played locally: here the slug is a directory."""
+    slug = Path(env["SLUG_URL"])
+    command = pod.spec.containers[0].args[0]
+    return LocalLaunch(argv=["bash", "-c", command], env={"PATH": os.environ["PATH"], **env}, cwd=slug)
+
+
+@pytest.fixture
+def running_locally(kube_node: NodeStandIn) -> Iterator[NodeStandIn]:
+    """The node stand-in runs pods' commands as local processes while the test runs."""
+    kube_node.run_locally = run_slug_locally
+    yield kube_node
+    kube_node.run_locally = None
 
 
 @pytest.fixture

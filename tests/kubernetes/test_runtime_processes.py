@@ -10,13 +10,11 @@ one does: ``pods/log`` on the API server, proxied to the (stand-in) kubelet.
 
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.fixtures.kube_node import LocalLaunch, NodeStandIn
+from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.platform import deploy_tarball, tar_of
 from tests.kubernetes.conftest import KubePlatform
 from tests.polling import wait_for
@@ -25,20 +23,6 @@ SOURCE = {
     "Procfile": "web: python3 -m http.server $PORT\nrelease: echo migrating with $GREETING\n",
     "marker.txt": "from the slug\n",
 }
-
-
-def run_slug_locally(pod, env: dict[str, str]) -> LocalLaunch:
-    """The slug-runner's entry point, played locally: the slug is a directory here."""
-    slug = Path(env["SLUG_URL"])
-    command = pod.spec.containers[0].args[0]
-    return LocalLaunch(argv=["bash", "-c", command], env={"PATH": os.environ["PATH"], **env}, cwd=slug)
-
-
-@pytest.fixture
-def running_locally(kube_node: NodeStandIn):
-    kube_node.run_locally = run_slug_locally
-    yield kube_node
-    kube_node.run_locally = None
 
 
 @pytest.fixture

@@ -1,0 +1,103 @@
+"""What Kubernetes refuses fails a deploy or a scale at once, with its reason; old Secrets go.
+
+Pods that cannot be placed (``FailedScheduling``: the node stand-in offers 16 CPUs) and
+pods a ResourceQuota refuses (``FailedCreate``, from the real quota admission and quota
+controller) will not appear by waiting, so the runtime does not wait for them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from moorage.clients.kubernetes import KubeApi
+from moorage.errors import ConfigurationError, InvalidParametersError, UnprocessableError
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.platform.runtime.kubernetes import KubernetesRuntime
+from tests.fixtures.kube_node import NodeStandIn
+from tests.fixtures.kubernetes import ControlPlane
+from tests.fixtures.platform import deploy_tarball, tar_of
+from tests.kubernetes.conftest import DEPLOY_TIMEOUT, KubePlatform, kube_settings
+from tests.polling import wait_for
+
+
+def _spec(app: str, version: int) -> ReleaseSpec:
+    return ReleaseSpec(
+        app=app, version=version, slug="/nonexistent", env={"A": "1"}, processes={"web": "serve"}
+    )
+
+
+def test_pods_no_node_can_hold_fail_the_deploy_with_the_schedulers_reason(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, prefix, process_resources="web=cpu:64/64"))
+    progress: list[str] = []
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnprocessableError) as failure:
+            runtime.deploy(_spec("big", 2), {"web": 1}, progress.append)
+        assert time.monotonic() - started < DEPLOY_TIMEOUT
+        assert "FailedScheduling" in failure.value.message and "Insufficient cpu" in failure.value.message
+        assert "nothing else was running" in failure.value.message
+        assert any("FailedScheduling" in line for line in progress)
+    finally:
+        runtime.destroy("big")
+        runtime.close()
+
+
+def test_scaling_past_a_resource_quota_fails_fast_and_puts_the_count_back(
+    kube_platform: KubePlatform,
+) -> None:
+    kp = kube_platform
+    client = kp.controller.user("alice")
+    client.post("/v2/apps", json={"id": "quota"})
+    deploy_tarball(client, "quota", tar_of({"Procfile": "web: serve\n"}))
+    ns = kp.namespace("quota")
+    kp.core.create_namespaced_resource_quota(
+        ns, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "2"}}}
+    )
+    wait_for(
+        lambda: (kp.core.read_namespaced_resource_quota("pods", ns).status.used or {}).get("pods") == "1",
+        timeout=30,
+        what="the quota controller counting the pod",
+    )
+    started = time.monotonic()
+    r = client.post("/v2/apps/quota/scale", json={"web": 4})
+    assert r.status_code == 422
+    assert time.monotonic() - started < DEPLOY_TIMEOUT
+    assert "FailedCreate" in r.json()["message"] and "exceeded quota" in r.json()["message"]
+    assert kp.apps.read_namespaced_deployment("web", ns).spec.replicas == 1
+    assert client.get("/v2/apps/quota/pods").json()["results"][0]["state"] == "up"
+
+
+def test_secrets_of_releases_no_replicaset_keeps_are_deleted(kube_platform: KubePlatform) -> None:
+    kp = kube_platform
+    client = kp.controller.user("alice")
+    client.post("/v2/apps", json={"id": "many"})
+    deploy_tarball(client, "many", tar_of({"Procfile": "web: serve\n"}))
+    for n in range(8):
+        assert client.post("/v2/apps/many/config", json={"values": {"N": str(n)}}).status_code == 201
+    secrets = {s.metadata.name for s in kp.core.list_namespaced_secret(kp.namespace("many")).items}
+    assert "many-v10-env" in secrets and "many-v2-env" not in secrets
+    replicasets = kp.apps.list_namespaced_replica_set(kp.namespace("many")).items
+    referenced = {rs.spec.template.spec.containers[0].env_from[0].secret_ref.name for rs in replicasets}
+    assert {s for s in secrets if s.endswith("-env")} <= referenced | {"many-v10-env"}
+
+
+def test_api_errors_name_the_problem(kube: ControlPlane, tmp_path: Path) -> None:
+    api = KubeApi(str(kube.kubeconfig))
+    try:
+        with pytest.raises(InvalidParametersError) as invalid:
+            api.create("namespace", "", {"metadata": {"name": "Not_A_Label"}})
+        assert "Not_A_Label" in invalid.value.message
+        assert api.get("namespace", "", "no-such-namespace") is None
+        assert api.delete("namespace", "", "no-such-namespace") is False
+    finally:
+        api.close()
+    with pytest.raises(ConfigurationError) as missing:
+        KubeApi(str(tmp_path / "no-kubeconfig"))
+    assert "no-kubeconfig" in missing.value.message
