@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 
 from moorage.platform.api.auth import platform, user
 from moorage.platform.api.bodies import json_object
-from moorage.platform.controller import apps
+from moorage.platform.controller import apps, teardown
 
 bp = Blueprint("apps", __name__, url_prefix="/v2/apps")
 
@@ -29,5 +29,5 @@ def info(app: str):  # type: ignore[no-untyped-def]
 
 @bp.delete("/<app>")
 def destroy(app: str):  # type: ignore[no-untyped-def]
-    apps.destroy(platform(), user(), app)
+    teardown.destroy_app(platform(), user(), app)
     return "", 204

@@ -21,7 +21,7 @@ from moorage.errors import Error
 from moorage.platform.api.auth import platform, user
 from moorage.platform.api.bodies import Collector, json_object
 from moorage.platform.api.streaming import stream_job
-from moorage.platform.controller import bindings, services
+from moorage.platform.controller import bindings, services, teardown
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def update(name: str):  # type: ignore[no-untyped-def]
 @bp.delete("/<name>")
 def destroy(name: str):  # type: ignore[no-untyped-def]
     output = Collector()
-    services.destroy(platform(), user(), name, _flag(request.args.get("unbind"), False), output)
+    teardown.destroy_service(platform(), user(), name, _flag(request.args.get("unbind"), False), output)
     return jsonify({"output": output.lines})
 
 

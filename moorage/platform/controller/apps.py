@@ -1,4 +1,4 @@
-"""Apps: names, who may use them, creation, listing, destruction and sharing.
+"""Apps: names, who may use them, creation, listing and sharing (destruction: teardown.py).
 
 Why 404 for other people's apps: answering "forbidden" would confirm that the name
 exists. :func:`find` is the single access check every other controller function goes
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import shutil
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -19,13 +18,12 @@ from sqlalchemy.orm import Session
 
 from moorage.errors import (
     ConflictError,
-    Error,
     InvalidParametersError,
     NotFoundError,
     PermissionDeniedError,
 )
 from moorage.platform.controller.context import Platform, Principal
-from moorage.store.apps import App, Build, ConfigVars, Domain, Formation, Perm, Release, User
+from moorage.store.apps import App, ConfigVars, Domain, Formation, Perm, Release, User
 
 log = logging.getLogger(__name__)
 
@@ -143,43 +141,6 @@ def list_apps(platform: Platform, who: Principal) -> list[dict[str, Any]]:
 def info(platform: Platform, who: Principal, name: str) -> dict[str, Any]:
     with platform.db.sessions() as s:
         return describe(platform, s, find(s, who, name))
-
-
-def destroy(platform: Platform, who: Principal, name: str) -> None:
-    """Unbind its services, stop every process, forget the app and its files (owner or admin)."""
-    with platform.db.unit_of_work() as s:
-        app = find(s, who, name)
-        if app.owner_id != who.id and not who.is_admin:
-            raise PermissionDeniedError(f"only the owner of {name!r} or an admin can destroy it")
-    with platform.app_lock(name):
-        from moorage.platform.controller import bindings  # (bindings imports this module)
-
-        # Services first: if a broker is down this fails while the app is still whole.
-        bindings.unbind_app(platform, who, name)  # its credentials stop working at the broker
-        platform.runtime.destroy(name)  # also removes its routes, custom domains included
-        with platform.db.unit_of_work() as s:
-            app = find(s, who, name)
-            refs = list(s.scalars(select(Build.artifact).where(Build.app_id == app.id)))
-            s.delete(app)
-        _forget_slugs(platform, name, refs)
-        shutil.rmtree(platform.slugs_dir / name, ignore_errors=True)
-        # Its git repository and build cache too: a new app of that name starts clean.
-        data_dir = platform.settings.data_dir
-        shutil.rmtree(data_dir / "git" / f"{name}.git", ignore_errors=True)
-        shutil.rmtree(data_dir / "build-cache" / name, ignore_errors=True)
-    log.info("app destroyed", extra={"app": name, "user": who.username})
-
-
-def _forget_slugs(platform: Platform, name: str, refs: list[str]) -> None:
-    """Delete the app's slugs from the slug store (S3 too); failures are logged, not raised."""
-    from moorage.platform.builder import slugs  # the builder is loaded only when needed
-
-    try:
-        store = slugs.store_from_settings(platform.settings)
-    except Error as exc:
-        log.warning("the slugs of %s were not deleted: %s", name, exc.message, extra={"app": name})
-        return
-    slugs.forget_app(store, name, refs)
 
 
 def _owner_or_admin(session: Session, who: Principal, name: str) -> App:

@@ -294,26 +294,21 @@ def update(
     return info(platform, who, name)
 
 
-def destroy(platform: Platform, who: Principal, name: str, unbind: bool, progress: Progress) -> None:
-    """Deprovision at the broker, then forget. Refused while bound unless ``unbind``."""
-    from moorage.platform.controller import bindings
-
+def bound_apps(platform: Platform, who: Principal, name: str) -> list[str]:
+    """The names of the apps an instance is bound to, sorted."""
     with platform.db.unit_of_work() as s:
         inst = find(s, who, name)
-        bound = sorted(
+        return sorted(
             s.scalars(
                 select(App.name)
                 .join(ServiceBinding, ServiceBinding.app_id == App.id)
                 .where(ServiceBinding.instance_id == inst.id)
             )
         )
-    if bound and not unbind:
-        raise ConflictError(
-            f"{name} is bound to {', '.join(bound)}; unbind it first (`moorage services:unbind {name} -a APP`) "
-            "or destroy with --unbind"
-        )
-    for app in bound:
-        bindings.unbind(platform, who, name, app, progress)
+
+
+def deprovision(platform: Platform, who: Principal, name: str, progress: Progress) -> None:
+    """Deprovision an instance that has no bindings at its broker, then forget it."""
     with platform.app_lock(f"service/{name}"):
         with platform.db.unit_of_work() as s:
             inst = find(s, who, name)
