@@ -158,45 +158,9 @@ def run_step(
         )
     except OSError as e:
         raise BuildFailed(f"could not start the {what} ({argv[0]}): {e.strerror}") from None
-    captured: list[bytes] = []
-    timed_out = False
-    sel = selectors.DefaultSelector()
-    assert proc.stdout is not None
-    sel.register(proc.stdout, selectors.EVENT_READ, "out")
-    if capture_stdout:
-        assert proc.stderr is not None
-        sel.register(proc.stderr, selectors.EVENT_READ, "err")
-    partial = {"out": b"", "err": b""}
-
-    def emit(chunk: bytes, final: bool = False) -> bytes:
-        *lines, rest = chunk.split(b"\n")
-        if final and rest:
-            lines, rest = [*lines, rest], b""
-        for raw in lines:
-            if progress is not None:
-                progress(raw.decode("utf-8", "replace").rstrip("\r"))
-        return rest
-
+    output = _Output(proc, capture_stdout, progress)
     try:
-        while sel.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            # After the main process exits, stragglers holding the pipe get a short grace.
-            timeout = min(remaining, 0.5) if proc.poll() is not None else min(remaining, 5.0)
-            events = sel.select(timeout)
-            if not events and proc.poll() is not None:
-                break
-            for key, _ in events:
-                data = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
-                if not data:
-                    sel.unregister(key.fileobj)
-                    continue
-                if key.data == "out" and capture_stdout:
-                    captured.append(data)
-                else:
-                    partial[key.data] = emit(partial[key.data] + data)
+        timed_out = output.pump(deadline)
         if not timed_out:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
@@ -204,19 +168,80 @@ def run_step(
                 timed_out = True
     finally:
         _kill_group(proc)
-        sel.close()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-    for name in ("out", "err"):
-        if partial[name]:
-            emit(partial[name], final=True)
+        output.close()
+    output.flush()
     if timed_out:
         raise BuildTimeout(
             f"the {what} did not finish before the build timeout; its processes were stopped. "
             "Make the build faster or raise MOORAGE_PLATFORM_BUILD_TIMEOUT_SECONDS"
         )
-    return StepResult(proc.returncode, b"".join(captured).decode("utf-8", "replace"))
+    return StepResult(proc.returncode, output.stdout())
+
+
+class _Output:
+    """A step's pipes: lines streamed to ``progress`` as they come, stdout kept when captured.
+
+    One selector over both pipes, so a step that fills one pipe while Moorage waits on the
+    other cannot deadlock, and the deadline is checked between reads.
+    """
+
+    def __init__(self, proc: subprocess.Popen, capture_stdout: bool, progress: Progress | None) -> None:
+        self.proc = proc
+        self.capture_stdout = capture_stdout
+        self.progress = progress
+        self.captured: list[bytes] = []
+        self.partial = {"out": b"", "err": b""}
+        self.sel = selectors.DefaultSelector()
+        assert proc.stdout is not None
+        self.sel.register(proc.stdout, selectors.EVENT_READ, "out")
+        if capture_stdout:
+            assert proc.stderr is not None
+            self.sel.register(proc.stderr, selectors.EVENT_READ, "err")
+
+    def pump(self, deadline: float) -> bool:
+        """Read until every pipe closes (True when ``deadline`` passed first)."""
+        while self.sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            # After the main process exits, stragglers holding the pipe get a short grace.
+            timeout = min(remaining, 0.5) if self.proc.poll() is not None else min(remaining, 5.0)
+            events = self.sel.select(timeout)
+            if not events and self.proc.poll() is not None:
+                return False
+            for key, _ in events:
+                data = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                if not data:
+                    self.sel.unregister(key.fileobj)
+                elif key.data == "out" and self.capture_stdout:
+                    self.captured.append(data)
+                else:
+                    self.partial[key.data] = self._emit(self.partial[key.data] + data)
+        return False
+
+    def flush(self) -> None:
+        """Emit what is left after the last newline."""
+        for name in ("out", "err"):
+            if self.partial[name]:
+                self._emit(self.partial[name], final=True)
+
+    def close(self) -> None:
+        self.sel.close()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def stdout(self) -> str:
+        return b"".join(self.captured).decode("utf-8", "replace")
+
+    def _emit(self, chunk: bytes, final: bool = False) -> bytes:
+        *lines, rest = chunk.split(b"\n")
+        if final and rest:
+            lines, rest = [*lines, rest], b""
+        for raw in lines:
+            if self.progress is not None:
+                self.progress(raw.decode("utf-8", "replace").rstrip("\r"))
+        return rest
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
