@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from moorage.settings import Settings
 from moorage.store import models as broker_models
 from tests.fixtures.broker import PASSWORD, RunningBroker
-from tests.fixtures.platform import Controller, InertRuntime, serve_controller
+from tests.fixtures.platform import Cli, Controller, InertRuntime, serve_controller
 from tests.polling import wait_for
 
 
@@ -311,6 +311,22 @@ def test_cli_create_without_waiting_and_with_a_broker_that_is_down(
     assert result.exit_code == 1
     assert f"Error: the broker at {other.url} cannot be reached" in result.output
     assert "x" not in [s["name"] for s in json.loads(cli.ok("services", "--json"))]
+
+
+def test_create_without_a_plan_names_the_plans_and_suggests_the_first(ctl: Controller, tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    cli = Cli(home=tmp_path / "home", cwd=tmp_path, url=ctl.url).logged_in_as("alice")
+    result = cli("services:create", "noop")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: give a plan and a name: noop has the plans sync (suggested), async, no-maintenance; "
+        "for example `moorage services:create noop sync my-noop`\n"
+    )
+    result = cli("services:create", "noop", "async")
+    assert result.exit_code == 1
+    assert "give a name for the instance" in result.output
+    assert "`moorage services:create noop async my-noop`" in result.output
+    assert json.loads(cli.ok("services", "--json")) == []
 
 
 def test_update_changes_plan_and_parameters(ctl: Controller, tmp_path: Path) -> None:

@@ -101,29 +101,52 @@ def list_services(as_json: bool) -> None:
 
 @click.command("services:create")
 @click.argument("service")
-@click.argument("plan")
-@click.argument("name")
+@click.argument("plan", required=False)
+@click.argument("name", required=False)
 @click.option("-p", "--parameters", help="Parameters as JSON, or @FILE holding JSON.")
 @click.option("--broker", help="The broker, when several offer SERVICE.")
 @click.option("--wait", type=click.BOOL, default=True, show_default=True, help="Wait until it is ready.")
 @json_option
 def create(
-    service: str, plan: str, name: str, parameters: str | None, broker: str | None, wait: bool, as_json: bool
+    service: str,
+    plan: str | None,
+    name: str | None,
+    parameters: str | None,
+    broker: str | None,
+    wait: bool,
+    as_json: bool,
 ) -> None:
-    """Create a service instance NAME of SERVICE on PLAN."""
+    """Create a service instance NAME of SERVICE on PLAN (without PLAN: the plans to choose from)."""
+    client = Client.from_profile()
+    if plan is None or name is None:
+        raise CliError(_which_plan(client, service, broker, plan))
     body: dict[str, Any] = {"service": service, "plan": plan, "name": name, "wait": wait}
     params = parse_parameters(parameters)
     if params is not None:
         body["parameters"] = params
     if broker:
         body["broker"] = broker
-    result = _stream(Client.from_profile(), "/v2/services", body, quiet=as_json)
+    result = _stream(client, "/v2/services", body, quiet=as_json)
     if as_json:
         print_json(result)
     elif result["state"] == "ready":
         click.echo(f"{name} is ready ({result['service']} {result['plan']})")
     else:
         click.echo(f"{name} is {result['state']}; `moorage services:info {name}` shows its progress")
+
+
+def _which_plan(client: Client, service: str, broker: str | None, plan: str | None) -> str:
+    """What to type instead of an incomplete ``services:create``: the offering's plans, the
+    first (the catalog's suggestion, as Heroku's default plan) spelled out in full."""
+    offering = client.get(f"/v2/marketplace/{service}", **({"broker": broker} if broker else {}))
+    plans = [p["name"] for p in offering["plans"]]
+    chosen = plan or plans[0]
+    listed = ", ".join(f"{p} (suggested)" if p == plans[0] else p for p in plans)
+    what = "a name for the instance" if plan else "a plan and a name"
+    return (
+        f"give {what}: {service} has the plans {listed}; "
+        f"for example `moorage services:create {service} {chosen} my-{service}`"
+    )
 
 
 @click.command("services:info")
