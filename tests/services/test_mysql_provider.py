@@ -66,6 +66,9 @@ def test_bind_gives_a_user_with_rights_on_its_database_only(
                 cur.execute(statement)
         cur.execute("SHOW PROCESSLIST")  # without PROCESS: its own connections only
         assert {row[1] for row in cur.fetchall()} == {creds["username"]}
+    with connect(creds["uri"], ssl={"check_hostname": False}) as conn, conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")  # apps that insist on TLS get it
+        assert cur.fetchone()[1].startswith("TLS")
 
 
 def test_unbind_refuses_the_password_and_kills_open_connections(
