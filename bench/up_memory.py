@@ -45,7 +45,13 @@ def classify(up_pid: int, data_dir: Path) -> dict[str, float]:
     for pid in tree:
         line = cmdline(pid)
         kind = (
-            "moorage" if "moorage" in line and "python" in line else "router" if "nginx" in line else "apps"
+            "servers"  # the embedded MariaDB (mariadbd-safe and mariadbd) is a child of ``up``
+            if str(data_dir / "mariadb") in line
+            else "moorage"
+            if "moorage" in line and "python" in line
+            else "router"
+            if "nginx" in line
+            else "apps"
         )
         kinds[kind] += rss_kib(pid)
     for entry in Path("/proc").iterdir():

@@ -125,7 +125,7 @@ def test_the_broker_entry_point_starts_it_for_a_catalog_with_mysql(tmp_path: Pat
         )
         started_settings, servers = start_embedded(settings, catalog)
         try:
-            assert [type(s) for s in servers] == [EmbeddedMariaDB]
+            assert [s for s in servers if isinstance(s, EmbeddedMariaDB)] != []
             url = started_settings.services.mysql_admin_url
             assert url.startswith("mysql://moorage:")
             connect(url).close()
@@ -133,6 +133,9 @@ def test_the_broker_entry_point_starts_it_for_a_catalog_with_mysql(tmp_path: Pat
             for server in servers:
                 server.stop()
         configured = settings.with_group(services={"mysql_admin_url": url})
-        assert start_embedded(configured, catalog)[1] == [], "an admin URL means: start nothing"
+        _, others = start_embedded(configured, catalog)
+        for server in others:
+            server.stop()
+        assert not any(isinstance(s, EmbeddedMariaDB) for s in others), "an admin URL means: start no MariaDB"
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

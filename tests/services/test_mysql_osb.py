@@ -72,11 +72,15 @@ def lifecycle(broker: RunningBroker, server: RunningServer, asynchronous: bool) 
     assert creds["uri"].startswith(f"mysql://{creds['username']}:")
     assert body["endpoints"] == [{"host": creds["host"], "ports": [str(creds["port"])], "protocol": "tcp"}]
     assert use(creds["uri"]) == 1
+    held = connect(creds["uri"])  # open across the unbind
     resp = osb.unbind(iid, bid, sid, pid, accepts_incomplete=asynchronous)
     assert resp.status_code == (202 if asynchronous else 200)
     assert osb.wait(iid, bid).status_code == 410
     with pytest.raises(pymysql.OperationalError):
         connect(creds["uri"])
+    with pytest.raises(pymysql.OperationalError), held.cursor() as cur:
+        cur.execute("SELECT count(*) FROM visits")  # killed by the unbind
+    held.close()
     resp = osb.deprovision(iid, sid, pid, accepts_incomplete=asynchronous)
     assert resp.status_code == (202 if asynchronous else 200)
     assert osb.wait(iid).status_code == 410
