@@ -59,7 +59,11 @@ def test_an_aliased_binding_gets_prefixed_names_only(rule) -> None:
 
 
 def test_a_broker_cannot_publish_reserved_or_dangling_unprefixed_names() -> None:
-    for unprefixed in ({"LD_PRELOAD": "URL"}, {"GOOGLE_CLOUD_PROJECT": "NOWHERE"}):
+    for unprefixed in (
+        {"LD_PRELOAD": "URL"},
+        {"SERVICE_BINDING_ROOT": "URL"},
+        {"GOOGLE_CLOUD_PROJECT": "NOWHERE"},
+    ):
         offering = {
             "name": "thing",
             "metadata": {"moorage": {"credentials_env": {"prefix": "THING", "unprefixed": unprefixed}}},

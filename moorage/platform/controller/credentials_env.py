@@ -54,7 +54,7 @@ RESERVED_NAMES = frozenset(
         "BUILDPACK_URL", "STACK", "SOURCE_VERSION",
         "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "RUBYOPT", "RUBYLIB", "PERL5OPT", "PERL5LIB",
         "PERLLIB", "GCONV_PATH", "LOCALDOMAIN", "HOSTALIASES", "RES_OPTIONS",
-        "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
+        "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "SERVICE_BINDING_ROOT",
     }
 )  # fmt: skip
 #: Prefixes of the dynamic loader, language runtimes, package managers (whose index or
