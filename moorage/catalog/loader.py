@@ -120,6 +120,32 @@ class CredentialsEnvSchema(Schema):
     parts = fields.Dict(
         keys=fields.String(validate=validate.Regexp(r"^[A-Z][A-Z0-9_]*$")), values=fields.String()
     )
+    #: Part → credential key whose binding file's path the var holds.
+    files = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Z][A-Z0-9_]*$")),
+        values=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_][-._A-Za-z0-9]*$")),
+    )
+    #: Well-known name → the part it copies (set only without an alias).
+    unprefixed = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Z][A-Z0-9_]*$")), values=fields.String()
+    )
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        parts, files = set(data.get("parts") or {}), set(data.get("files") or {})
+        if parts & files or "URL" in parts | files:
+            raise ValidationError(
+                f"a part may be in parts or files, not both, and none is URL: {sorted(parts & files) or ['URL']}",
+                "files",
+            )
+        prefixed = {f"{data['prefix']}_{p}" for p in parts | files | {"URL"}}
+        for name, part in (data.get("unprefixed") or {}).items():
+            if part not in parts | files | {"URL"}:
+                raise ValidationError(
+                    f"{name} copies {part}, which is not URL nor in parts or files", "unprefixed"
+                )
+            if name in prefixed:
+                raise ValidationError(f"{name} is already one of the prefixed names", "unprefixed")
 
 
 class ExampleSchema(Schema):

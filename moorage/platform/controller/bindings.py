@@ -69,7 +69,7 @@ def _vcap(
     for binding, inst in rows:
         if binding.id in exclude or (binding.state != BOUND and binding.id not in include):
             continue
-        _, offering, _ = offering_of(session, inst)
+        broker, offering, _ = offering_of(session, inst)
         bound.append(
             BoundService(
                 label=inst.offering_name,
@@ -78,6 +78,7 @@ def _vcap(
                 plan=inst.plan_name,
                 tags=tuple(offering.get("tags") or ()),
                 credentials=platform.encryptor.decrypt_json(binding.credentials_enc),
+                provider=broker.name,
             )
         )
     return vcap_services(bound)

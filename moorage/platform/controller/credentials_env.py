@@ -9,6 +9,16 @@ third-party broker the prefix comes from the offering's name or tags (postgres/m
 credentials' ``uri`` or ``url``. An alias (``--as ANALYTICS``) replaces the prefix, so a
 second binding of the same kind gets its own set of names.
 
+Two more kinds of names (issue 15): ``files`` are prefixed vars whose value is the path of
+one of the binding's files (``{"CREDENTIALS_FILE": "credentials"}`` →
+``BIGQUERY_CREDENTIALS_FILE=$SERVICE_BINDING_ROOT/bigquery/credentials``, which the runtime
+turns into the real path, see ``binding_files``), and ``unprefixed`` are the well-known
+names a client library reads by itself (``GOOGLE_APPLICATION_CREDENTIALS``,
+``GOOGLE_CLOUD_PROJECT``), each a copy of one prefixed var. Only the binding under the
+offering's own prefix sets them: an app has one ``GOOGLE_APPLICATION_CREDENTIALS``, so a
+second binding bound ``--as ANALYTICS`` gets ``ANALYTICS_CREDENTIALS_FILE`` and
+``ANALYTICS_PROJECT`` only, and neither binding's names collide.
+
 A published rule comes from a broker, and a broker may be hostile or broken: a rule is
 used only when every name it yields is an upper-case identifier that the platform,
 the language runtimes and the loader do not own (``LD_PRELOAD``, ``PATH``, ``PYTHON…``,
@@ -25,7 +35,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from moorage.errors import InvalidParametersError
@@ -44,7 +54,7 @@ RESERVED_NAMES = frozenset(
         "BUILDPACK_URL", "STACK", "SOURCE_VERSION",
         "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "RUBYOPT", "RUBYLIB", "PERL5OPT", "PERL5LIB",
         "PERLLIB", "GCONV_PATH", "LOCALDOMAIN", "HOSTALIASES", "RES_OPTIONS",
-        "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
+        "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "SERVICE_BINDING_ROOT",
     }
 )  # fmt: skip
 #: Prefixes of the dynamic loader, language runtimes, package managers (whose index or
@@ -61,11 +71,32 @@ RESERVED_SUFFIXES = ("_PROXY", "_CA_BUNDLE", "_CA_CERTS", "_CAFILE")
 OWN_NAMES = frozenset({"VCAP_SERVICES", "VCAP_APPLICATION", "DATABASE_URL"})
 
 
+#: ``$SERVICE_BINDING_ROOT/<binding>/<file>``: a var's value that names a binding file.
+BINDING_ROOT_REF = "$SERVICE_BINDING_ROOT"
+#: Binding and file names a runtime may project (servicebinding.io allows ``[-._a-zA-Z0-9]+``;
+#: a leading dot would make ``.`` and ``..``).
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][-._A-Za-z0-9]*$")
+
+
 @dataclass(frozen=True)
 class EnvRule:
     prefix: str
     url: tuple[str, ...]
     parts: Mapping[str, str]
+    #: Part → credential key: ``<prefix>_<part>`` is the path of that key's binding file.
+    files: Mapping[str, str] = field(default_factory=dict)
+    #: Well-known name → the part (``URL``, a ``parts`` or ``files`` name) it copies; set
+    #: only under the rule's own prefix.
+    unprefixed: Mapping[str, str] = field(default_factory=dict)
+
+
+def binding_name(prefix: str) -> str:
+    """The binding's name in VCAP_SERVICES and its folder under SERVICE_BINDING_ROOT."""
+    return prefix.lower()
+
+
+def file_reference(prefix: str, key: str) -> str:
+    return f"{BINDING_ROOT_REF}/{binding_name(prefix)}/{key}"
 
 
 def rule_for(offering: Mapping[str, Any], broker: str | None = None, *, own: bool = False) -> EnvRule:
@@ -79,15 +110,16 @@ def rule_for(offering: Mapping[str, Any], broker: str | None = None, *, own: boo
     if not (isinstance(published, Mapping) and isinstance(published.get("prefix"), str)):
         return fallback
     url = published.get("url")
-    parts = published.get("parts") if isinstance(published.get("parts"), Mapping) else {}
     rule = EnvRule(
         prefix=published["prefix"],
         url=(url,) if isinstance(url, str) else ("uri", "url"),
-        parts={str(k): str(v) for k, v in parts.items()},
+        parts=_mapping(published, "parts"),
+        files=_mapping(published, "files"),
+        unprefixed=_mapping(published, "unprefixed"),
     )
     allowed = set(var_names(fallback, fallback.prefix)) if not own else set(OWN_NAMES)
     for name in var_names(rule, rule.prefix):
-        reason = reserved_reason(name)
+        reason = reserved_reason(name) or _unknown_source(rule, name)
         if reason is None and name in OWN_NAMES and name not in allowed:
             reason = "only Moorage's own broker may set it"
         if reason is not None:
@@ -96,6 +128,23 @@ def rule_for(offering: Mapping[str, Any], broker: str | None = None, *, own: boo
             )
             return fallback
     return rule
+
+
+def _mapping(published: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = published.get(key)
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def _unknown_source(rule: EnvRule, name: str) -> str | None:
+    """Why an ``unprefixed`` or ``files`` entry of a published rule cannot be used, if it cannot."""
+    if name in rule.unprefixed:
+        part = rule.unprefixed[name]
+        if part != "URL" and part not in rule.parts and part not in rule.files:
+            return f"it copies {part}, which the rule does not define"
+    for part, key in rule.files.items():
+        if name == f"{rule.prefix}_{part}" and not FILE_NAME_RE.match(key):
+            return f"{key!r} cannot be a file name"
+    return None
 
 
 def reserved_reason(name: str) -> str | None:
@@ -156,11 +205,14 @@ def normalize_alias(alias: str | None) -> str | None:
 
 def var_names(rule: EnvRule, prefix: str) -> list[str]:
     """The names a binding with this rule and prefix may set (whether or not credentials have them)."""
-    return sorted([f"{prefix}_URL", *(f"{prefix}_{part}" for part in rule.parts)])
+    names = [f"{prefix}_URL", *(f"{prefix}_{part}" for part in [*rule.parts, *rule.files])]
+    if prefix == rule.prefix:
+        names.extend(rule.unprefixed)
+    return sorted(set(names))
 
 
 def vars_for(rule: EnvRule, prefix: str, credentials: Mapping[str, Any]) -> dict[str, str]:
-    """The config vars of one binding."""
+    """The config vars of one binding (file vars as ``$SERVICE_BINDING_ROOT/…`` references)."""
     out: dict[str, str] = {}
     for key in rule.url:
         value = credentials.get(key)
@@ -171,6 +223,13 @@ def vars_for(rule: EnvRule, prefix: str, credentials: Mapping[str, Any]) -> dict
         value = credentials.get(key)
         if value is not None and not isinstance(value, dict | list):
             out[f"{prefix}_{part}"] = str(value)
+    for part, key in rule.files.items():
+        if credentials.get(key) is not None and FILE_NAME_RE.match(key):
+            out[f"{prefix}_{part}"] = file_reference(prefix, key)
+    if prefix == rule.prefix:
+        for name, part in rule.unprefixed.items():
+            if f"{prefix}_{part}" in out:
+                out[name] = out[f"{prefix}_{part}"]
     return out
 
 
@@ -184,6 +243,9 @@ class BoundService:
     plan: str
     tags: tuple[str, ...]
     credentials: Mapping[str, Any]
+    #: The broker that provides it (Cloud Foundry's ``provider`` field; the binding's
+    #: ``provider`` file).
+    provider: str | None = None
 
 
 def vcap_services(bound: Iterable[BoundService]) -> str | None:
@@ -198,6 +260,7 @@ def vcap_services(bound: Iterable[BoundService]) -> str | None:
                 "label": b.label,
                 "plan": b.plan,
                 "tags": list(b.tags),
+                "provider": b.provider,
                 "credentials": dict(b.credentials),
             }
         )

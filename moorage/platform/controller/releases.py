@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
+from moorage.platform.controller import binding_files
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.service_vars import owned_vars
@@ -74,7 +75,8 @@ def spec_of(platform: Platform, session: Session, app: App, release: Release) ->
         return None
     build = session.get(Build, release.build_id)
     assert build is not None
-    env = config_of(platform, session, release)
+    bound = binding_files.project(config_of(platform, session, release))
+    env = bound.env
     env.update(
         {
             "MOORAGE_APP": app.name,
@@ -90,6 +92,8 @@ def spec_of(platform: Platform, session: Session, app: App, release: Release) ->
         processes=dict(build.procfile),
         source_version=build.source_version,
         owner=owner.username if (owner := session.get(User, app.owner_id)) else "",
+        binding_files=bound.files,
+        binding_paths=bound.paths,
     )
 
 

@@ -32,6 +32,13 @@ class ReleaseSpec:
     source_version: str = ""
     #: The owner's username (the Kubernetes runtime labels the app's namespace with it).
     owner: str = ""
+    #: The app's service bindings as files (servicebinding.io): binding name → file name →
+    #: content. The runtime projects them under a folder it names in ``SERVICE_BINDING_ROOT``,
+    #: readable only by the app.
+    binding_files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Env vars whose value is the path of one binding file: var → ``<binding>/<file>``
+    #: (``GOOGLE_APPLICATION_CREDENTIALS`` → ``bigquery/credentials``); not in ``env``.
+    binding_paths: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,11 @@ class KubernetesRuntime(Runtime):
             raise ConflictError(
                 f"the namespace {ns} of {release.app} is still being deleted; try again shortly"
             )
-        try:
-            self.api.create("secret", ns, manifests.release_secret(release))
-        except ConflictError:
-            pass  # a release's config never changes: the Secret made for it earlier is the same
+        for secret in filter(None, (manifests.release_secret(release), manifests.bindings_secret(release))):
+            try:
+                self.api.create("secret", ns, secret)
+            except ConflictError:
+                pass  # a release's config never changes: the Secret made for it earlier is the same
         return ns
 
     def _apply(
@@ -157,11 +158,13 @@ class KubernetesRuntime(Runtime):
 
     def _forget_old_secrets(self, ns: str, release: ReleaseSpec) -> None:
         """Delete release Secrets no ReplicaSet (kept for rollbacks) refers to any more."""
-        used = {manifests.secret_name(release)}
+        used = {manifests.secret_name(release), manifests.bindings_secret_name(release)}
         for rs in self.api.list("replicaset", ns, {"heritage": "moorage"}):
             for container in rs["spec"]["template"]["spec"].get("containers") or []:
                 for source in container.get("envFrom") or []:
                     used.add((source.get("secretRef") or {}).get("name"))
+            for volume in rs["spec"]["template"]["spec"].get("volumes") or []:
+                used.add((volume.get("secret") or {}).get("secretName"))
         for secret in self.api.list("secret", ns, {"app.kubernetes.io/managed-by": "moorage"}):
             name = secret["metadata"]["name"]
             if name not in used:

@@ -16,6 +16,10 @@ Workflow's scheduler, which Heroku-style users know:
 
 Processes run as an unprivileged user with no service-account token and no privilege
 escalation: an app's code never runs as root, nor talks to the Kubernetes API as anyone.
+
+A release with service bindings also has a Secret ``<app>-v<N>-bindings`` mounted at
+``/bindings`` (``SERVICE_BINDING_ROOT``) as ``<binding>/<key>`` files, the servicebinding.io
+layout; see :func:`with_bindings`.
 """
 
 from __future__ import annotations
@@ -98,6 +102,56 @@ def release_secret(release: ReleaseSpec) -> dict[str, Any]:
     }
 
 
+#: Where pods find their binding files (what Kubernetes' service-binding projections use).
+BINDING_ROOT = "/bindings"
+
+
+def bindings_secret_name(release: ReleaseSpec) -> str:
+    return f"{release.app}-v{release.version}-bindings"
+
+
+def bindings_secret(release: ReleaseSpec) -> dict[str, Any] | None:
+    """The release's binding files as one Secret (keys ``<binding>.<file>``), or None."""
+    if not release.binding_files:
+        return None
+    data = {f"{b}.{k}": v for b, files in release.binding_files.items() for k, v in files.items()}
+    return {
+        "metadata": {
+            "name": bindings_secret_name(release),
+            "labels": {**MANAGED_BY, "app": release.app, "release": f"v{release.version}"},
+        },
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def with_bindings(release: ReleaseSpec, spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the bindings Secret mounted read-only at ``/bindings`` in each container.
+
+    Files are 0440 with the pod's ``fsGroup`` set to the app's gid: the kubelet owns them
+    by root and that group, so only the app's processes (and root) can read them.
+    ``SERVICE_BINDING_ROOT`` and the vars naming a binding file are added to ``env``.
+    """
+    if not release.binding_files:
+        return spec
+    items = [
+        {"key": f"{b}.{k}", "path": f"{b}/{k}"}
+        for b, files in sorted(release.binding_files.items())
+        for k in sorted(files)
+    ]
+    volume = {"secretName": bindings_secret_name(release), "defaultMode": 0o440, "items": items}
+    spec.setdefault("volumes", []).append({"name": "bindings", "secret": volume})
+    spec["securityContext"]["fsGroup"] = APP_UID
+    env = [{"name": "SERVICE_BINDING_ROOT", "value": BINDING_ROOT}]
+    env += [{"name": k, "value": f"{BINDING_ROOT}/{v}"} for k, v in sorted(release.binding_paths.items())]
+    for container in spec["containers"]:
+        container.setdefault("volumeMounts", []).append(
+            {"name": "bindings", "mountPath": BINDING_ROOT, "readOnly": True}
+        )
+        container["env"] = [*container.get("env", []), *env]
+    return spec
+
+
 def pod_labels(release: ReleaseSpec, ptype: str) -> dict[str, str]:
     return {"app": release.app, "type": ptype, "release": f"v{release.version}", "heritage": "moorage"}
 
@@ -176,7 +230,7 @@ def deployment(
             "revisionHistoryLimit": 5,
             "template": {
                 "metadata": {"labels": labels, "annotations": dict(annotations or {})},
-                "spec": _pod_spec([container], "Always"),
+                "spec": with_bindings(release, _pod_spec([container], "Always")),
             },
         },
     }
@@ -201,6 +255,6 @@ def run_pod(
     timeout_seconds: float,
 ) -> dict[str, Any]:
     container = _container(settings, release, "run", command, resources.get("run", resources[""]))
-    spec = _pod_spec([container], "Never")
+    spec = with_bindings(release, _pod_spec([container], "Never"))
     spec["activeDeadlineSeconds"] = max(int(timeout_seconds), 1)
     return {"metadata": {"name": name, "labels": pod_labels(release, "run")}, "spec": spec}

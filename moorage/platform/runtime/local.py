@@ -35,7 +35,7 @@ from moorage.errors import Error, InvalidParametersError, NotFoundError, Unproce
 from moorage.platform import procfile
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
-from moorage.platform.runtime import oneoff
+from moorage.platform.runtime import binding_files, oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
 from moorage.platform.runtime.limits import AppUids, app_user
 from moorage.platform.runtime.logbook import FileTail, LogBook
@@ -102,6 +102,7 @@ class LocalRuntime(Runtime):
             directory = prepare(
                 self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug
             )
+            binding_files.materialise(self.settings.data_dir, release, self.uids.user(release.app))
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
@@ -143,8 +144,10 @@ class LocalRuntime(Runtime):
         validate_app(release.app)
         argv = command_argv(self.settings.platform, command)
         directory = prepare(self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug)
-        tmp = app_tmp(self.settings.data_dir, release.app, self.uids.user(release.app))
-        env = process_env(release, directory, tmp, "run.1", None)
+        user = self.uids.user(release.app)
+        tmp = app_tmp(self.settings.data_dir, release.app, user)
+        root = binding_files.materialise(self.settings.data_dir, release, user)
+        env = process_env(release, directory, tmp, "run.1", None, binding_files.binding_env(release, root))
         book = self._app(release.app).book
         book.write("moorage[run.1]", f"Starting process with command `{command}`")
         code, output = oneoff.run(
@@ -166,6 +169,7 @@ class LocalRuntime(Runtime):
             data = self.settings.data_dir
             remove_tree(release_path(data, app, 0).parent)
             remove_tree(data / "tmp" / app)
+            remove_tree(binding_files.app_folder(data, app))
             record_processes(data, app, [])
             state.book.path.unlink(missing_ok=True)
 
@@ -266,6 +270,7 @@ class LocalRuntime(Runtime):
             if self.router is not None and any(p.is_web for p in old):
                 self.router.wait_drained()
             self._stop_all(old)
+        binding_files.prune(self.settings.data_dir, app.name, keep={release.version})
 
     def _record(self, app: _App) -> None:
         """Write the app's live pids down, so a Moorage killed without cleaning up finds them."""
@@ -292,9 +297,10 @@ class LocalRuntime(Runtime):
     ) -> ManagedProcess:
         port = self._reserve_port() if ptype == "web" else None
         name = f"{ptype}.{number}"
+        root = binding_files.binding_root(self.settings.data_dir, release)
         launch = Launch(
             argv=command_argv(self.settings.platform, release.processes[ptype]),
-            env=process_env(release, directory, tmp, name, port),
+            env=process_env(release, directory, tmp, name, port, binding_files.binding_env(release, root)),
             cwd=directory,
             user=self.uids.user(app.name),
         )

@@ -18,7 +18,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,9 +129,15 @@ def app_tmp(data_dir: Path, app: str, user: AppUser) -> Path:
 
 
 def process_env(
-    release: ReleaseSpec, release_dir: Path, tmp: Path, dyno: str, port: int | None
+    release: ReleaseSpec,
+    release_dir: Path,
+    tmp: Path,
+    dyno: str,
+    port: int | None,
+    bindings: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of one process: platform defaults, then config vars, then PORT/DYNO."""
+    """The environment of one process: platform defaults, then config vars, then the
+    binding vars (``SERVICE_BINDING_ROOT`` and file paths, see ``binding_files``), then PORT/DYNO."""
     env = {
         "PATH": DEFAULT_PATH,
         "HOME": str(release_dir),
@@ -140,6 +146,7 @@ def process_env(
         "PYTHONUNBUFFERED": "1",
     }
     env.update({str(k): str(v) for k, v in release.env.items()})
+    env.update(bindings or {})
     env["DYNO"] = dyno
     env.setdefault("MOORAGE_APP", release.app)
     env.setdefault("MOORAGE_RELEASE", f"v{release.version}")
