@@ -141,7 +141,8 @@ def render(options: RenderOptions) -> str:
             f"  lua_package_path '{lua_path}';\n",
             f"  lua_package_cpath '{LUA_CPATH};;';\n",
             "  lua_shared_dict moorage_routes 16m;\n",
-            "  init_by_lua_block { require('moorage_router') }\n",
+            # A global, made once in the master: the per-request hooks skip require().
+            "  init_by_lua_block { moorage_router = require('moorage_router') }\n",
             "  keepalive_timeout 65s;\n  keepalive_requests 100000;\n",
             f"  client_max_body_size {options.max_body_mb}m;\n",
             *(f"  {kind}_temp_path {temp / kind};\n" for kind in _TEMP_PATHS),
@@ -196,7 +197,7 @@ _PROXY = """\
 _UPSTREAM = """\
   upstream moorage_backend {
     server 0.0.0.1;  # never used: the balancer picks every peer
-    balancer_by_lua_block { require('moorage_router').balance() }
+    balancer_by_lua_block { moorage_router.balance() }
     keepalive 256;
     keepalive_timeout 60s;
     keepalive_requests 100000;
@@ -220,10 +221,10 @@ def _app_server(options: RenderOptions) -> str:
     return f"""\
   server {{
 {listen}    server_name _;
-    set_by_lua_block $moorage_app {{ return require('moorage_router').app_for_host() }}
-    set_by_lua_block $moorage_up {{ return require('moorage_router').has_backends(ngx.var.moorage_app) }}
+    set $moorage_up 1;
+    set_by_lua_block $moorage_app {{ return moorage_router.route() }}
     access_log {log} moorage if=$moorage_logged;
-    log_by_lua_block {{ require('moorage_router').done() }}
+    log_by_lua_block {{ moorage_router.done() }}
     if ($moorage_app = "") {{ return 404 "No app is configured for this host name.\\n"; }}
     if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
     location / {{
@@ -256,7 +257,7 @@ def _control_server(root: Path) -> str:
     listen unix:{control_socket(root)};
     access_log off;
     client_max_body_size 1m;
-    location / {{ content_by_lua_block {{ require('moorage_router').control() }} }}
+    location / {{ content_by_lua_block {{ moorage_router.control() }} }}
   }}
 """
 
