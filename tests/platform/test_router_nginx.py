@@ -314,3 +314,17 @@ def test_a_kept_alive_connection_the_app_closed_is_retried(router: Router, closi
     # The router reuses connections the app already closed; those are retried, never a 502.
     assert len(statuses) == 1200
     assert set(statuses) == {200}
+
+
+def test_only_websocket_upgrades_reach_the_app(router: Router, backends: list[int]) -> None:
+    router.set_routes("up", ["up.moorage.localhost"], [("127.0.0.1", backends[0])])
+    # h2c through a proxy would let a client talk to the app past the router: not passed.
+    status, body, _ = request(
+        router.port,
+        "up.moorage.localhost",
+        headers={"Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings"},
+    )
+    assert status == 200
+    headers = json.loads(body)["headers"]
+    assert "upgrade" not in headers
+    assert headers.get("connection", "").lower() != "upgrade"

@@ -174,13 +174,15 @@ _LOG_FORMAT = """\
 
 # A failed connection or a reset before the response goes to the next backend; a timeout
 # does not (a slow app is not sent the same request twice).
-# Connection: "upgrade" only when the client asks for an upgrade (WebSockets); otherwise
-# empty, so the connection to the app stays in the keep-alive pool. Responses are not
-# buffered: server-sent events and other streams reach the client as the app writes them.
+# Upgrade and Connection: "upgrade" only when the client asks for a WebSocket (no other
+# upgrade: h2c through a proxy smuggles requests past it); otherwise both empty, so the
+# connection to the app stays in the keep-alive pool. Responses are not buffered:
+# server-sent events and other streams reach the client as the app writes them.
 _PROXY = """\
-  map $http_upgrade $moorage_connection { default upgrade; "" ""; }
+  map $http_upgrade $moorage_upgrade { default ""; "~*^websocket$" $http_upgrade; }
+  map $moorage_upgrade $moorage_connection { default upgrade; "" ""; }
   proxy_http_version 1.1;
-  proxy_set_header Upgrade $http_upgrade;
+  proxy_set_header Upgrade $moorage_upgrade;
   proxy_set_header Connection $moorage_connection;
   proxy_set_header Host $http_host;
   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -228,7 +230,7 @@ def _app_server(options: RenderOptions) -> str:
     if ($moorage_app = "") {{ return 404 "No app is configured for this host name.\\n"; }}
     if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
     location / {{
-      if ($http_upgrade != "") {{ return 418; }}
+      if ($moorage_upgrade) {{ return 418; }}
       error_page 418 = @moorage_websocket;
       error_page 502 @moorage_bad_gateway;
       error_page 504 @moorage_timeout;
