@@ -21,7 +21,6 @@ MODULES = Path("/usr/lib/nginx/modules")
 #: Debian's ``libnginx-mod-http-lua`` needs the NDK module loaded before it.
 LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 LUA_DIR = Path(__file__).resolve().parent / "lua"
-LUA_CPATH = "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
 
 _APP = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
@@ -139,7 +138,6 @@ def render(options: RenderOptions) -> str:
             "  access_log off;\n  server_tokens off;\n  default_type text/plain;\n",
             f"  root {root / 'www'};\n",
             f"  lua_package_path '{lua_path}';\n",
-            f"  lua_package_cpath '{LUA_CPATH};;';\n",
             "  lua_shared_dict moorage_routes 16m;\n",
             # A global, made once in the master: the per-request hooks skip require().
             "  init_by_lua_block { moorage_router = require('moorage_router') }\n",
