@@ -328,3 +328,11 @@ def test_only_websocket_upgrades_reach_the_app(router: Router, backends: list[in
     headers = json.loads(body)["headers"]
     assert "upgrade" not in headers
     assert headers.get("connection", "").lower() != "upgrade"
+
+
+def test_an_app_with_many_domains_is_routed(router: Router, backends: list[int]) -> None:
+    # About 40 KB of JSON: more than nginx keeps in memory by default.
+    names = [f"shop-{i:04d}.customer-domain-number-{i:04d}.example.com" for i in range(800)]
+    router.set_routes("many", names, [("127.0.0.1", backends[0])])
+    for name in (names[0], names[-1]):
+        assert request(router.port, name)[0] == 200

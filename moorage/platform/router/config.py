@@ -257,6 +257,7 @@ def _control_server(root: Path) -> str:
     listen unix:{control_socket(root)};
     access_log off;
     client_max_body_size 1m;
+    client_body_buffer_size 1m;  # the route's JSON stays in memory for the Lua handler
     location / {{ content_by_lua_block {{ moorage_router.control() }} }}
   }}
 """
