@@ -336,3 +336,25 @@ def test_an_app_with_many_domains_is_routed(router: Router, backends: list[int])
     router.set_routes("many", names, [("127.0.0.1", backends[0])])
     for name in (names[0], names[-1]):
         assert request(router.port, name)[0] == 200
+
+
+def test_failed_requests_do_not_keep_a_backend_busy(data_dir: Path, backends: list[int]) -> None:
+    """A 502 or 504 page (an internal redirect in nginx) still ends the request's count."""
+    settings = Settings(data_dir=data_dir).with_group(
+        platform={"router_port": free_port(), "router_first_byte_timeout_seconds": 1.0}
+    )
+    r = Router(settings)
+    r.start()
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        dead, slow = ("127.0.0.1", free_port()), ("127.0.0.1", silent.getsockname()[1])
+        for upstream, status in ((dead, 502), (slow, 504)):
+            r.set_routes("flaky", ["flaky.moorage.localhost"], [upstream])
+            assert request(r.port, "flaky.moorage.localhost")[0] == status
+        r.set_routes("flaky", ["flaky.moorage.localhost"], [("127.0.0.1", backends[0])])
+        started = time.monotonic()
+        assert r.wait_drained(timeout=5)
+        assert time.monotonic() - started < 1
+    finally:
+        silent.close()
+        r.stop()

@@ -75,15 +75,13 @@ function M.route()
     return app
 end
 
-local function use(ctx, peer)
-    local peers = ctx.peers
-    peers[#peers + 1] = peer.key
-    routes:incr(peer.key, 1, 0)
+local function use(peer)
     local ok, err = balancer.set_current_peer(peer.ip, peer.port)
     if not ok then
         ngx.log(ngx.ERR, "moorage: cannot use backend ", peer.id, ": ", err)
         return ngx.exit(502)
     end
+    routes:incr(peer.key, 1, 0)
 end
 
 --- balancer_by_lua: the next live backend of the app not tried yet by this request.
@@ -105,32 +103,36 @@ function M.balance()
         local peer = list[start % n + 1]
         position[app] = (start + 1) % n
         ctx.tried = { [peer.id] = true }
-        ctx.peers = {}
         if n > 1 then
             balancer.set_more_tries(n - 1)
         end
-        return use(ctx, peer)
+        return use(peer)
     end
     for i = 0, n - 1 do
         local peer = list[(start + i) % n + 1]
         if not tried[peer.id] then
             position[app] = (start + i + 1) % n
             tried[peer.id] = true
-            return use(ctx, peer)
+            return use(peer)
         end
     end
     position[app] = (start + 1) % n
-    return use(ctx, list[start % n + 1])
+    return use(list[start % n + 1])
 end
 
---- log_by_lua: the request no longer occupies the backends it tried.
+--- log_by_lua: the request no longer occupies the backends it tried. They are read from
+--- $upstream_addr ("ip:port, ip:port"), which, unlike ngx.ctx, survives the internal
+--- redirect to a 502 or 504 page.
 function M.done()
-    local peers = ngx.ctx.peers
-    if peers == nil then
+    local tried = ngx.var.upstream_addr
+    if tried == nil then
         return
     end
-    for i = 1, #peers do
-        routes:incr(peers[i], -1, 0)
+    for peer in tried:gmatch("[^ ,]+") do
+        if peer ~= ":" then
+            -- No initial value: an address that was never counted stays absent.
+            routes:incr("b:" .. peer, -1)
+        end
     end
 end
 
