@@ -5,10 +5,11 @@ issue 12's is no request lost while an app's processes change. Run as
 ``.venv/bin/python -m bench.router`` from the repository root. It deploys
 ``tests/apps/rt_echo`` (web=1) on the local runtime behind its own nginx, then, in the
 same run, drives a bounded number of keep-alive requests from Python threads at the
-router (with the app's Host header), at its TLS port (keep-alive HTTPS with SNI) and at
-the web process's port directly. Then it
-scales the app between web=2 and web=3 ``BENCH_CHANGES`` times (100) while client
-threads with keep-alive connections send requests, and counts the failed ones.
+router (with the app's Host header), at its TLS port (keep-alive HTTPS with SNI), at a
+plain nginx with the web process as its one static upstream and no Lua (what the router
+costs beyond any proxy) and at the web process's port directly. Then it scales the app
+between web=2 and web=3 ``BENCH_CHANGES`` times (100) while client threads with
+keep-alive connections send requests, and counts the failed ones.
 Both sides are CPU-bound on the same machine, so the figures compare, not promise.
 """
 
@@ -20,12 +21,16 @@ import shutil
 import socket
 import ssl
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from moorage.platform.router import Router
+from moorage.platform.router.nginx import NGINX
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
@@ -99,16 +104,65 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+STATIC_NGINX = """\
+worker_processes 2; daemon off; pid {root}/nginx.pid; error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
+  keepalive_requests 100000; proxy_http_version 1.1; proxy_set_header Connection "";
+  proxy_set_header Host $http_host; proxy_buffering off;
+  upstream app {{ server 127.0.0.1:{backend}; keepalive 256; keepalive_requests 100000; }}
+  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; }} }}
+}}
+"""
+
+
+@contextmanager
+def static_nginx(backend: int) -> Iterator[int]:
+    """A plain nginx with the app as its one static upstream (no Lua): the router's baseline."""
+    root = Path(tempfile.mkdtemp(prefix="moorage-bench-nginx-"))
+    port = free_port()
+    (root / "nginx.conf").write_text(STATIC_NGINX.format(root=root, backend=backend, port=port))
+    proc = subprocess.Popen(
+        [NGINX, "-p", f"{root}/", "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    log = (root / "error.log").read_text()
+                    raise RuntimeError(f"the static nginx did not start: {log}") from None
+                time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def throughput(runtime: LocalRuntime, router: Router) -> None:
     [web] = runtime.status("bench")
     assert web.port is not None
+    with static_nginx(web.port) as plain:
+        _compare(web.port, plain, router)
+
+
+def _compare(direct_port: int, plain: int, router: Router) -> None:
     ca = str(router.root / "tls" / "default.crt")
-    drive(web.port)  # warm up every path
+    drive(direct_port)  # warm up every path
+    drive(plain)
     drive(router.port)
     drive(router.https_port, ca)
     results = {}
     for name, port, tls in (
-        ("direct", web.port, None),
+        ("direct", direct_port, None),
+        ("nginx", plain, None),
         ("router", router.port, None),
         ("tls", router.https_port, ca),
     ) * 2:
@@ -122,10 +176,11 @@ def throughput(runtime: LocalRuntime, router: Router) -> None:
             f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  failures {bad}  ({len(lat)} requests)"
         )
     direct = results["direct"]
-    for name in ("router", "tls"):
+    for name in ("nginx", "router", "tls"):
         routed = results[name]
         added = (statistics.median(routed[1]) - statistics.median(direct[1])) * 1000
         print(f"{name}/direct throughput: {routed[0] / direct[0]:.2f}; added p50 latency: {added:.2f} ms")
+    print(f"router/static nginx throughput: {results['router'][0] / results['nginx'][0]:.2f}")
 
 
 def endpoint_changes(runtime: LocalRuntime, router: Router) -> None:

@@ -202,6 +202,9 @@ def test_restart_loses_no_request(runtime: LocalRuntime, router: Router, keep_al
     assert not before & {a["pid"] for a in load.answers[-5:]}
 
 
+# A request a process is answering when it is killed is lost whatever the router does
+# (the client has its headers already); the app answers in one write, so a kill lands
+# between answers, and requests sent to the dead process are retried on the other one.
 @KEEP_ALIVE
 def test_crashing_process_loses_no_request(runtime: LocalRuntime, router: Router, keep_alive: bool) -> None:
     runtime.deploy(release(1), {"web": 2}, quiet)

@@ -314,3 +314,47 @@ def test_a_kept_alive_connection_the_app_closed_is_retried(router: Router, closi
     # The router reuses connections the app already closed; those are retried, never a 502.
     assert len(statuses) == 1200
     assert set(statuses) == {200}
+
+
+def test_only_websocket_upgrades_reach_the_app(router: Router, backends: list[int]) -> None:
+    router.set_routes("up", ["up.moorage.localhost"], [("127.0.0.1", backends[0])])
+    # h2c through a proxy would let a client talk to the app past the router: not passed.
+    status, body, _ = request(
+        router.port,
+        "up.moorage.localhost",
+        headers={"Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings"},
+    )
+    assert status == 200
+    headers = json.loads(body)["headers"]
+    assert "upgrade" not in headers
+    assert headers.get("connection", "").lower() != "upgrade"
+
+
+def test_an_app_with_many_domains_is_routed(router: Router, backends: list[int]) -> None:
+    # About 40 KB of JSON: more than nginx keeps in memory by default.
+    names = [f"shop-{i:04d}.customer-domain-number-{i:04d}.example.com" for i in range(800)]
+    router.set_routes("many", names, [("127.0.0.1", backends[0])])
+    for name in (names[0], names[-1]):
+        assert request(router.port, name)[0] == 200
+
+
+def test_failed_requests_do_not_keep_a_backend_busy(data_dir: Path, backends: list[int]) -> None:
+    """A 502 or 504 page (an internal redirect in nginx) still ends the request's count."""
+    settings = Settings(data_dir=data_dir).with_group(
+        platform={"router_port": free_port(), "router_first_byte_timeout_seconds": 1.0}
+    )
+    r = Router(settings)
+    r.start()
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        dead, slow = ("127.0.0.1", free_port()), ("127.0.0.1", silent.getsockname()[1])
+        for upstream, status in ((dead, 502), (slow, 504)):
+            r.set_routes("flaky", ["flaky.moorage.localhost"], [upstream])
+            assert request(r.port, "flaky.moorage.localhost")[0] == status
+        r.set_routes("flaky", ["flaky.moorage.localhost"], [("127.0.0.1", backends[0])])
+        started = time.monotonic()
+        assert r.wait_drained(timeout=5)
+        assert time.monotonic() - started < 1
+    finally:
+        silent.close()
+        r.stop()

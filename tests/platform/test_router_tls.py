@@ -275,3 +275,16 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def test_a_new_base_domain_gets_a_new_default_certificate(data_dir: Path) -> None:
+    def names() -> list[str]:
+        leaf = x509.load_pem_x509_certificate((data_dir / "router" / "tls" / "default.crt").read_bytes())
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return san.get_values_for_type(x509.DNSName)
+
+    for domain in ("first.example.test", "second.example.test"):
+        router = Router(tls_settings(data_dir, base_domain=domain))
+        router.start()
+        router.stop()
+        assert names() == [f"*.{domain}", domain]

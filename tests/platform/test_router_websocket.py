@@ -4,7 +4,7 @@ The app (``tests/apps/ws_echo``: ``ws`` pinned by its package-lock.json) is buil
 the real Node buildpack and deployed with the LocalRuntime behind the router, as the
 controller does. A WebSocket must survive an unrelated ``scale`` (no reload cuts it),
 get its ``Upgrade`` through, be drained — still answering — while a deploy replaces its
-process, and server-sent events must arrive as the app writes them.
+process, work over TLS (told `https`), and server-sent events must arrive as the app writes them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,12 @@ def data_dir() -> Iterator[Path]:
 @pytest.fixture
 def router(data_dir: Path) -> Iterator[Router]:
     settings = Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 3.0, "deploy_timeout_seconds": 30.0}
+        platform={
+            "router_port": free_port(),
+            "router_https_port": free_port(),
+            "stop_grace_seconds": 3.0,
+            "deploy_timeout_seconds": 30.0,
+        }
     )
     r = Router(settings)
     r.start()
@@ -133,6 +138,26 @@ def test_websocket_is_drained_not_cut_on_deploy(
     finally:
         ws.close()
         deploy.join(timeout=30)
+
+
+def test_websocket_over_tls_is_told_https(
+    runtime: LocalRuntime, router: Router, slug: tuple[str, dict[str, str]]
+) -> None:
+    runtime.deploy(release(slug, 1), {"web": 1}, quiet)
+    cert = str(router.root / "tls" / "default.crt")
+    ws = websocket.create_connection(
+        f"wss://127.0.0.1:{router.https_port}/",
+        host=HOST,
+        timeout=10,
+        sslopt={"ca_certs": cert, "server_hostname": HOST},
+    )
+    try:
+        hello = ws.recv()
+        assert hello.endswith("proto=https")
+        ws.send("secure")
+        assert ws.recv() == f"{hello.split()[2]}: secure"
+    finally:
+        ws.close()
 
 
 def _new_pid(router: Router) -> str:

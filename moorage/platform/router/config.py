@@ -21,7 +21,6 @@ MODULES = Path("/usr/lib/nginx/modules")
 #: Debian's ``libnginx-mod-http-lua`` needs the NDK module loaded before it.
 LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 LUA_DIR = Path(__file__).resolve().parent / "lua"
-LUA_CPATH = "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
 
 _APP = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
@@ -139,9 +138,9 @@ def render(options: RenderOptions) -> str:
             "  access_log off;\n  server_tokens off;\n  default_type text/plain;\n",
             f"  root {root / 'www'};\n",
             f"  lua_package_path '{lua_path}';\n",
-            f"  lua_package_cpath '{LUA_CPATH};;';\n",
             "  lua_shared_dict moorage_routes 16m;\n",
-            "  init_by_lua_block { require('moorage_router') }\n",
+            # A global, made once in the master: the per-request hooks skip require().
+            "  init_by_lua_block { moorage_router = require('moorage_router') }\n",
             "  keepalive_timeout 65s;\n  keepalive_requests 100000;\n",
             f"  client_max_body_size {options.max_body_mb}m;\n",
             *(f"  {kind}_temp_path {temp / kind};\n" for kind in _TEMP_PATHS),
@@ -173,13 +172,15 @@ _LOG_FORMAT = """\
 
 # A failed connection or a reset before the response goes to the next backend; a timeout
 # does not (a slow app is not sent the same request twice).
-# Connection: "upgrade" only when the client asks for an upgrade (WebSockets); otherwise
-# empty, so the connection to the app stays in the keep-alive pool. Responses are not
-# buffered: server-sent events and other streams reach the client as the app writes them.
+# Upgrade and Connection: "upgrade" only when the client asks for a WebSocket (no other
+# upgrade: h2c through a proxy smuggles requests past it); otherwise both empty, so the
+# connection to the app stays in the keep-alive pool. Responses are not buffered:
+# server-sent events and other streams reach the client as the app writes them.
 _PROXY = """\
-  map $http_upgrade $moorage_connection { default upgrade; "" ""; }
+  map $http_upgrade $moorage_upgrade { default ""; "~*^websocket$" $http_upgrade; }
+  map $moorage_upgrade $moorage_connection { default upgrade; "" ""; }
   proxy_http_version 1.1;
-  proxy_set_header Upgrade $http_upgrade;
+  proxy_set_header Upgrade $moorage_upgrade;
   proxy_set_header Connection $moorage_connection;
   proxy_set_header Host $http_host;
   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -196,7 +197,7 @@ _PROXY = """\
 _UPSTREAM = """\
   upstream moorage_backend {
     server 0.0.0.1;  # never used: the balancer picks every peer
-    balancer_by_lua_block { require('moorage_router').balance() }
+    balancer_by_lua_block { moorage_router.balance() }
     keepalive 256;
     keepalive_timeout 60s;
     keepalive_requests 100000;
@@ -220,14 +221,14 @@ def _app_server(options: RenderOptions) -> str:
     return f"""\
   server {{
 {listen}    server_name _;
-    set_by_lua_block $moorage_app {{ return require('moorage_router').app_for_host() }}
-    set_by_lua_block $moorage_up {{ return require('moorage_router').has_backends(ngx.var.moorage_app) }}
+    set $moorage_up 1;
+    set_by_lua_block $moorage_app {{ return moorage_router.route() }}
     access_log {log} moorage if=$moorage_logged;
-    log_by_lua_block {{ require('moorage_router').done() }}
+    log_by_lua_block {{ moorage_router.done() }}
     if ($moorage_app = "") {{ return 404 "No app is configured for this host name.\\n"; }}
     if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
     location / {{
-      if ($http_upgrade != "") {{ return 418; }}
+      if ($moorage_upgrade) {{ return 418; }}
       error_page 418 = @moorage_websocket;
       error_page 502 @moorage_bad_gateway;
       error_page 504 @moorage_timeout;
@@ -256,7 +257,8 @@ def _control_server(root: Path) -> str:
     listen unix:{control_socket(root)};
     access_log off;
     client_max_body_size 1m;
-    location / {{ content_by_lua_block {{ require('moorage_router').control() }} }}
+    client_body_buffer_size 1m;  # the route's JSON stays in memory for the Lua handler
+    location / {{ content_by_lua_block {{ moorage_router.control() }} }}
   }}
 """
 

@@ -199,7 +199,11 @@ class Router:
                 retired = set(self._retired)
             if not retired:
                 return True
-            busy = set(self._control("GET", "/inflight"))
+            try:
+                busy = set(self._control("GET", "/inflight"))
+            except Error:
+                log.exception("cannot ask the router what is in flight")
+                return False
             with self._lock:
                 self._retired -= retired - busy
             if not retired & busy:

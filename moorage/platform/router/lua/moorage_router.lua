@@ -22,9 +22,22 @@ local PEER = "^([%d.]+):(%d+)$"
 local PEER6 = "^%[([%x:.]+)%]:(%d+)$"
 
 -- Per worker: parsed backend lists (re-parsed when the dict's text changes), a
--- round-robin position per app.
+-- round-robin position per app. Parsing once keeps string matching (which LuaJIT runs
+-- in its interpreter) off the per-request path.
 local parsed = {}
 local position = {}
+
+local function parse(text)
+    local list = {}
+    for peer in text:gmatch("%S+") do
+        local ip, port = peer:match(PEER)
+        if ip == nil then
+            ip, port = peer:match(PEER6)
+        end
+        list[#list + 1] = { id = peer, key = "b:" .. peer, ip = ip, port = tonumber(port) }
+    end
+    return list
+end
 
 local function peers_of(app)
     local text = routes:get("a:" .. app)
@@ -35,54 +48,40 @@ local function peers_of(app)
     if cached ~= nil and cached.text == text then
         return cached.list
     end
-    local list = {}
-    for peer in text:gmatch("%S+") do
-        list[#list + 1] = peer
-    end
+    local list = parse(text)
     parsed[app] = { text = text, list = list }
     return list
 end
 
---- The app serving this request's host: exact name first, then "*.<parent>" wildcards.
-function M.app_for_host()
+--- set_by_lua: the app serving this request's host (exact name, then "*.<parent>"
+--- wildcards), or ""; sets $moorage_up to "0" when the app has no live backend.
+function M.route()
     local host = ngx.var.host
     local app = routes:get("h:" .. host)
-    if app ~= nil then
-        return app
-    end
-    local rest = host:match("^[^.]+%.(.+)$")
-    while rest ~= nil do
-        app = routes:get("h:*." .. rest)
-        if app ~= nil then
-            return app
+    if app == nil then
+        local rest = host:match("^[^.]+%.(.+)$")
+        while rest ~= nil and app == nil do
+            app = routes:get("h:*." .. rest)
+            rest = rest:match("^[^.]+%.(.+)$")
         end
-        rest = rest:match("^[^.]+%.(.+)$")
-    end
-    return ""
-end
-
---- "1" when the app has at least one live backend, "0" otherwise.
-function M.has_backends(app)
-    if app == "" then
-        return "0"
+        if app == nil then
+            return ""
+        end
     end
     local list = peers_of(app)
-    return (list ~= nil and #list > 0) and "1" or "0"
+    if list == nil or #list == 0 then
+        ngx.var.moorage_up = "0"
+    end
+    return app
 end
 
-local function use(ctx, peer)
-    local peers = ctx.moorage_peers
-    peers[#peers + 1] = peer
-    routes:incr("b:" .. peer, 1, 0)
-    local ip, port = peer:match(PEER)
-    if ip == nil then
-        ip, port = peer:match(PEER6)
-    end
-    local ok, err = balancer.set_current_peer(ip, tonumber(port))
+local function use(peer)
+    local ok, err = balancer.set_current_peer(peer.ip, peer.port)
     if not ok then
-        ngx.log(ngx.ERR, "moorage: cannot use backend ", peer, ": ", err)
+        ngx.log(ngx.ERR, "moorage: cannot use backend ", peer.id, ": ", err)
         return ngx.exit(502)
     end
+    routes:incr(peer.key, 1, 0)
 end
 
 --- balancer_by_lua: the next live backend of the app not tried yet by this request.
@@ -90,43 +89,50 @@ end
 --- were tried and nginx still allows a try (it adds one when a kept-alive connection
 --- turns out closed), the next one again, on a new connection.
 function M.balance()
-    local ctx = ngx.ctx
     local app = ngx.var.moorage_app
     local list = peers_of(app) or {}
     local n = #list
     if n == 0 then
         return ngx.exit(502)
     end
-    local tried = ctx.moorage_tried
+    local start = position[app] or 0
+    local ctx = ngx.ctx
+    local tried = ctx.tried
     if tried == nil then
-        tried = {}
-        ctx.moorage_tried = tried
-        ctx.moorage_peers = {}
+        -- The first try: the next backend round-robin.
+        local peer = list[start % n + 1]
+        position[app] = (start + 1) % n
+        ctx.tried = { [peer.id] = true }
         if n > 1 then
             balancer.set_more_tries(n - 1)
         end
+        return use(peer)
     end
-    local start = position[app] or 0
     for i = 0, n - 1 do
         local peer = list[(start + i) % n + 1]
-        if not tried[peer] then
+        if not tried[peer.id] then
             position[app] = (start + i + 1) % n
-            tried[peer] = true
-            return use(ctx, peer)
+            tried[peer.id] = true
+            return use(peer)
         end
     end
     position[app] = (start + 1) % n
-    return use(ctx, list[start % n + 1])
+    return use(list[start % n + 1])
 end
 
---- log_by_lua: the request no longer occupies the backends it tried.
+--- log_by_lua: the request no longer occupies the backends it tried. They are read from
+--- $upstream_addr ("ip:port, ip:port"), which, unlike ngx.ctx, survives the internal
+--- redirect to a 502 or 504 page.
 function M.done()
-    local peers = ngx.ctx.moorage_peers
-    if peers == nil then
+    local tried = ngx.var.upstream_addr
+    if tried == nil then
         return
     end
-    for _, peer in ipairs(peers) do
-        routes:incr("b:" .. peer, -1, 0)
+    for peer in tried:gmatch("[^ ,]+") do
+        if peer ~= ":" then
+            -- No initial value: an address that was never counted stays absent.
+            routes:incr("b:" .. peer, -1)
+        end
     end
 end
 
