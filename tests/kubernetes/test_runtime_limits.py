@@ -71,7 +71,11 @@ def test_scaling_past_a_resource_quota_fails_fast_and_puts_the_count_back(
     assert time.monotonic() - started < DEPLOY_TIMEOUT
     assert "FailedCreate" in r.json()["message"] and "exceeded quota" in r.json()["message"]
     assert kp.apps.read_namespaced_deployment("web", ns).spec.replicas == 1
-    assert client.get("/v2/apps/quota/pods").json()["results"][0]["state"] == "up"
+
+    def ps() -> list[tuple[str, str]]:
+        return [(p["name"], p["state"]) for p in client.get("/v2/apps/quota/pods").json()["results"]]
+
+    wait_for(lambda: ps() == [("web.1", "up")], timeout=20, what="one web pod up, the refused ones gone")
 
 
 def test_secrets_of_releases_no_replicaset_keeps_are_deleted(kube_platform: KubePlatform) -> None:

@@ -127,11 +127,13 @@ class KubernetesRuntime(Runtime):
             (d["metadata"].get("annotations") or {}).get("moorage.io/release") for d in previous.values()
         }
         versions.discard(None)
-        if not previous or versions == {f"v{release.version}"}:
+        if not previous:
             for ptype in release.processes:
-                if ptype not in ONE_OFF_TYPES and ptype not in previous:
+                if ptype not in ONE_OFF_TYPES:
                     self.api.delete("deployment", ns, ptype)
             return "nothing else was running"
+        if versions == {f"v{release.version}"}:
+            return f"v{release.version} was already running; its Deployments are left as they are"
         label = ", ".join(sorted(str(v) for v in versions))
         progress(f"moorage[deploy]: redeploying {label}")
         started = _now()
