@@ -24,9 +24,9 @@ from tests.kubernetes.conftest import DEPLOY_TIMEOUT, KubePlatform, kube_setting
 from tests.polling import wait_for
 
 
-def _spec(app: str, version: int) -> ReleaseSpec:
+def _spec(app: str, version: int, processes: dict[str, str] | None = None) -> ReleaseSpec:
     return ReleaseSpec(
-        app=app, version=version, slug="/nonexistent", env={"A": "1"}, processes={"web": "serve"}
+        app, version, slug="/srv/slug", env={"A": "1"}, processes=processes or {"web": "serve"}
     )
 
 
@@ -105,3 +105,47 @@ def test_api_errors_name_the_problem(kube: ControlPlane, tmp_path: Path) -> None
     with pytest.raises(ConfigurationError) as missing:
         KubeApi(str(tmp_path / "no-kubeconfig"))
     assert "no-kubeconfig" in missing.value.message
+
+
+def test_a_release_kubernetes_refuses_changes_nothing_that_runs(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    good = KubernetesRuntime(kube_settings(tmp_path, kube, prefix))
+    bad = KubernetesRuntime(kube_settings(tmp_path, kube, prefix, process_resources="web=cpu:lots/lots"))
+    processes = {"web": "serve", "worker": "work"}
+    try:
+        good.deploy(_spec("refused", 2, processes), {"web": 1, "worker": 1}, lambda _: None)
+        with pytest.raises(UnprocessableError) as failure:
+            bad.deploy(_spec("refused", 3, processes), {"web": 1, "worker": 1}, lambda _: None)
+        assert "refused by Kubernetes" in failure.value.message and "lots" in failure.value.message
+        assert {p.release for p in good.status("refused")} == {2}
+    finally:
+        good.destroy("refused")
+        good.close()
+        bad.close()
+
+
+def test_a_failed_release_without_a_process_type_brings_that_type_back(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-"))
+    try:
+        runtime.deploy(
+            _spec("dropper", 2, {"web": "serve", "worker": "work"}), {"web": 1, "worker": 1}, print
+        )
+        kube_node.when({"app": "dropper", "release": "v3"}, "image-pull-error")
+        with pytest.raises(UnprocessableError) as failure:
+            runtime.deploy(_spec("dropper", 3, {"web": "serve"}), {"web": 1}, print)
+        assert "v2 was redeployed" in failure.value.message
+        wait_for(
+            lambda: (
+                sorted((p.type, p.release, p.state) for p in runtime.status("dropper"))
+                == [("web", 2, "up"), ("worker", 2, "up")]
+            ),
+            timeout=20,
+            what="web and worker of v2 up again",
+        )
+    finally:
+        runtime.destroy("dropper")
+        runtime.close()

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from moorage.clients.kubernetes import KubeApi
-from moorage.errors import ConflictError, InvalidParametersError, NotFoundError, UnprocessableError
+from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform import procfile
 from moorage.platform.router.config import validate_app
 from moorage.platform.runtime import kubernetes_logs
@@ -64,7 +64,13 @@ class KubernetesRuntime(Runtime):
             d["metadata"]["name"]: d for d in self.api.list("deployment", ns, {"heritage": "moorage"})
         }
         started = _now()
-        targets = self._apply(ns, release, counts, previous)
+        try:
+            targets = self._apply(ns, release, counts, previous)
+        except Error as exc:  # refused half way (an invalid quantity in the settings, …): put it back
+            outcome = self._restore(ns, release, previous, progress)
+            raise UnprocessableError(
+                f"v{release.version} was refused by Kubernetes: {exc.message}; {outcome}", reason=exc.message
+            ) from None
         progress(f"moorage[deploy]: rolling out v{release.version} ({_describe(counts)})")
         failure = wait_rollout(self.api, ns, targets, self._timeout(), started)
         if failure is None:
@@ -145,7 +151,10 @@ class KubernetesRuntime(Runtime):
                 }
             }
             body["spec"] = old["spec"]
-            self.api.replace("deployment", ns, body)
+            try:
+                self.api.replace("deployment", ns, body)
+            except NotFoundError:  # a type the failed release no longer had
+                self.api.create("deployment", ns, body)
             release_label = old["spec"]["template"]["metadata"]["labels"].get("release", "")
             targets[name] = Target(name, int(old["spec"].get("replicas") or 0), release_label)
         for ptype in release.processes:
