@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from moorage.clients.kubernetes import KubeApi
@@ -148,4 +149,38 @@ def test_a_failed_release_without_a_process_type_brings_that_type_back(
         )
     finally:
         runtime.destroy("dropper")
+        runtime.close()
+
+
+def test_a_one_off_whose_pod_cannot_start_says_why(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-"))
+    kube_node.when({"app": "oneoff", "type": "run"}, "image-pull-error")
+    try:
+        with pytest.raises(UnprocessableError) as failure:
+            runtime.run_once(_spec("oneoff", 2), "echo hi", timeout=30)
+        assert "could not start: ErrImagePull" in failure.value.message
+    finally:
+        runtime.destroy("oneoff")
+        runtime.close()
+
+
+def test_types_named_as_listening_get_port_and_a_tcp_readiness_probe(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    runtime = KubernetesRuntime(
+        kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-", tcp_probe_types="grpc")
+    )
+    apps = kubernetes.client.AppsV1Api(kube.api_client())
+    try:
+        runtime.deploy(_spec("probes", 2, {"grpc": "serve", "worker": "work"}), {"grpc": 1}, lambda _: None)
+        ns = runtime.namespace_of("probes")
+        grpc = apps.read_namespaced_deployment("grpc", ns).spec.template.spec.containers[0]
+        assert grpc.readiness_probe.tcp_socket.port == 5000
+        assert {"name": "PORT", "value": "5000"} in [{"name": e.name, "value": e.value} for e in grpc.env]
+        worker = apps.read_namespaced_deployment("worker", ns).spec.template.spec.containers[0]
+        assert worker.readiness_probe is None and "PORT" not in {e.name for e in worker.env}
+    finally:
+        runtime.destroy("probes")
         runtime.close()
