@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import kubernetes
@@ -178,36 +178,22 @@ class KubeApi:
         )
 
     def pod_log(
-        self, namespace: str, pod: str, tail: int | None = None, follow: bool = False
-    ) -> Iterator[str]:
-        """The pod's output, line by line (``follow`` keeps reading while it runs)."""
+        self, namespace: str, pod: str, tail: int | None = None, since_seconds: int | None = None
+    ) -> list[str]:
+        """The pod's output as lines, each starting with its RFC 3339 time (``timestamps``)."""
         core = self._api("CoreV1Api")
-        if not follow:
-            # Not the client's decoding: it hands back the bytes' repr ("b'…'") for text logs.
-            raw = self._call(
-                f"reading the log of {pod}",
-                lambda: (
-                    core.read_namespaced_pod_log(
-                        pod, namespace, tail_lines=tail, timestamps=True, _preload_content=False
-                    ).data
-                ),
-            )
-            yield from bytes(raw).decode(errors="replace").splitlines()
-            return
-        response = self._call(
+        # Not the client's decoding: it hands back the bytes' repr ("b'…'") for text logs.
+        raw = self._call(
             f"reading the log of {pod}",
-            lambda: core.read_namespaced_pod_log(
-                pod, namespace, tail_lines=tail, timestamps=True, follow=True, _preload_content=False
+            lambda: (
+                core.read_namespaced_pod_log(
+                    pod,
+                    namespace,
+                    tail_lines=tail,
+                    since_seconds=since_seconds,
+                    timestamps=True,
+                    _preload_content=False,
+                ).data
             ),
         )
-        try:
-            pending = b""
-            for chunk in response.stream(4096):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode(errors="replace")
-            if pending:
-                yield pending.decode(errors="replace")
-        finally:
-            response.release_conn()
+        return bytes(raw).decode(errors="replace").splitlines()

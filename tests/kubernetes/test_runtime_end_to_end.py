@@ -9,6 +9,8 @@ stand-in maps each pod IP to the local port that pod's process listens on).
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 
 import httpx
@@ -24,6 +26,8 @@ import http.server, os
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/crash":
+            os._exit(3)
         body = f"{os.environ.get('GREETING', '')} from {os.environ['MOORAGE_RELEASE']}\\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -92,3 +96,39 @@ def test_a_web_process_that_exits_fails_the_deploy_fast(kube_platform: KubePlatf
     message = lines[-1]["error"]["message"]
     assert "CrashLoopBackOff" in message and "last exit status 4" in message
     assert _answers(kube_platform, name) == ["hello from v3\n"]
+
+
+def test_logs_follow_streams_what_the_processes_print_as_they_print_it(
+    kube_platform: KubePlatform, app
+) -> None:
+    client, name = app
+    kp = kube_platform
+    wait_for(lambda: _answers(kp, name) == ["hello from v3\n"], timeout=20, what="the web process answering")
+    subsets = kp.core.read_namespaced_endpoints("web", kp.namespace(name)).subsets
+    host, port = kp.node.local_address(subsets[0].addresses[0].ip)
+    with client.stream("GET", f"/v2/apps/{name}/logs", params={"follow": "1", "lines": 5}) as stream:
+        lines = stream.iter_lines()
+        httpx.get(f"http://{host}:{port}/while-following", timeout=5)
+        deadline = time.monotonic() + 20
+        for line in lines:
+            if "app[web.1]: served /while-following" in line:
+                break
+            assert time.monotonic() < deadline, "the followed log never showed the request"
+
+
+def test_a_release_whose_processes_crash_after_the_deploy_shows_as_crashed(
+    kube_platform: KubePlatform, app
+) -> None:
+    client, name = app
+    kp = kube_platform
+    wait_for(lambda: _answers(kp, name) == ["hello from v3\n"], timeout=20, what="the web process answering")
+    subsets = kp.core.read_namespaced_endpoints("web", kp.namespace(name)).subsets
+    host, port = kp.node.local_address(subsets[0].addresses[0].ip)
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(f"http://{host}:{port}/crash", timeout=5)
+
+    def state() -> tuple[str, str]:
+        release = client.get(f"/v2/apps/{name}/releases").json()["results"][0]["status"]
+        return release, client.get(f"/v2/apps/{name}/pods").json()["results"][0]["state"]
+
+    wait_for(lambda: state() == ("crashed", "crashed"), timeout=20, what="v3 and web.1 shown as crashed")

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from moorage.clients.kubernetes import KubeApi
@@ -24,9 +25,9 @@ from tests.kubernetes.conftest import DEPLOY_TIMEOUT, KubePlatform, kube_setting
 from tests.polling import wait_for
 
 
-def _spec(app: str, version: int) -> ReleaseSpec:
+def _spec(app: str, version: int, processes: dict[str, str] | None = None) -> ReleaseSpec:
     return ReleaseSpec(
-        app=app, version=version, slug="/nonexistent", env={"A": "1"}, processes={"web": "serve"}
+        app, version, slug="/srv/slug", env={"A": "1"}, processes=processes or {"web": "serve"}
     )
 
 
@@ -71,7 +72,11 @@ def test_scaling_past_a_resource_quota_fails_fast_and_puts_the_count_back(
     assert time.monotonic() - started < DEPLOY_TIMEOUT
     assert "FailedCreate" in r.json()["message"] and "exceeded quota" in r.json()["message"]
     assert kp.apps.read_namespaced_deployment("web", ns).spec.replicas == 1
-    assert client.get("/v2/apps/quota/pods").json()["results"][0]["state"] == "up"
+
+    def ps() -> list[tuple[str, str]]:
+        return [(p["name"], p["state"]) for p in client.get("/v2/apps/quota/pods").json()["results"]]
+
+    wait_for(lambda: ps() == [("web.1", "up")], timeout=20, what="one web pod up, the refused ones gone")
 
 
 def test_secrets_of_releases_no_replicaset_keeps_are_deleted(kube_platform: KubePlatform) -> None:
@@ -101,3 +106,81 @@ def test_api_errors_name_the_problem(kube: ControlPlane, tmp_path: Path) -> None
     with pytest.raises(ConfigurationError) as missing:
         KubeApi(str(tmp_path / "no-kubeconfig"))
     assert "no-kubeconfig" in missing.value.message
+
+
+def test_a_release_kubernetes_refuses_changes_nothing_that_runs(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    good = KubernetesRuntime(kube_settings(tmp_path, kube, prefix))
+    bad = KubernetesRuntime(kube_settings(tmp_path, kube, prefix, process_resources="web=cpu:lots/lots"))
+    processes = {"web": "serve", "worker": "work"}
+    try:
+        good.deploy(_spec("refused", 2, processes), {"web": 1, "worker": 1}, lambda _: None)
+        with pytest.raises(UnprocessableError) as failure:
+            bad.deploy(_spec("refused", 3, processes), {"web": 1, "worker": 1}, lambda _: None)
+        assert "refused by Kubernetes" in failure.value.message and "lots" in failure.value.message
+        assert {p.release for p in good.status("refused")} == {2}
+    finally:
+        good.destroy("refused")
+        good.close()
+        bad.close()
+
+
+def test_a_failed_release_without_a_process_type_brings_that_type_back(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-"))
+    try:
+        runtime.deploy(
+            _spec("dropper", 2, {"web": "serve", "worker": "work"}), {"web": 1, "worker": 1}, print
+        )
+        kube_node.when({"app": "dropper", "release": "v3"}, "image-pull-error")
+        with pytest.raises(UnprocessableError) as failure:
+            runtime.deploy(_spec("dropper", 3, {"web": "serve"}), {"web": 1}, print)
+        assert "v2 was redeployed" in failure.value.message
+        wait_for(
+            lambda: (
+                sorted((p.type, p.release, p.state) for p in runtime.status("dropper"))
+                == [("web", 2, "up"), ("worker", 2, "up")]
+            ),
+            timeout=20,
+            what="web and worker of v2 up again",
+        )
+    finally:
+        runtime.destroy("dropper")
+        runtime.close()
+
+
+def test_a_one_off_whose_pod_cannot_start_says_why(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-"))
+    kube_node.when({"app": "oneoff", "type": "run"}, "image-pull-error")
+    try:
+        with pytest.raises(UnprocessableError) as failure:
+            runtime.run_once(_spec("oneoff", 2), "echo hi", timeout=30)
+        assert "could not start: ErrImagePull" in failure.value.message
+    finally:
+        runtime.destroy("oneoff")
+        runtime.close()
+
+
+def test_types_named_as_listening_get_port_and_a_tcp_readiness_probe(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    runtime = KubernetesRuntime(
+        kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-", tcp_probe_types="grpc")
+    )
+    apps = kubernetes.client.AppsV1Api(kube.api_client())
+    try:
+        runtime.deploy(_spec("probes", 2, {"grpc": "serve", "worker": "work"}), {"grpc": 1}, lambda _: None)
+        ns = runtime.namespace_of("probes")
+        grpc = apps.read_namespaced_deployment("grpc", ns).spec.template.spec.containers[0]
+        assert grpc.readiness_probe.tcp_socket.port == 5000
+        assert {"name": "PORT", "value": "5000"} in [{"name": e.name, "value": e.value} for e in grpc.env]
+        worker = apps.read_namespaced_deployment("worker", ns).spec.template.spec.containers[0]
+        assert worker.readiness_probe is None and "PORT" not in {e.name for e in worker.env}
+    finally:
+        runtime.destroy("probes")
+        runtime.close()

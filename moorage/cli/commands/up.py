@@ -28,13 +28,17 @@ from moorage.settings import Settings
 
 @click.command("controller")
 def controller() -> None:
-    """Serve the platform's controller API with the local runtime and the nginx router."""
+    """Serve the platform's controller API with the runtime MOORAGE_PLATFORM_RUNTIME names.
+
+    ``local`` (the default) brings the nginx router; ``kubernetes`` runs apps on the cluster.
+    """
     from moorage.platform.server import serve
 
     settings = _settings()
     configure(settings.log_level)
     p = settings.platform
-    click.echo(f"moorage controller on http://{p.host}:{p.port}; router on port {p.router_port}")
+    where = f"router on port {p.router_port}" if p.runtime == "local" else f"apps on {p.runtime}"
+    click.echo(f"moorage controller on http://{p.host}:{p.port}; {where}")
     try:
         serve(settings, build_environ=dict(os.environ))
     except ConfigurationError as exc:

@@ -25,9 +25,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from moorage.clients.kubernetes import KubeApi
-from moorage.errors import ConflictError, InvalidParametersError, NotFoundError, UnprocessableError
+from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform import procfile
 from moorage.platform.router.config import validate_app
+from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
 from moorage.platform.runtime.kubernetes_rollout import Target, pod_problem, wait_rollout
@@ -63,7 +64,13 @@ class KubernetesRuntime(Runtime):
             d["metadata"]["name"]: d for d in self.api.list("deployment", ns, {"heritage": "moorage"})
         }
         started = _now()
-        targets = self._apply(ns, release, counts, previous)
+        try:
+            targets = self._apply(ns, release, counts, previous)
+        except Error as exc:  # refused half way (an invalid quantity in the settings, …): put it back
+            outcome = self._restore(ns, release, previous, progress)
+            raise UnprocessableError(
+                f"v{release.version} was refused by Kubernetes: {exc.message}; {outcome}", reason=exc.message
+            ) from None
         progress(f"moorage[deploy]: rolling out v{release.version} ({_describe(counts)})")
         failure = wait_rollout(self.api, ns, targets, self._timeout(), started)
         if failure is None:
@@ -127,11 +134,13 @@ class KubernetesRuntime(Runtime):
             (d["metadata"].get("annotations") or {}).get("moorage.io/release") for d in previous.values()
         }
         versions.discard(None)
-        if not previous or versions == {f"v{release.version}"}:
+        if not previous:
             for ptype in release.processes:
-                if ptype not in ONE_OFF_TYPES and ptype not in previous:
+                if ptype not in ONE_OFF_TYPES:
                     self.api.delete("deployment", ns, ptype)
             return "nothing else was running"
+        if versions == {f"v{release.version}"}:
+            return f"v{release.version} was already running; its Deployments are left as they are"
         label = ", ".join(sorted(str(v) for v in versions))
         progress(f"moorage[deploy]: redeploying {label}")
         started = _now()
@@ -143,7 +152,10 @@ class KubernetesRuntime(Runtime):
                 }
             }
             body["spec"] = old["spec"]
-            self.api.replace("deployment", ns, body)
+            try:
+                self.api.replace("deployment", ns, body)
+            except NotFoundError:  # a type the failed release no longer had
+                self.api.create("deployment", ns, body)
             release_label = old["spec"]["template"]["metadata"]["labels"].get("release", "")
             targets[name] = Target(name, int(old["spec"].get("replicas") or 0), release_label)
         for ptype in release.processes:
@@ -274,26 +286,10 @@ class KubernetesRuntime(Runtime):
 
     def logs(self, app: str, lines: int = 100, follow: bool = False) -> Iterator[LogLine]:
         ns = self.namespace_of(app)
-        collected: list[LogLine] = []
-        numbers: dict[str, int] = {}
-        for pod in self._app_pods(app):
-            ptype = pod["metadata"]["labels"].get("type", "")
-            numbers[ptype] = numbers.get(ptype, 0) + 1
-            if (pod.get("status") or {}).get("phase") not in ("Running", "Succeeded", "Failed"):
-                continue
-            source = f"app[{ptype}.{numbers[ptype]}]"
-            try:
-                for raw in self.api.pod_log(ns, pod["metadata"]["name"], tail=lines):
-                    collected.append(_log_line(source, raw))
-            except (NotFoundError, InvalidParametersError):
-                continue  # gone, or not started: nothing to read
-        for event in self.api.list("event", ns):
-            when = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
-            involved = (event.get("involvedObject") or {}).get("name", "")
-            text = f"{involved}: {event.get('reason')}: {event.get('message') or ''}"
-            collected.append(_log_line("moorage[kubernetes]", f"{when} {text}"))
-        collected.sort(key=lambda line: line.timestamp)
-        return iter(collected[-lines:])
+        batch = kubernetes_logs.read(self.api, ns, self._app_pods(app), tail=lines)[-lines:]
+        if not follow:
+            return iter(batch)
+        return kubernetes_logs.follow(self.api, ns, lambda: self._app_pods(app), batch)
 
     # -- run, destroy ------------------------------------------------------------------------
 
@@ -305,7 +301,7 @@ class KubernetesRuntime(Runtime):
         )
         try:
             pod = self._wait_finished(ns, name, timeout)
-            output = "\n".join(_log_line("", raw).line for raw in self.api.pod_log(ns, name))
+            output = "\n".join(kubernetes_logs.line("", raw).line for raw in self.api.pod_log(ns, name))
             terminated = ((pod["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get(
                 "terminated"
             ) or {}
@@ -377,16 +373,6 @@ def _state(pod: dict[str, Any]) -> str:
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
     )
     return "up" if status.get("phase") == "Running" and ready else "starting"
-
-
-def _log_line(source: str, raw: str) -> LogLine:
-    """``<RFC 3339 time> <text>`` as the log API returns it with ``timestamps``."""
-    stamp, _, text = raw.partition(" ")
-    try:
-        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return LogLine(_now(), source, raw)
-    return LogLine(when, source, text)
 
 
 def _describe(counts: Mapping[str, int]) -> str:

@@ -7,8 +7,10 @@ old pods are gone. Waiting longer than needed is bad, and so is waiting for some
 that will never happen: a pod whose image cannot be pulled, that keeps crashing, that
 cannot be scheduled, or a ReplicaSet whose pods the API refuses (a quota) fails the
 deploy at once, with Kubernetes' own reason and message for the user. Pods that run
-but never become ready fail it when the deadline passes — Deis Workflow reported
-those as a success while its router served 503s; here they are a failed deploy.
+but never become ready fail it when the deadline passes — Deis Workflow reported those
+as a success while its router served 503s; here they are a failed deploy. The deadline
+is ours, not the Deployment's ``ProgressDeadlineExceeded`` condition: that condition
+outlives a rollback until the controller next syncs, and would fail the redeploy too.
 """
 
 from __future__ import annotations
@@ -54,13 +56,6 @@ def _done(deployment: dict[str, Any], replicas: int) -> bool:
         and (status.get("replicas") or 0) == replicas
         and (status.get("readyReplicas") or 0) == replicas
     )
-
-
-def _stalled(deployment: dict[str, Any]) -> str | None:
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return str(condition.get("message") or "ProgressDeadlineExceeded")
-    return None
 
 
 def pod_problem(pod: dict[str, Any]) -> str | None:
@@ -117,9 +112,6 @@ def wait_rollout(
             deployment = api.get("deployment", namespace, target.type)
             if deployment is None:
                 return f"the Deployment {target.type} disappeared during the rollout"
-            stalled = _stalled(deployment)
-            if stalled:
-                return f"{target.type}: {stalled}"
             pods = api.list("pod", namespace, {"type": target.type, "release": target.release})
             pods_of[target.type] = pods
             for pod in pods:
