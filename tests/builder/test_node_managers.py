@@ -166,3 +166,17 @@ def test_build_script_gets_dev_dependencies_which_are_pruned_after(make_builder,
     assert not any(name.startswith("./node_modules/typescript") for name in names)
     with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
         assert httpx.get(url + "/").text == "Hello from TypeScript, compiled at build time\n"
+
+
+def test_heroku_postbuild_runs_instead_of_build(make_builder, app_copy):
+    source = app_copy("node_express_nolock")
+    package = json.loads((source / "package.json").read_text())
+    package["scripts"]["build"] = "echo the build script must not run && exit 1"
+    package["scripts"]["heroku-postbuild"] = "node -e \"require('fs').writeFileSync('post.txt', 'built')\""
+    (source / "package.json").write_text(json.dumps(package))
+
+    result, log = built(make_builder(), "postbuild", source)
+
+    assert "-----> Running the heroku-postbuild script (npm run heroku-postbuild)" in log.lines
+    with unpacked(result.slug) as app_dir:
+        assert (app_dir / "post.txt").read_text() == "built"
