@@ -27,13 +27,13 @@
 #
 # What a failure looks like (the builder quotes the "Build failed:" line in its error):
 #
-#    !     Build failed: `npm ci --prefer-offline` exited with code 1 (bin/compile line 57)
-#    !     Its last output lines:
-#    !       npm ERR! ...
+#   " !     Build failed: `npm ci --prefer-offline` exited with code 1 (bin/compile line 57)"
+#   " !     Its last output lines:"
+#   " !       npm ERR! ..."
 #
 # and for a command not run through bp_run, the script line as written when it says more:
 #
-#    !     Build failed: `cat` exited with code 2 (bin/compile line 9: ls /nonexistent | cat)
+#   " !     Build failed: `cat` exited with code 2 (bin/compile line 9: ls /nonexistent | cat)"
 #
 # Nothing else is printed on failure: the command's own output is already above.
 #

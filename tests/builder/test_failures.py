@@ -8,6 +8,8 @@ the way a user would and checks what they would read.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,54 @@ def test_a_buildpack_that_says_nothing_still_gets_its_exit_code_and_last_lines(m
 
     message, _ = failed_build(make_builder, source, {"BUILDPACK_URL": str(folder / "mute")})
     assert "(exit code 5) and printed nothing at all" in message
+
+
+LIB = Path(__file__).resolve().parents[2] / "buildpacks" / "lib" / "failures.sh"
+
+
+def compile_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
+    """A bin/compile that sources failures.sh as the shipped buildpacks do, then ``body``."""
+    script = tmp_path / "bp" / "bin" / "compile"
+    script.parent.mkdir(parents=True)
+    shutil.copytree(LIB.parent, tmp_path / "lib")
+    script.write_text(
+        '#!/usr/bin/env bash\nset -euo pipefail\nbp_dir="$(cd "$(dirname "$0")/.." && pwd)"\n'
+        f'. "$bp_dir/../lib/failures.sh"\n{body}\n'
+    )
+    script.chmod(0o755)
+    return subprocess.run([str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "reported"),
+    [
+        # The Node.js buildpack's old cache key: a pipeline that fails without a word.
+        (
+            'lockfile=""\nkey="$( { echo a; [ -n "$lockfile" ] && cat "$lockfile"; } | sha256sum )"',
+            1,
+            'exited with code 1 (bin/compile line 6: key="$( { echo a; [ -n "$lockfile" ] && cat',
+        ),
+        ("f() {\n  false\n}\nf", 1, "Build failed: `false` exited with code 1 (bin/compile line 6)"),
+        ("ls /nonexistent-9f | cat", 2, "(bin/compile line 5: ls /nonexistent-9f | cat)"),
+        ("exit 3", 3, "Build failed: bin/compile exited with code 3; the last command it ran was `exit 3`"),
+        ('bp_fail "package.json is not valid JSON"', 1, "Build failed: package.json is not valid JSON (bin/"),
+        (
+            "bp_run bash -c 'echo first; echo the reason >&2; exit 7'",
+            7,
+            "Build failed: `bash -c 'echo first; echo the reason >&2; exit 7'` exited with code 7 (bin/compile line 5)"
+            "\n !     Its last output lines:\n !       first\n !       the reason\n",
+        ),
+    ],
+)
+def test_failures_sh_reports_each_way_a_script_can_fail(tmp_path, body, code, reported):
+    proc = compile_script(tmp_path, body)
+    assert proc.returncode == code
+    assert reported in proc.stdout, proc.stdout
+    assert proc.stdout.count("Build failed:") == 1
+
+
+def test_failures_sh_stays_quiet_when_nothing_failed(tmp_path):
+    body = 'x="$(false; echo kept)"\ny="$(false)" || true\nif ! grep -q z <<<"a"; then echo no-z; fi\nbp_run echo done'
+    proc = compile_script(tmp_path, body)
+    assert proc.returncode == 0
+    assert proc.stdout == "no-z\n       done\n"

@@ -109,8 +109,11 @@ def test_yarn_lock_builds_with_yarn_1_installed_once_into_the_tool_cache(make_bu
         assert "-----> Using node v" in log.text and "and yarn 1.22.22" in log.text
         assert "-----> Installing dependencies with yarn install --frozen-lockfile (yarn.lock)" in log.lines
         assert any('engines.node asks for "18.x.x"' in line for line in log.lines)  # warns, builds
-        with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
-            assert httpx.get(url + "/").text.startswith("Hello from Express 4.")
+        assert "-----> Pruning devDependencies" in log.lines
+        with unpacked(result.slug) as app_dir:
+            assert not (app_dir / "node_modules" / "nodemon").exists()
+            with running(app_dir, result.process_types["web"]) as url:
+                assert httpx.get(url + "/").text.startswith("Hello from Express 4.")
 
         # Another app's build (another uid, its own empty cache) reuses the tool.
         _, log = built(make_builder(tool_cache_dir=str(tools)), "yarn-b", source)
@@ -134,8 +137,12 @@ def test_pnpm_lock_builds_with_pnpm_and_a_changed_lockfile_is_a_new_key(make_bui
     result, log = built(builder, "pnpm", source)
 
     assert "-----> Installing dependencies with pnpm install --frozen-lockfile (pnpm-lock.yaml)" in log.lines
-    with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
-        assert httpx.get(url + "/").text == "pnpm installed ms: 2m\n"
+    assert "-----> Running the build script (pnpm run build)" in log.lines  # needs is-number
+    assert "-----> Pruning devDependencies" in log.lines
+    with unpacked(result.slug) as app_dir:
+        assert not (app_dir / "node_modules" / "is-number").exists()
+        with running(app_dir, result.process_types["web"]) as url:
+            assert httpx.get(url + "/").text == "pnpm installed ms: 2m\n"
 
     _, log = built(builder, "pnpm", source)
     assert "-----> Reusing cached node_modules (pnpm-lock.yaml unchanged)" in log.lines
@@ -159,3 +166,17 @@ def test_build_script_gets_dev_dependencies_which_are_pruned_after(make_builder,
     assert not any(name.startswith("./node_modules/typescript") for name in names)
     with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
         assert httpx.get(url + "/").text == "Hello from TypeScript, compiled at build time\n"
+
+
+def test_heroku_postbuild_runs_instead_of_build(make_builder, app_copy):
+    source = app_copy("node_express_nolock")
+    package = json.loads((source / "package.json").read_text())
+    package["scripts"]["build"] = "echo the build script must not run && exit 1"
+    package["scripts"]["heroku-postbuild"] = "node -e \"require('fs').writeFileSync('post.txt', 'built')\""
+    (source / "package.json").write_text(json.dumps(package))
+
+    result, log = built(make_builder(), "postbuild", source)
+
+    assert "-----> Running the heroku-postbuild script (npm run heroku-postbuild)" in log.lines
+    with unpacked(result.slug) as app_dir:
+        assert (app_dir / "post.txt").read_text() == "built"

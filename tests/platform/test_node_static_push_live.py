@@ -71,6 +71,16 @@ def test_express_with_yarn_lock(live, tmp_path):
     assert status == 200 and body.endswith(b", installed by yarn\n"), body
 
 
+def test_pnpm_app(live, tmp_path):
+    _, output = pushed(live, tmp_path, "pnpmapp", "node_pnpm")
+    assert (
+        "remote: -----> Installing dependencies with pnpm install --frozen-lockfile (pnpm-lock.yaml)"
+        in output
+    )
+    assert "remote: -----> Running the build script (pnpm run build)" in output, output
+    assert serves(live, "pnpmapp.moorage.localhost") == (200, b"pnpm installed ms: 2m\n")
+
+
 def test_build_script_that_needs_dev_dependencies(live, tmp_path):
     cli, output = pushed(live, tmp_path, "tsapp", "node_ts_build")
     assert "remote: -----> Running the build script (npm run build)" in output, output

@@ -5,6 +5,7 @@
 //   script         heroku-postbuild, else build, else ""
 //   has_dev        yes when package.json declares devDependencies
 //   npm_version    the version of the npm next to this node
+//   node_version   this node's version (v20.20.2)
 // Exits 3 when package.json is not valid JSON.
 "use strict";
 const fs = require("fs");
@@ -42,6 +43,7 @@ const facts = {
   script: scripts["heroku-postbuild"] ? "heroku-postbuild" : (scripts.build ? "build" : ""),
   has_dev: pkg.devDependencies && Object.keys(pkg.devDependencies).length ? "yes" : "no",
   npm_version: String(read(path.join(npmDir, "package.json")).version || ""),
+  node_version: process.version,
 };
 const quote = (v) => "'" + v.replace(/'/g, "'\\''") + "'";
 for (const [k, v] of Object.entries(facts)) console.log(`${k}=${quote(v)}`);

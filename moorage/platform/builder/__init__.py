@@ -3,8 +3,9 @@
 Why a package: the controller calls one function (``Builder.__call__``, its swappable
 build step); behind it are the buildpack API (``runner``), the choice of buildpacks
 (``buildpacks``), the build's processes (``processes``), slugs and their store
-(``slugs``), per-app caches (``cache``) and the machine's Python interpreters
-(``python_versions``). The built-in buildpacks themselves live in the top-level
+(``slugs``), per-app caches (``cache``), the machine's Python interpreters
+(``python_versions``), the shared tool cache (``tools``) and what a failed compile said
+(``failures``). The built-in buildpacks themselves live in the top-level
 ``buildpacks/`` folder and run without Moorage too.
 """
 

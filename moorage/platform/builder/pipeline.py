@@ -13,7 +13,8 @@ The steps (deis slugbuilder and herokuish, §3.2/§3.7 of the PaaS anchors):
    per config var, ``0600``), ``home/`` and ``tmp/``; those five are the build user's
    (``0700``), everything else root's;
 2. ``.slugignore`` applied; buildpacks chosen, fetched and run (detect, compile,
-   release) as the build user with limits and a deadline for the whole build;
+   release) as the build user with limits and a deadline for the whole build; before
+   a built-in's compile, the tools it names come from the shared tool cache (``tools``);
 3. ``.release`` and, without a Procfile, a Procfile from ``default_process_types``
    are written into the slug; legacy ``config_vars`` go to
    ``.profile.d/000-release-config.sh`` as defaults the app's config overrides;

@@ -56,7 +56,11 @@ class ToolStore:
             what=f"tools step of {bp.name}",
         )
         if result.exit_code != 0:
-            raise BuildFailed(f"bin/tools of the {bp.name} buildpack failed (exit code {result.exit_code})")
+            said = " | ".join(line.strip() for line in result.output.splitlines()[-3:] if line.strip())
+            raise BuildFailed(
+                f"bin/tools of the {bp.name} buildpack failed (exit code {result.exit_code})"
+                + (f": {said}" if said else "")
+            )
         names = [line.strip() for line in result.output.splitlines() if line.strip()]
         bad = [name for name in names if not TOOL_NAME.match(name)]
         if bad:
@@ -81,6 +85,8 @@ class ToolStore:
             self.installer.give_tree(staging)
             # The build's copy of the buildpack is in a folder only that app may enter.
             shutil.copytree(script.parents[1], staging / "buildpack", symlinks=True)
+            if (script.parents[2] / "lib").is_dir():  # the shared helpers, at <buildpack>/../lib
+                shutil.copytree(script.parents[2] / "lib", staging / "lib", symlinks=True)
             script = staging / "buildpack" / "bin" / "tools"
             staging.chmod(0o755)
             env = {**step.env, "HOME": str(staging / "home"), "TMPDIR": str(staging / "tmp")}
