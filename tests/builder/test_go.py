@@ -121,5 +121,27 @@ def test_compile_error_names_the_failed_command(make_builder, app_copy):
     assert any("undefined: htp" in line for line in log.lines), log.text
     failure = next(line for line in log.lines if line.startswith(" !     "))
     assert re.fullmatch(
-        r" !     `go install \./\.\.\.` failed \(exit code \d+\): the Go compiler's errors are above", failure
+        r" !     `go install \./\.\.\.` failed \(exit code \d+\): the Go compiler's errors are above",
+        failure,
     )
+
+
+def test_an_unchanged_rebuild_reuses_the_binaries_and_a_change_rebuilds(make_builder, app_copy):
+    builder = make_builder()
+    source = app_copy("go_module")
+    builder.build("go-hello", source, {}, BuildLog())
+    log = BuildLog()
+    builder.build("go-hello", source, {}, log)
+    assert any(line.startswith("-----> Reusing the binaries of the last build") for line in log.lines), (
+        log.text
+    )
+    (source / "main.go").write_text((source / "main.go").read_text().replace("hello from", "changed:"))
+    log = BuildLog()
+    result = builder.build("go-hello", source, {}, log)
+    assert "-----> Running: go install ./..." in log.lines
+    with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
+        assert httpx.get(url + "/").text.startswith("changed: go-hello")
+    # Another GOFLAGS is another build, too.
+    log = BuildLog()
+    builder.build("go-hello", source, {"GOFLAGS": "-ldflags=-s"}, log)
+    assert "-----> Running: go install ./..." in log.lines
