@@ -146,3 +146,14 @@ def test_an_unchanged_rebuild_reuses_the_binaries_and_a_change_rebuilds(make_bui
     log = BuildLog()
     builder.build("go-hello", source, {"GOFLAGS": "-ldflags=-s"}, log)
     assert "-----> Running: go install ./..." in log.lines
+
+
+def test_bare_go_files_build_in_gopath_mode_as_app(make_builder, app_copy):
+    source = app_copy("go_module")
+    (source / "go.mod").unlink()
+    log = BuildLog()
+    result = make_builder().build("bare", source, {}, log)
+    assert any("Go app app (no go.mod, Godeps or .godir)" in line for line in log.lines), log.text
+    assert result.process_types == {"web": "app"}
+    with unpacked(result.slug) as app_dir, running(app_dir, "app") as url:
+        assert httpx.get(url + "/").text.startswith("hello from go-hello")
