@@ -101,8 +101,9 @@ def test_missing_dependency_names_the_command_and_the_way_out(make_builder, app_
     log = BuildLog()
     with pytest.raises(BuildFailed, match="go buildpack failed to compile"):
         make_builder().build("no-deps", source, {}, log)
-    failure = next(line for line in log.lines if line.startswith(" !     `go list"))
-    assert "failed (exit code 1)" in failure and "set the config var GOPROXY" in failure
+    failure = next(line for line in log.lines if line.startswith(" !     "))
+    assert failure.startswith(" !     `go install ./...` failed (exit code 1)"), failure
+    assert "run `go mod vendor` and commit vendor/, or set the config var GOPROXY" in failure
     # The app's GOPROXY config var is used (here a proxy that is not there).
     log = BuildLog()
     with pytest.raises(BuildFailed):
@@ -120,6 +121,39 @@ def test_compile_error_names_the_failed_command(make_builder, app_copy):
         make_builder().build("broken", source, {}, log)
     assert any("undefined: htp" in line for line in log.lines), log.text
     failure = next(line for line in log.lines if line.startswith(" !     "))
-    assert re.fullmatch(
-        r" !     `go install \./\.\.\.` failed \(exit code \d+\): the Go compiler's errors are above", failure
+    assert re.match(
+        r" !     `go install \./\.\.\.` failed \(exit code \d+\): the Go compiler's errors are above",
+        failure,
     )
+
+
+def test_an_unchanged_rebuild_reuses_the_binaries_and_a_change_rebuilds(make_builder, app_copy):
+    builder = make_builder()
+    source = app_copy("go_module")
+    builder.build("go-hello", source, {}, BuildLog())
+    log = BuildLog()
+    builder.build("go-hello", source, {}, log)
+    assert any(line.startswith("-----> Reusing the binaries of the last build") for line in log.lines), (
+        log.text
+    )
+    (source / "main.go").write_text((source / "main.go").read_text().replace("hello from", "changed:"))
+    log = BuildLog()
+    result = builder.build("go-hello", source, {}, log)
+    assert "-----> Running: go install ./..." in log.lines
+    with unpacked(result.slug) as app_dir, running(app_dir, result.process_types["web"]) as url:
+        assert httpx.get(url + "/").text.startswith("changed: go-hello")
+    # Another GOFLAGS is another build, too.
+    log = BuildLog()
+    builder.build("go-hello", source, {"GOFLAGS": "-ldflags=-s"}, log)
+    assert "-----> Running: go install ./..." in log.lines
+
+
+def test_bare_go_files_build_in_gopath_mode_as_app(make_builder, app_copy):
+    source = app_copy("go_module")
+    (source / "go.mod").unlink()
+    log = BuildLog()
+    result = make_builder().build("bare", source, {}, log)
+    assert any("Go app app (no go.mod, Godeps or .godir)" in line for line in log.lines), log.text
+    assert result.process_types == {"web": "app"}
+    with unpacked(result.slug) as app_dir, running(app_dir, "app") as url:
+        assert httpx.get(url + "/").text.startswith("hello from go-hello")

@@ -44,6 +44,20 @@ def test_poetry_lock_keeps_main_group_only(tmp_path):
     assert lockfiles.plan(tmp_path).lines == ["flask==3.1.3", "click==8.1.7"]
 
 
+def test_poetry_18_lock_without_groups_keeps_what_the_main_dependencies_lead_to(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.poetry.dependencies]\npython = "^3.11"\nFlask = "^3.1"\n\n'
+        '[tool.poetry.group.dev.dependencies]\npytest = "^8.0"\n'
+    )
+    (tmp_path / "poetry.lock").write_text(
+        '[[package]]\nname = "flask"\nversion = "3.1.3"\n[package.dependencies]\nclick = ">=8.1.3"\n\n'
+        '[[package]]\nname = "click"\nversion = "8.1.7"\n\n'
+        '[[package]]\nname = "pytest"\nversion = "8.0.0"\n[package.dependencies]\npluggy = ">=1.3"\n\n'
+        '[[package]]\nname = "pluggy"\nversion = "1.4.0"\n'
+    )
+    assert lockfiles.plan(tmp_path).lines == ["flask==3.1.3", "click==8.1.7"]
+
+
 def test_uv_lock_walks_the_project_graph_without_dev_dependencies(tmp_path):
     (tmp_path / "uv.lock").write_text(
         "version = 1\n\n"

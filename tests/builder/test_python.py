@@ -89,7 +89,8 @@ def test_syntax_error_in_requirements_fails_with_pips_reason(make_builder, app_c
     with pytest.raises(BuildFailed) as failure:
         make_builder().build("bad-reqs", source, {}, log)
     assert "python buildpack failed to compile" in str(failure.value)
-    assert any("pip could not install the dependencies from requirements.txt" in line for line in log.lines)
+    failure = next(line for line in log.lines if line.startswith(" !     "))
+    assert failure.startswith(" !     `pip install -r requirements.txt` failed: pip could not install"), failure
     assert any("Invalid requirement" in line for line in log.lines), log.text
 
 

@@ -205,7 +205,7 @@ def install(
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install"]
     code = run([*pip, "-r", str(requirements)], env, build_dir)
     if code == 0 and deps.install_project:
-        code = install_project(venv, env, build_dir)
+        install_project(venv, env, build_dir)
     return code
 
 
@@ -213,6 +213,10 @@ def install_project(venv: Path, env: dict[str, str], build_dir: Path) -> int:
     """``pip install .`` (never editable); its dependencies are already installed."""
     code = run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "."], env, build_dir)
     shutil.rmtree(build_dir / "build", ignore_errors=True)
+    if code != 0:
+        fail(
+            "`pip install --no-deps .` failed: the project itself could not be installed (pip's reason is above)"
+        )
     return code
 
 
@@ -234,7 +238,7 @@ def collectstatic(build_dir: Path, venv: Path, config: dict[str, str], env: dict
     run_env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}")
     if run([python, "manage.py", "collectstatic", "--noinput"], run_env, build_dir) != 0:
         fail(
-            "collectstatic failed (the reason is above). Fix the static files settings, "
+            "`python manage.py collectstatic --noinput` failed (the reason is above). Fix the static files settings, "
             "or set the config var DISABLE_COLLECTSTATIC=1 to skip this step"
         )
 

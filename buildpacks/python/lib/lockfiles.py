@@ -104,11 +104,20 @@ def _pipfile_lock(path: Path) -> tuple[list[str], list[str]]:
 
 
 def _poetry_lock(path: Path) -> list[str]:
+    """The main group's packages: by their ``groups`` (Poetry 2) or ``category`` (up to 1.4).
+
+    Poetry 1.5–1.8 record neither; then the main group is what the pyproject's
+    ``[tool.poetry.dependencies]`` (or ``[project] dependencies``) lead to in the lock.
+    """
     data = _toml(path)
+    packages = data.get("package", [])
+    main = None
+    if not any("groups" in p or "category" in p for p in packages):
+        main = _poetry_main_names(path.parent, packages)
     lines = []
-    for pkg in data.get("package", []):
+    for pkg in packages:
         groups = pkg.get("groups") or [pkg.get("category", "main")]
-        if "main" not in groups:
+        if "main" not in groups or (main is not None and _norm(pkg["name"]) not in main):
             continue
         source = pkg.get("source", {})
         if source.get("type") not in (None, "legacy", "pypi"):
@@ -120,6 +129,32 @@ def _poetry_lock(path: Path) -> list[str]:
             markers = markers.get("main")
         lines.append(_line(pkg["name"], pkg["version"], markers))
     return lines
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _poetry_main_names(app: Path, packages: list[dict]) -> set[str] | None:
+    """Names reachable from the project's own dependencies; None without a pyproject."""
+    pp = app / "pyproject.toml"
+    if not pp.is_file():
+        return None
+    data = _toml(pp)
+    roots = [n for n in data.get("tool", {}).get("poetry", {}).get("dependencies", {}) if n != "python"]
+    roots += [
+        re.split(r"[\s\[<>=!~;(]", d, maxsplit=1)[0] for d in data.get("project", {}).get("dependencies", [])
+    ]
+    by_name = {_norm(p["name"]): p for p in packages}
+    wanted: set[str] = set()
+    todo = [_norm(r) for r in roots]
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in by_name:
+            continue
+        wanted.add(name)
+        todo += [_norm(d) for d in by_name[name].get("dependencies", {})]
+    return wanted
 
 
 def _uv_lock(path: Path) -> list[str]:
