@@ -9,6 +9,7 @@ run by scripts/bootstrap), so the pins below meet what a fresh set-up has.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +78,17 @@ def test_a_uv_app_takes_its_python_version_and_lock(live, tmp_path):
     installed = next(line for line in lines if "Successfully installed" in line)
     assert "gunicorn-23.0.0" in installed and "packaging-25.0" in installed and "pytest" not in installed
     assert served(live, "uv-app") == b"uv app on python 3.12\n"
+
+
+def test_a_push_whose_requirements_cannot_install_names_the_command(live, tmp_path):
+    source = tmp_path / "bad-src"
+    shutil.copytree(APPS / "py_patch_pin", source)
+    (source / "requirements.txt").write_text("gunicorn==23.0.0\nno-such-package-moorage-test==1.0\n")
+    push = push_app(live, tmp_path, "bad-reqs", source)
+    assert push.returncode != 0
+    failure = next(line for line in push.remote_lines if line.startswith(" !     `pip install"))
+    assert failure.startswith(" !     `pip install -r requirements.txt` failed: pip could not install"), (
+        failure
+    )
+    assert any("no-such-package-moorage-test" in line for line in push.remote_lines)
+    assert "-----> Released v2" not in push.remote_lines

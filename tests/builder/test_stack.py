@@ -103,6 +103,38 @@ def test_a_copied_pyenv_interpreter_runs_from_the_store_as_the_app_user(store_ro
     assert "3.6.15=" + copied.path in stack_pythons(store_root).split(":")
 
 
+HELLO_C = """#include <Python.h>
+static PyObject *hi(PyObject *self, PyObject *args) { return PyUnicode_FromString("hi from C"); }
+static PyMethodDef methods[] = {{"hi", hi, METH_NOARGS, ""}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "hello", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_hello(void) { return PyModule_Create(&module); }
+"""
+
+
+def test_c_extensions_compile_against_a_copied_interpreter(store_root, one_pyenv):
+    """psycopg2-style builds from source: headers and compiler flags point into the store."""
+    installed = install(StackStore(store_root), [one_pyenv], "nobody", lambda _line: None)
+    python = next(p.path for p in installed if p.version == "3.6.15")
+    work = store_root.parent / "ext"
+    work.mkdir()
+    (work / "hello.c").write_text(HELLO_C)
+    (work / "setup.py").write_text(
+        'from setuptools import Extension, setup\nsetup(name="hello", ext_modules=[Extension("hello", ["hello.c"])])\n'
+    )
+    shutil.chown(work, "nobody")
+    script = f"{python} -m venv v && v/bin/python setup.py -q build_ext --inplace && v/bin/python -c 'import hello; print(hello.hi())'"
+    built = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", "-c", script],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert built.stdout.strip().endswith("hi from C")
+
+
 def test_a_plain_copy_without_relocation_is_caught(store_root):
     """The check is real: pyenv's files copied as they are still look for /root and fail."""
     dest = store_root / "plain"
