@@ -83,15 +83,17 @@ bp_run() {
   log="$(mktemp "${TMPDIR:-/tmp}/bp-run.XXXXXX")"
   "$@" 2>&1 | tee "$log" | sed -u 's/^/       /' || status=$?
   if [ "$status" -ne 0 ]; then
-    _bp_report "\`$(_bp_quote "$@")\` exited with code $status ($_bp_script line ${BASH_LINENO[0]})" "$log"
+    _bp_report "\`$(_bp_quote "$@")\` exited with code $status ($_bp_script line ${BASH_LINENO[-2]})" "$log"
     rm -f "$log"
     exit "$status"
   fi
   rm -f "$log"
 }
 
+# The line named is where the script's top level made the call that failed (through any
+# helper functions of the script's own): BASH_LINENO's last entry but one.
 bp_fail() {
-  _bp_report "$* ($_bp_script line ${BASH_LINENO[0]})"
+  _bp_report "$* ($_bp_script line ${BASH_LINENO[-2]})"
   exit 1
 }
 

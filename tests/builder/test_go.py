@@ -102,7 +102,7 @@ def test_missing_dependency_names_the_command_and_the_way_out(make_builder, app_
     with pytest.raises(BuildFailed, match="go buildpack failed to compile"):
         make_builder().build("no-deps", source, {}, log)
     failure = next(line for line in log.lines if line.startswith(" !     "))
-    assert failure.startswith(" !     `go install ./...` failed (exit code 1)"), failure
+    assert failure.startswith(" !     Build failed: `go install ./...` failed (exit code 1)"), failure
     assert "run `go mod vendor` and commit vendor/, or set the config var GOPROXY" in failure
     # The app's GOPROXY config var is used (here a proxy that is not there).
     log = BuildLog()
@@ -122,7 +122,7 @@ def test_compile_error_names_the_failed_command(make_builder, app_copy):
     assert any("undefined: htp" in line for line in log.lines), log.text
     failure = next(line for line in log.lines if line.startswith(" !     "))
     assert re.match(
-        r" !     `go install \./\.\.\.` failed \(exit code \d+\): the Go compiler's errors are above",
+        r" !     Build failed: `go install \./\.\.\.` failed \(exit code \d+\): the Go compiler's errors are above",
         failure,
     )
 

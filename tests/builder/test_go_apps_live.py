@@ -48,7 +48,7 @@ def test_a_push_that_does_not_compile_names_the_command_and_adds_no_release(live
     push = push_app(live, tmp_path, "go-broken", source)
     assert push.returncode != 0
     assert any(
-        line.startswith(" !     `go install ./...` failed (exit code ")
+        line.startswith(" !     Build failed: `go install ./...` failed (exit code ")
         for line in push.remote_lines
     ), push.output
     assert any("main.go:" in line and "syntax error" in line for line in push.remote_lines), push.output
