@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from moorage.platform.builder import Builder, BuildResult
-from moorage.platform.runtime.limits import AppUids, AppUser
+from moorage.platform.identity import AppUids, AppUser
 from tests.fixtures.builder import BuildLog, world_dir
 
 NOBODY = AppUser("nobody", 65534, 65534, "nogroup", drop=True)
@@ -193,7 +193,7 @@ def test_two_uid_tables_on_one_data_dir_never_share_a_uid(tmp_path):
         t.start()
     # Other processes on the same data dir at the same time.
     script = (
-        "import sys; from pathlib import Path; from moorage.platform.runtime.limits import AppUids, AppUser\n"
+        "import sys; from pathlib import Path; from moorage.platform.identity import AppUids, AppUser\n"
         "t = AppUids(Path(sys.argv[1]), AppUser('nobody', 65534, 65534, 'nogroup', drop=True))\n"
         "print('\\n'.join(f'{n} {t.user(n).uid}' for n in (f'proc-{sys.argv[2]}-{i}' for i in range(15))))\n"
     )

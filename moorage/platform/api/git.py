@@ -23,6 +23,7 @@ from moorage.platform.controller import accounts, apps, pushes
 from moorage.platform.controller.context import Principal
 from moorage.platform.git import http_backend, repos
 from moorage.platform.git.channel import PushChannel
+from moorage.platform.identity import validate_name
 
 bp = Blueprint("git", __name__)
 
@@ -53,7 +54,7 @@ def _pusher(app: str) -> Principal:
             "git needs your Moorage token as the password: run `moorage git:remote` in this checkout"
         )
     who = accounts.authenticate(platform(), token)
-    apps.validate_name(app)
+    validate_name(app)
     apps.info(platform(), who, app)  # NotFoundError for someone else's app
     return who
 

@@ -22,7 +22,7 @@ The steps (deis slugbuilder and herokuish, §3.2/§3.7 of the PaaS anchors):
    goes back; the work folder is removed.
 
 Who the build user is: as root, the app's own uid, the one the local runtime gives the
-app's processes (:class:`~moorage.platform.runtime.limits.AppUids`), so builds of two
+app's processes (:class:`~moorage.platform.identity.AppUids`), so builds of two
 apps running at once cannot read each other's config (``env/``) or change each other's
 build or cache. The work folder stays root's (a folder the build user owns could hold a
 symlink planted for the root controller to follow) with the app's group and mode
@@ -58,7 +58,7 @@ from moorage.platform.builder.buildpacks import (
 from moorage.platform.builder.cache import BuildCaches
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress
 from moorage.platform.builder.tools import ToolStore
-from moorage.platform.runtime.limits import AppUids, app_user
+from moorage.platform.identity import AppUids, app_user
 from moorage.settings import Settings, default_tool_cache_dir
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ exactly the answer a missing app gets.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -23,12 +22,11 @@ from moorage.errors import (
     PermissionDeniedError,
 )
 from moorage.platform.controller.context import Platform, Principal
+from moorage.platform.identity import validate_name
 from moorage.store.apps import App, ConfigVars, Domain, Formation, Perm, Release, User
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
-RESERVED = {"moorage", "controller", "router", "broker", "www", "api", "admin", "localhost"}
 _ADJECTIVES = (
     "amber brave calm dusty eager fancy gentle happy icy jolly keen lucky merry nimble "
     "odd peachy quiet rapid sunny tidy upbeat vivid witty young zesty"
@@ -37,17 +35,6 @@ _NOUNS = (
     "anchor buoy cove dock eddy ferry galley harbor island jetty keel lagoon mast narrows "
     "oar pier quay reef sail tide urchin vessel wharf yacht"
 ).split()
-
-
-def validate_name(name: Any) -> str:
-    if not isinstance(name, str) or len(name) > 63 or not NAME_RE.match(name):
-        raise InvalidParametersError(
-            f"invalid app name {name!r}: use at most 63 lower-case letters, digits and dashes, "
-            "starting with a letter and not ending with a dash (a DNS label)"
-        )
-    if name in RESERVED:
-        raise InvalidParametersError(f"the app name {name!r} is reserved; choose another")
-    return name
 
 
 def generate_name(session: Session) -> str:

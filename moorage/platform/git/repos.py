@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from moorage.errors import ConfigurationError, InvalidParametersError
-from moorage.platform.controller.apps import validate_name
+from moorage.platform.identity import validate_name
 
 HOOK_PROGRAM = Path(__file__).resolve().parent / "hook.py"
 

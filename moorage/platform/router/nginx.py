@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from moorage.errors import ConfigurationError, ConflictError, Error
+from moorage.platform.identity import app_user
 from moorage.platform.router.config import (
     LUA_MODULES,
     MODULES,
@@ -45,7 +46,6 @@ from moorage.platform.router.config import (
     validate_app,
 )
 from moorage.platform.router.tls import default_pair
-from moorage.platform.runtime.limits import app_user
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)

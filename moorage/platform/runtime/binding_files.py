@@ -21,8 +21,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from moorage.platform.identity import AppUser
 from moorage.platform.runtime.base import ReleaseSpec
-from moorage.platform.runtime.limits import AppUser
 from moorage.platform.runtime.release_dir import remove_tree
 
 SERVICE_BINDING_ROOT = "SERVICE_BINDING_ROOT"

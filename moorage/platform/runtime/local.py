@@ -33,11 +33,11 @@ from pathlib import Path
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform import procfile
+from moorage.platform.identity import AppUids, app_user
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import binding_files, oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
-from moorage.platform.runtime.limits import AppUids, app_user
 from moorage.platform.runtime.logbook import FileTail, LogBook
 from moorage.platform.runtime.orphans import kill_orphans, record_processes
 from moorage.platform.runtime.release_dir import (

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from moorage.errors import UnprocessableError
-from moorage.platform.runtime.limits import AppUser
+from moorage.platform.identity import AppUser
 
 #: Exit code reported when the command ran out of time (as ``timeout(1)`` does).
 TIMED_OUT = 124

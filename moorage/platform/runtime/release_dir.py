@@ -23,8 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from moorage.errors import InvalidParametersError, NotFoundError
+from moorage.platform.identity import AppUser, ensure_reachable, limit_argv
 from moorage.platform.runtime.base import ReleaseSpec
-from moorage.platform.runtime.limits import AppUser, ensure_reachable, limit_argv
 from moorage.settings import PlatformSettings
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage.platform.identity import AppUser
 from moorage.platform.runtime.base import ProcessStatus
 from moorage.platform.runtime.health import probe
-from moorage.platform.runtime.limits import AppUser
 
 #: A process that ran at least this long before exiting starts a new backoff series.
 STABLE_SECONDS = 30.0

@@ -1,7 +1,9 @@
-"""Who app processes run as, and the resource limits they run under.
+"""App identity: valid app names, who app processes run as, and their resource limits.
 
-Why a module of its own: both the local runtime (app processes, one-off commands) and
-the router (nginx workers) must drop root the same way, and a release directory is only
+Why a leaf module of the platform: the controller (names), the local runtime (app
+processes, one-off commands), the builder (builds as the app's uid), the router (nginx
+workers) and git (repository paths) all need the same answers, and none of them may import
+another's package for it. A release directory is only
 usable if the unprivileged user can reach it. Checking that up front turns an obscure
 ``chdir`` failure inside a forked child into an error that says which folder to fix.
 
@@ -21,6 +23,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -28,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from moorage.errors import ConfigurationError
+from moorage.errors import ConfigurationError, InvalidParametersError
 from moorage.settings import PlatformSettings
 
 PRLIMIT = "/usr/bin/prlimit"
@@ -183,3 +186,19 @@ def _group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+NAME_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+RESERVED = {"moorage", "controller", "router", "broker", "www", "api", "admin", "localhost"}
+
+
+def validate_name(name: object) -> str:
+    """An app name is a DNS label (it becomes ``<name>.<base domain>``) and not reserved."""
+    if not isinstance(name, str) or len(name) > 63 or not NAME_RE.match(name):
+        raise InvalidParametersError(
+            f"invalid app name {name!r}: use at most 63 lower-case letters, digits and dashes, "
+            "starting with a letter and not ending with a dash (a DNS label)"
+        )
+    if name in RESERVED:
+        raise InvalidParametersError(f"the app name {name!r} is reserved; choose another")
+    return name
