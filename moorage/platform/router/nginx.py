@@ -250,10 +250,20 @@ class Router:
                 )
             try:
                 self._control("GET", "/healthz")
-                return
+                if self._workers_ready():
+                    return
             except Error:
-                time.sleep(0.01)
+                pass
+            time.sleep(0.01)
         raise Error(f"the router did not answer within {_START_TIMEOUT:.0f}s: {self._error_tail()}")
+
+    def _workers_ready(self) -> bool:
+        """Every worker has started and, as root, runs as the unprivileged user already."""
+        assert self._process is not None
+        uids = _worker_uids(self._process.pid)
+        if len(uids) < self._options.worker_processes:
+            return False
+        return not self._user.drop or all(uid == self._user.uid for uid in uids)
 
     def _tls_pair(self) -> tuple[Path, Path]:
         platform = self.settings.platform
@@ -362,3 +372,22 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _worker_uids(master: int) -> list[int]:
+    """The real uid of each child of ``master`` (from /proc)."""
+    uids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = dict(
+                line.split(":", 1)
+                for line in Path(entry.path, "status").read_text().splitlines()
+                if ":" in line
+            )
+            if int(fields["PPid"]) == master:
+                uids.append(int(fields["Uid"].split()[0]))
+        except (OSError, KeyError, ValueError):
+            continue
+    return uids
