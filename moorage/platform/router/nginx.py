@@ -22,7 +22,6 @@ import http.client
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -45,6 +44,7 @@ from moorage.platform.router.config import (
     render,
     validate_app,
 )
+from moorage.platform.router.processes import kill_and_wait, terminate, worker_uids
 from moorage.platform.router.tls import default_pair
 from moorage.settings import Settings
 
@@ -136,7 +136,7 @@ class Router:
             process, self._process = self._process, None
             if process is None:
                 return
-            _terminate(process, self.settings.platform.stop_grace_seconds)
+            terminate(process, self.settings.platform.stop_grace_seconds)
 
     @property
     def running(self) -> bool:
@@ -250,10 +250,20 @@ class Router:
                 )
             try:
                 self._control("GET", "/healthz")
-                return
+                if self._workers_ready():
+                    return
             except Error:
-                time.sleep(0.01)
+                pass
+            time.sleep(0.01)
         raise Error(f"the router did not answer within {_START_TIMEOUT:.0f}s: {self._error_tail()}")
+
+    def _workers_ready(self) -> bool:
+        """Every worker has started and, as root, runs as the unprivileged user already."""
+        assert self._process is not None
+        uids = worker_uids(self._process.pid)
+        if len(uids) < self._options.worker_processes:
+            return False
+        return not self._user.drop or all(uid == self._user.uid for uid in uids)
 
     def _tls_pair(self) -> tuple[Path, Path]:
         platform = self.settings.platform
@@ -305,7 +315,7 @@ class Router:
         if "nginx: master process" not in cmdline or str(self.conf_path) not in cmdline:
             return
         log.warning("stopping a stale router", extra={"pid": pid})
-        _kill_and_wait(pid, self.settings.platform.stop_grace_seconds)
+        kill_and_wait(pid, self.settings.platform.stop_grace_seconds)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -328,37 +338,3 @@ class _UnixConnection(http.client.HTTPConnection):
 
 def _peer(upstream: tuple[str, int]) -> str:
     return f"{upstream[0]}:{upstream[1]}"
-
-
-def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:
-    for sig, wait in ((signal.SIGQUIT, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-        if process.poll() is not None:
-            return
-        try:
-            os.kill(process.pid, sig)
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
-
-
-def _kill_and_wait(pid: int, grace: float) -> None:
-    for sig, wait in ((signal.SIGQUIT, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
