@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.platform import deploy_tarball, tar_of
 from tests.kubernetes.conftest import KubePlatform
 from tests.polling import wait_for
@@ -107,3 +108,17 @@ def test_destroy_deletes_the_namespace(kube_platform: KubePlatform, alice) -> No
         return ns not in {n.metadata.name for n in kp.core.list_namespace().items}
 
     wait_for(gone, timeout=60, what=f"namespace {ns} deleted")
+
+
+def test_a_new_runtime_instance_sees_and_scales_what_another_deployed(
+    kube_platform: KubePlatform, alice
+) -> None:
+    """The runtime keeps nothing in memory: a restarted controller, or another replica, carries on."""
+    deploy_tarball(alice, "shop", tar_of(SOURCE))
+    other = KubernetesRuntime(kube_platform.controller.settings)
+    try:
+        assert [(p.name, p.state, p.release) for p in other.status("shop")] == [("web.1", "up", 2)]
+        other.scale("shop", {"web": 2}, lambda _: None)
+        assert _ready(kube_platform) == 2
+    finally:
+        other.close()

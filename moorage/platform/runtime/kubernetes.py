@@ -3,7 +3,9 @@
 Why: past one machine, Kubernetes places, restarts and reaches an app's processes; the
 controller still says only *what* should run (the Runtime boundary). What the objects
 look like is in ``kubernetes_manifests``; when a rollout is done (or cannot be) in
-``kubernetes_rollout``; the API calls go through ``moorage.clients.kubernetes``.
+``kubernetes_rollout``; the app's log in ``kubernetes_logs``; the API calls go through
+``moorage.clients.kubernetes``. The runtime keeps no state of its own: what runs is read
+back from the cluster, so a restarted controller (or another replica) carries on.
 
 A deploy writes the release's Secret, replaces each process type's Deployment and waits
 for the rollout. If it fails — an image that cannot be pulled, pods that crash, cannot
