@@ -151,6 +151,9 @@ class KubernetesSettings:
     health_path: str = "/"
     #: Comma-separated process types besides web that listen on $PORT (readiness by TCP).
     tcp_probe_types: str = ""
+    #: ``key=value``: an app's pods accept connections only from its own namespace and from
+    #: namespaces with this label (the router's, the ingress controller's); empty: no NetworkPolicy.
+    ingress_from_namespace_label: str = "moorage.io/ingress=true"
 
 
 @dataclass(frozen=True)

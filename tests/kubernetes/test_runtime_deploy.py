@@ -6,6 +6,7 @@ rolled out by the real controller-manager and scheduler, onto the node stand-in.
 
 from __future__ import annotations
 
+import kubernetes
 import pytest
 
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
@@ -56,6 +57,13 @@ def test_a_deploy_makes_namespace_secret_deployments_and_service(kube_platform: 
     assert worker.spec.replicas == 0
     assert worker.spec.template.spec.containers[0].resources.limits == {"cpu": "500m", "memory": "128Mi"}
     assert worker.spec.template.spec.containers[0].readiness_probe is None
+    policy = kubernetes.client.NetworkingV1Api(kp.core.api_client).read_namespaced_network_policy(
+        "moorage-isolation", ns
+    )
+    assert policy.spec.pod_selector.match_labels is None  # every pod of the app
+    sources = policy.spec.ingress[0]._from
+    assert sources[0].pod_selector is not None and sources[0].namespace_selector is None  # its own namespace
+    assert sources[1].namespace_selector.match_labels == {"moorage.io/ingress": "true"}
     service = kp.core.read_namespaced_service("web", ns)
     assert service.spec.selector == {"app": "shop", "type": "web"}
     assert service.spec.ports[0].target_port == 5000

@@ -52,6 +52,7 @@ class KubernetesRuntime(Runtime):
         self.settings = settings
         self.kube = settings.kubernetes
         self.resources = manifests.parse_resources(self.kube)
+        self.policy = manifests.network_policy(self.kube)
         self.api = api or KubeApi(self.kube.kubeconfig, self.kube.context)
 
     def namespace_of(self, app: str) -> str:
@@ -89,6 +90,8 @@ class KubernetesRuntime(Runtime):
         existing = self.api.get("namespace", "", ns)
         if existing is None:
             self.api.create("namespace", "", manifests.namespace(ns, release.app, release.owner))
+        if self.policy is not None and self.api.get("networkpolicy", ns, "moorage-isolation") is None:
+            self.api.create("networkpolicy", ns, self.policy)
         elif (existing.get("status") or {}).get("phase") == "Terminating":
             raise ConflictError(
                 f"the namespace {ns} of {release.app} is still being deleted; try again shortly"
