@@ -23,13 +23,13 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from moorage.clients.kubernetes import KubeApi
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform import procfile
-from moorage.platform.router.config import validate_app
+from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
@@ -96,6 +96,8 @@ class KubernetesRuntime(Runtime):
             raise ConflictError(
                 f"the namespace {ns} of {release.app} is still being deleted; try again shortly"
             )
+        elif release.owner and "moorage.io/owner" not in (existing["metadata"].get("labels") or {}):
+            self.api.patch("namespace", "", ns, {"metadata": {"labels": {"moorage.io/owner": release.owner}}})
         try:
             self.api.create("secret", ns, manifests.release_secret(release))
         except ConflictError:
@@ -128,6 +130,14 @@ class KubernetesRuntime(Runtime):
             self.api.create("service", ns, manifests.web_service(self.kube, release.app))
         elif "web" not in release.processes and service is not None:
             self.api.delete("service", ns, "web")
+        if (
+            self.kube.ingress_class
+            and "web" in release.processes
+            and self.api.get("ingress", ns, "web") is None
+        ):
+            self.api.create(
+                "ingress", ns, manifests.ingress(self.kube, release.app, [self._host(release.app)])
+            )
         return targets
 
     def _restore(
@@ -327,6 +337,23 @@ class KubernetesRuntime(Runtime):
             if time.monotonic() > deadline:
                 raise UnprocessableError(f"the one-off process did not finish within {timeout:.0f}s")
             time.sleep(0.25)
+
+    def set_domains(self, app: str, domains: Iterable[str]) -> None:
+        """Route ``domains`` (custom domains) besides ``<app>.<base_domain>`` through the app's Ingress."""
+        hosts = [self._host(app), *(validate_hostname(d) for d in domains)]
+        if not self.kube.ingress_class:
+            return  # no Ingress: whoever routes to the web Services routes the domains too
+        ns = self.namespace_of(app)
+        if self.api.get("namespace", "", ns) is None:
+            self.api.create("namespace", "", manifests.namespace(ns, app, ""))
+        body = manifests.ingress(self.kube, app, hosts)
+        if self.api.get("ingress", ns, "web") is None:
+            self.api.create("ingress", ns, body)
+        else:
+            self.api.replace("ingress", ns, body)
+
+    def _host(self, app: str) -> str:
+        return f"{app}.{self.settings.platform.base_domain}"
 
     def destroy(self, app: str) -> None:
         """Delete the namespace; Kubernetes removes what is in it, then the namespace itself."""

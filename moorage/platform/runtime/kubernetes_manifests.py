@@ -13,6 +13,8 @@ Workflow's scheduler, which Heroku-style users know:
   command; ``maxUnavailable: 0``, so a rollout never has fewer ready pods than asked;
 - a Service ``web`` whose selector is the web pods and whose target is ``$PORT``;
 - a Pod with ``restartPolicy: Never`` for one-off runs and release tasks;
+- an Ingress ``web`` (when an IngressClass is set) for ``<app>.<base_domain>`` and the
+  app's custom domains;
 - a NetworkPolicy: an app's pods accept connections only from its own namespace and
   from the namespaces labelled as the router's, so one app cannot reach another's pods.
 
@@ -221,4 +223,25 @@ def network_policy(settings: KubernetesSettings) -> dict[str, Any] | None:
     return {
         "metadata": {"name": "moorage-isolation", "labels": dict(MANAGED_BY)},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": sources}]},
+    }
+
+
+def ingress(settings: KubernetesSettings, app: str, hosts: list[str]) -> dict[str, Any]:
+    """Every host of the app to its web Service (port 80), with the class and annotations of the settings."""
+    annotations = {}
+    for pair in filter(None, (p.strip() for p in settings.ingress_annotations.split(";"))):
+        key, _, value = pair.partition("=")
+        if not key.strip():
+            raise ConfigurationError(
+                f"MOORAGE_KUBERNETES_INGRESS_ANNOTATIONS: cannot read {pair!r}; write key=value"
+            )
+        annotations[key.strip()] = value.strip()
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    rules = [
+        {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+        for host in hosts
+    ]
+    return {
+        "metadata": {"name": "web", "labels": {**MANAGED_BY, "app": app}, "annotations": annotations},
+        "spec": {"ingressClassName": settings.ingress_class, "rules": rules},
     }
