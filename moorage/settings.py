@@ -189,6 +189,14 @@ class KubernetesSettings:
     health_path: str = "/"
     #: Comma-separated process types besides web that listen on $PORT (readiness by TCP).
     tcp_probe_types: str = ""
+    #: ``key=value``: an app's pods accept connections only from its own namespace and from
+    #: namespaces with this label (the router's, the ingress controller's); empty: no NetworkPolicy.
+    ingress_from_namespace_label: str = "moorage.io/ingress=true"
+    #: The IngressClass of each app's Ingress (``<app>.<base_domain>`` and its custom domains
+    #: to the web Service); empty: no Ingress (route to the ``web`` Services some other way).
+    ingress_class: str = ""
+    #: Annotations of every app's Ingress, ``;``-separated ``key=value`` pairs.
+    ingress_annotations: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ rolled out by the real controller-manager and scheduler, onto the node stand-in.
 
 from __future__ import annotations
 
+import kubernetes
 import pytest
 
+from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.platform import deploy_tarball, tar_of
 from tests.kubernetes.conftest import KubePlatform
 from tests.polling import wait_for
@@ -55,6 +57,13 @@ def test_a_deploy_makes_namespace_secret_deployments_and_service(kube_platform: 
     assert worker.spec.replicas == 0
     assert worker.spec.template.spec.containers[0].resources.limits == {"cpu": "500m", "memory": "128Mi"}
     assert worker.spec.template.spec.containers[0].readiness_probe is None
+    policy = kubernetes.client.NetworkingV1Api(kp.core.api_client).read_namespaced_network_policy(
+        "moorage-isolation", ns
+    )
+    assert policy.spec.pod_selector.match_labels is None  # every pod of the app
+    sources = policy.spec.ingress[0]._from
+    assert sources[0].pod_selector is not None and sources[0].namespace_selector is None  # its own namespace
+    assert sources[1].namespace_selector.match_labels == {"moorage.io/ingress": "true"}
     service = kp.core.read_namespaced_service("web", ns)
     assert service.spec.selector == {"app": "shop", "type": "web"}
     assert service.spec.ports[0].target_port == 5000
@@ -107,3 +116,17 @@ def test_destroy_deletes_the_namespace(kube_platform: KubePlatform, alice) -> No
         return ns not in {n.metadata.name for n in kp.core.list_namespace().items}
 
     wait_for(gone, timeout=60, what=f"namespace {ns} deleted")
+
+
+def test_a_new_runtime_instance_sees_and_scales_what_another_deployed(
+    kube_platform: KubePlatform, alice
+) -> None:
+    """The runtime keeps nothing in memory: a restarted controller, or another replica, carries on."""
+    deploy_tarball(alice, "shop", tar_of(SOURCE))
+    other = KubernetesRuntime(kube_platform.controller.settings)
+    try:
+        assert [(p.name, p.state, p.release) for p in other.status("shop")] == [("web.1", "up", 2)]
+        other.scale("shop", {"web": 2}, lambda _: None)
+        assert _ready(kube_platform) == 2
+    finally:
+        other.close()

@@ -184,3 +184,39 @@ def test_types_named_as_listening_get_port_and_a_tcp_readiness_probe(
     finally:
         runtime.destroy("probes")
         runtime.close()
+
+
+def test_an_ingress_routes_the_app_host_and_its_custom_domains(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    settings = kube_settings(
+        tmp_path,
+        kube,
+        f"t{uuid.uuid4().hex[:6]}-",
+        ingress_class="nginx",
+        ingress_annotations="nginx.ingress.kubernetes.io/proxy-body-size=100m",
+    )
+    runtime = KubernetesRuntime(settings)
+    networking = kubernetes.client.NetworkingV1Api(kube.api_client())
+    ns = runtime.namespace_of("routed")
+
+    def hosts() -> list[str]:
+        return [rule.host for rule in networking.read_namespaced_ingress("web", ns).spec.rules]
+
+    try:
+        runtime.set_domains("routed", ["www.routed.example"])  # before the first deploy, as a user may
+        runtime.deploy(_spec("routed", 2), {"web": 1}, lambda _: None)
+        assert hosts() == ["routed.moorage.localhost", "www.routed.example"]
+        ingress = networking.read_namespaced_ingress("web", ns)
+        assert ingress.spec.ingress_class_name == "nginx"
+        assert ingress.metadata.annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "100m"
+        assert ingress.spec.rules[0].http.paths[0].backend.service.name == "web"
+        runtime.set_domains("routed", [])
+        runtime.deploy(_spec("routed", 3), {"web": 1}, lambda _: None)
+        assert hosts() == ["routed.moorage.localhost"]
+        with pytest.raises(InvalidParametersError):
+            runtime.set_domains("routed", ["not a host"])
+        assert hosts() == ["routed.moorage.localhost"]
+    finally:
+        runtime.destroy("routed")
+        runtime.close()

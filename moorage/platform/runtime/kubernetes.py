@@ -3,7 +3,9 @@
 Why: past one machine, Kubernetes places, restarts and reaches an app's processes; the
 controller still says only *what* should run (the Runtime boundary). What the objects
 look like is in ``kubernetes_manifests``; when a rollout is done (or cannot be) in
-``kubernetes_rollout``; the API calls go through ``moorage.clients.kubernetes``.
+``kubernetes_rollout``; the app's log in ``kubernetes_logs``; the API calls go through
+``moorage.clients.kubernetes``. The runtime keeps no state of its own: what runs is read
+back from the cluster, so a restarted controller (or another replica) carries on.
 
 A deploy writes the release's Secret, replaces each process type's Deployment and waits
 for the rollout. If it fails — an image that cannot be pulled, pods that crash, cannot
@@ -21,13 +23,13 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from moorage.clients.kubernetes import KubeApi
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform import procfile
-from moorage.platform.router.config import validate_app
+from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
@@ -50,6 +52,7 @@ class KubernetesRuntime(Runtime):
         self.settings = settings
         self.kube = settings.kubernetes
         self.resources = manifests.parse_resources(self.kube)
+        self.policy = manifests.network_policy(self.kube)
         self.api = api or KubeApi(self.kube.kubeconfig, self.kube.context)
 
     def namespace_of(self, app: str) -> str:
@@ -87,10 +90,14 @@ class KubernetesRuntime(Runtime):
         existing = self.api.get("namespace", "", ns)
         if existing is None:
             self.api.create("namespace", "", manifests.namespace(ns, release.app, release.owner))
+        if self.policy is not None and self.api.get("networkpolicy", ns, "moorage-isolation") is None:
+            self.api.create("networkpolicy", ns, self.policy)
         elif (existing.get("status") or {}).get("phase") == "Terminating":
             raise ConflictError(
                 f"the namespace {ns} of {release.app} is still being deleted; try again shortly"
             )
+        elif release.owner and "moorage.io/owner" not in (existing["metadata"].get("labels") or {}):
+            self.api.patch("namespace", "", ns, {"metadata": {"labels": {"moorage.io/owner": release.owner}}})
         for secret in filter(None, (manifests.release_secret(release), manifests.bindings_secret(release))):
             try:
                 self.api.create("secret", ns, secret)
@@ -124,6 +131,14 @@ class KubernetesRuntime(Runtime):
             self.api.create("service", ns, manifests.web_service(self.kube, release.app))
         elif "web" not in release.processes and service is not None:
             self.api.delete("service", ns, "web")
+        if (
+            self.kube.ingress_class
+            and "web" in release.processes
+            and self.api.get("ingress", ns, "web") is None
+        ):
+            self.api.create(
+                "ingress", ns, manifests.ingress(self.kube, release.app, [self._host(release.app)])
+            )
         return targets
 
     def _restore(
@@ -325,6 +340,23 @@ class KubernetesRuntime(Runtime):
             if time.monotonic() > deadline:
                 raise UnprocessableError(f"the one-off process did not finish within {timeout:.0f}s")
             time.sleep(0.25)
+
+    def set_domains(self, app: str, domains: Iterable[str]) -> None:
+        """Route ``domains`` (custom domains) besides ``<app>.<base_domain>`` through the app's Ingress."""
+        hosts = [self._host(app), *(validate_hostname(d) for d in domains)]
+        if not self.kube.ingress_class:
+            return  # no Ingress: whoever routes to the web Services routes the domains too
+        ns = self.namespace_of(app)
+        if self.api.get("namespace", "", ns) is None:
+            self.api.create("namespace", "", manifests.namespace(ns, app, ""))
+        body = manifests.ingress(self.kube, app, hosts)
+        if self.api.get("ingress", ns, "web") is None:
+            self.api.create("ingress", ns, body)
+        else:
+            self.api.replace("ingress", ns, body)
+
+    def _host(self, app: str) -> str:
+        return f"{app}.{self.settings.platform.base_domain}"
 
     def destroy(self, app: str) -> None:
         """Delete the namespace; Kubernetes removes what is in it, then the namespace itself."""

@@ -12,7 +12,11 @@ Workflow's scheduler, which Heroku-style users know:
   the slug-runner image with the release's slug (``$SLUG_URL``) and the Procfile
   command; ``maxUnavailable: 0``, so a rollout never has fewer ready pods than asked;
 - a Service ``web`` whose selector is the web pods and whose target is ``$PORT``;
-- a Pod with ``restartPolicy: Never`` for one-off runs and release tasks.
+- a Pod with ``restartPolicy: Never`` for one-off runs and release tasks;
+- an Ingress ``web`` (when an IngressClass is set) for ``<app>.<base_domain>`` and the
+  app's custom domains;
+- a NetworkPolicy: an app's pods accept connections only from its own namespace and
+  from the namespaces labelled as the router's, so one app cannot reach another's pods.
 
 Processes run as an unprivileged user with no service-account token and no privilege
 escalation: an app's code never runs as root, nor talks to the Kubernetes API as anyone.
@@ -258,3 +262,40 @@ def run_pod(
     spec = with_bindings(release, _pod_spec([container], "Never"))
     spec["activeDeadlineSeconds"] = max(int(timeout_seconds), 1)
     return {"metadata": {"name": name, "labels": pod_labels(release, "run")}, "spec": spec}
+
+
+def network_policy(settings: KubernetesSettings) -> dict[str, Any] | None:
+    """Ingress to every pod of the namespace only from itself and the router's namespaces."""
+    if not settings.ingress_from_namespace_label:
+        return None
+    key, _, value = settings.ingress_from_namespace_label.partition("=")
+    if not key.strip() or not value.strip():
+        raise ConfigurationError(
+            "MOORAGE_KUBERNETES_INGRESS_FROM_NAMESPACE_LABEL: write key=value, e.g. moorage.io/ingress=true"
+        )
+    sources = [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {key.strip(): value.strip()}}}]
+    return {
+        "metadata": {"name": "moorage-isolation", "labels": dict(MANAGED_BY)},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": sources}]},
+    }
+
+
+def ingress(settings: KubernetesSettings, app: str, hosts: list[str]) -> dict[str, Any]:
+    """Every host of the app to its web Service (port 80), with the class and annotations of the settings."""
+    annotations = {}
+    for pair in filter(None, (p.strip() for p in settings.ingress_annotations.split(";"))):
+        key, _, value = pair.partition("=")
+        if not key.strip():
+            raise ConfigurationError(
+                f"MOORAGE_KUBERNETES_INGRESS_ANNOTATIONS: cannot read {pair!r}; write key=value"
+            )
+        annotations[key.strip()] = value.strip()
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    rules = [
+        {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+        for host in hosts
+    ]
+    return {
+        "metadata": {"name": "web", "labels": {**MANAGED_BY, "app": app}, "annotations": annotations},
+        "spec": {"ingressClassName": settings.ingress_class, "rules": rules},
+    }
