@@ -220,3 +220,20 @@ def test_an_ingress_routes_the_app_host_and_its_custom_domains(
     finally:
         runtime.destroy("routed")
         runtime.close()
+
+
+def test_without_a_network_policy_setting_an_app_still_deploys_and_gets_none(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    settings = kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-", ingress_from_namespace_label="")
+    runtime = KubernetesRuntime(settings)
+    networking = kubernetes.client.NetworkingV1Api(kube.api_client())
+    ns = runtime.namespace_of("open")
+    try:
+        runtime.deploy(_spec("open", 2), {"web": 1}, lambda _: None)  # the app's namespace is new
+        assert networking.list_namespaced_network_policy(ns).items == []
+        runtime.deploy(_spec("open", 3), {"web": 1}, lambda _: None)  # and now it exists
+        assert wait_for(lambda: [(p.type, p.state, p.release) for p in runtime.status("open")] == [("web", "up", 3)])
+    finally:
+        runtime.destroy("open")
+        runtime.close()

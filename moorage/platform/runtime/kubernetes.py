@@ -90,14 +90,14 @@ class KubernetesRuntime(Runtime):
         existing = self.api.get("namespace", "", ns)
         if existing is None:
             self.api.create("namespace", "", manifests.namespace(ns, release.app, release.owner))
-        if self.policy is not None and self.api.get("networkpolicy", ns, "moorage-isolation") is None:
-            self.api.create("networkpolicy", ns, self.policy)
         elif (existing.get("status") or {}).get("phase") == "Terminating":
             raise ConflictError(
                 f"the namespace {ns} of {release.app} is still being deleted; try again shortly"
             )
         elif release.owner and "moorage.io/owner" not in (existing["metadata"].get("labels") or {}):
             self.api.patch("namespace", "", ns, {"metadata": {"labels": {"moorage.io/owner": release.owner}}})
+        if self.policy is not None and self.api.get("networkpolicy", ns, "moorage-isolation") is None:
+            self.api.create("networkpolicy", ns, self.policy)
         for secret in filter(None, (manifests.release_secret(release), manifests.bindings_secret(release))):
             try:
                 self.api.create("secret", ns, secret)
