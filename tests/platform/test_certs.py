@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from moorage.embedded.ports import free_port
+from moorage.platform.controller import recovery
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
 from tests.host_requests import request
 
@@ -284,3 +285,65 @@ def test_keys_are_encrypted_at_rest(cli: Cli, live, pki: Pki) -> None:
     assert len(stored) == 1
     assert all(b"-----BEGIN" not in bytes(value) for value in stored[0])
     assert platform.encryptor.decrypt(bytes(stored[0][1])).decode() == key
+
+
+def test_removing_the_domain_stops_serving_its_certificate(cli: Cli, router, pki: Pki) -> None:
+    chain, key, _ = pki.leaf("www.shop.example", DOMAIN)
+    cli.ok("certs:add", *add_files(cli, chain, key), "-a", APP)
+    cli.ok("domains:remove", DOMAIN, "-a", APP)
+    try:
+        assert served_subject(router, DOMAIN) == "*.moorage.localhost"
+        listed = json.loads(cli.ok("certs", "-a", APP, "--json"))["certs"]
+        assert [c["domains"] for c in listed] == [[]]
+    finally:
+        cli.ok("domains:add", DOMAIN, "-a", APP)
+    # The certificate was kept: the domain is served with it again.
+    assert served_subject(router, DOMAIN) == "www.shop.example"
+
+
+def test_a_restarted_controller_hands_the_certificates_to_the_router(cli: Cli, live, pki: Pki) -> None:
+    platform = live[0]
+    chain, key, _ = pki.leaf("www.shop.example", DOMAIN)
+    cli.ok("certs:add", *add_files(cli, chain, key), "-a", APP)
+    # A router that lost its table (as one restarted on its own would).
+    platform.router._control("DELETE", f"/tls/{APP}")
+    assert served_subject(platform.router, DOMAIN) == "*.moorage.localhost"
+    recovery.resume(platform.controller.flask_app.extensions["moorage.platform"])
+    assert served_subject(platform.router, DOMAIN) == "www.shop.example"
+
+
+def test_only_the_app_s_users_manage_its_certificates(live, pki: Pki) -> None:
+    controller = live[0].controller
+    chain, key, _ = pki.leaf("www.shop.example", DOMAIN)
+    body = {"certificate": chain, "key": key}
+    assert controller.client().get(f"/v2/apps/{APP}/certs").status_code == 401
+    bob = controller.user("bob")
+    for response in (
+        bob.get(f"/v2/apps/{APP}/certs"),
+        bob.post(f"/v2/apps/{APP}/certs", json=body),
+        bob.put(f"/v2/apps/{APP}/tls", json={"force_https": True}),
+        bob.delete(f"/v2/apps/{APP}/certs/{DOMAIN}"),
+    ):
+        assert response.status_code in (403, 404), response.text
+    assert served_subject(live[0].router, DOMAIN) == "*.moorage.localhost"
+
+
+def test_text_that_is_not_pem_is_refused(live) -> None:
+    alice = live[0].controller.user("alice")
+    r = alice.post(f"/v2/apps/{APP}/certs", json={"certificate": "hello", "key": "world"})
+    assert r.status_code == 400
+    assert "not a PEM certificate" in r.json()["message"]
+    r = alice.put(f"/v2/apps/{APP}/tls", json={"force_https": "yes"})
+    assert r.status_code == 400 and "force_https" in r.json()["message"]
+
+
+def test_without_an_https_listener_certificates_are_refused(pki: Pki, tmp_path: Path) -> None:
+    with run_live_platform() as platform:
+        cli = Cli(home=tmp_path, cwd=tmp_path, url=platform.controller.url).logged_in_as("carol")
+        cli.ok("apps:create", "plain")
+        cli.ok("domains:add", "www.plain.example", "-a", "plain")
+        chain, key, _ = pki.leaf("www.plain.example", "www.plain.example")
+        for args in (("certs:add", *add_files(cli, chain, key)), ("tls:force:enable",)):
+            result = cli(*args, "-a", "plain")
+            assert result.exit_code != 0
+            assert "MOORAGE_PLATFORM_ROUTER_HTTPS_PORT" in result.output

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moorage.errors import ConfigurationError, InvalidParametersError, NotFoundError
+from moorage.errors import ConfigurationError, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.router.config import SniCertificate
@@ -94,7 +94,21 @@ def _names(leaf: x509.Certificate) -> list[str]:
     return list(dict.fromkeys(n.lower().rstrip(".") for n in names))
 
 
+def _require_https(platform: Platform) -> None:
+    """Certificates and redirects are the router's: refused where nothing would serve them."""
+    if platform.tls is None:
+        raise UnprocessableError(
+            "certificates are served by Moorage's router, which this controller's "
+            f"{platform.settings.platform.runtime} runtime does not have"
+        )
+    if not platform.settings.platform.router_https_port:
+        raise UnprocessableError(
+            "the router has no HTTPS listener; the operator sets MOORAGE_PLATFORM_ROUTER_HTTPS_PORT"
+        )
+
+
 def add(platform: Platform, who: Principal, name: str, cert_pem: Any, key_pem: Any) -> dict[str, Any]:
+    _require_https(platform)
     chain, names = validate(cert_pem, key_pem)
     leaf = chain[0]
     with platform.app_lock(name):
@@ -169,6 +183,8 @@ def remove(platform: Platform, who: Principal, name: str, raw: Any) -> list[int]
 def set_force_https(platform: Platform, who: Principal, name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidParametersError('give {"force_https": true} or {"force_https": false}')
+    if value:
+        _require_https(platform)
     with platform.app_lock(name):
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
