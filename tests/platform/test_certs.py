@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,6 +28,10 @@ from cryptography.x509.oid import NameOID
 
 from moorage.embedded.ports import free_port
 from moorage.platform.controller import recovery
+from moorage.store.base import Base
+from moorage.store.certs import Certificate
+from moorage.store.db import Database
+from moorage.store.migrate import upgrade
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
 from tests.host_requests import request
 
@@ -347,3 +353,14 @@ def test_without_an_https_listener_certificates_are_refused(pki: Pki, tmp_path: 
             result = cli(*args, "-a", "plain")
             assert result.exit_code != 0
             assert "MOORAGE_PLATFORM_ROUTER_HTTPS_PORT" in result.output
+
+
+def test_the_migration_creates_exactly_the_certificate_models(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert Certificate.__tablename__ == "platform_certs"
+    assert [d for d in diff if "platform_certs" in repr(d) or "platform_app_tls" in repr(d)] == []
