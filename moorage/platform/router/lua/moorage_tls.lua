@@ -12,13 +12,15 @@
 --   f:<app>   -> 1 when the app wants HTTP redirected to HTTPS
 local cjson = require "cjson.safe"
 local ssl = require "ngx.ssl"
+local lrucache = require "resty.lrucache"
 
 local M = {}
 local certs = ngx.shared.moorage_certs
 local HOST = "^[*a-z0-9][a-z0-9.-]*$"
 
--- Per worker: parsed certificate and key per host, re-parsed when the dict's value changes.
-local parsed = {}
+-- Per worker: parsed certificate and key per host, re-parsed when the dict's value
+-- changes; an LRU, so hosts that lost their certificate do not stay in memory.
+local parsed = assert(lrucache.new(4096))
 
 local function split(value)
     local first = value:find("\0", 1, true)
@@ -55,7 +57,7 @@ function M.certificate()
     if host == nil then
         return -- the listener's default certificate
     end
-    local cached = parsed[host]
+    local cached = parsed:get(host)
     if cached == nil or cached.value ~= value then
         local _, cert_pem, key_pem = split(value)
         local cert, err = ssl.parse_pem_cert(cert_pem or "")
@@ -65,7 +67,7 @@ function M.certificate()
             return
         end
         cached = { value = value, cert = cert, key = key }
-        parsed[host] = cached
+        parsed:set(host, cached)
     end
     local ok, err = ssl.clear_certs()
     if ok then
