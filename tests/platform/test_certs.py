@@ -23,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from moorage.embedded.ports import free_port
@@ -87,9 +87,9 @@ class Pki:
     inter: x509.Certificate
     inter_key: object
 
-    def leaf(self, cn: str, *names: str, **validity) -> tuple[str, str, x509.Certificate]:
+    def leaf(self, cn: str, *names: str, key=None, **validity) -> tuple[str, str, x509.Certificate]:
         """(chain PEM leaf first, key PEM, leaf) signed by the intermediate."""
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = key or ec.generate_private_key(ec.SECP256R1())
         leaf = _sign(cn, key, "Moorage Test Intermediate", self.inter_key, ca=False, names=names, **validity)
         return _pem(leaf, self.inter), _key_pem(key), leaf
 
@@ -201,7 +201,8 @@ def test_certs_add_serves_the_chain_by_sni(cli: Cli, router, pki: Pki) -> None:
 
 
 def test_a_wildcard_certificate_covers_a_wildcard_domain(cli: Cli, router, pki: Pki) -> None:
-    chain, key, _ = pki.leaf("wild", "*.wild.example")
+    # An RSA key this time (the others are ECDSA P-256).
+    chain, key, _ = pki.leaf("wild", "*.wild.example", key=rsa.generate_private_key(65537, 2048))
     assert "serves *.wild.example" in cli.ok("certs:add", *add_files(cli, chain, key), "-a", APP)
     assert served_subject(router, WILD_DOMAIN) == "wild"
     assert https_get(router, WILD_DOMAIN, cadata=pki.root_pem)[0] == 200
@@ -257,6 +258,28 @@ def test_a_chain_out_of_order_is_refused(cli: Cli, router, pki: Pki) -> None:
     _, key, leaf = pki.leaf("www.shop.example", DOMAIN)
     # The root after the leaf: the leaf was signed by the intermediate, not by it.
     _refused(cli, router, _pem(leaf) + pki.root_pem, key, "is not signed by the next one")
+
+
+def test_a_chain_with_an_expired_intermediate_is_refused(cli: Cli, router, pki: Pki) -> None:
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    old = _sign(
+        "Old Intermediate",
+        inter_key,
+        "Moorage Test Root",
+        pki.root_key,
+        ca=True,
+        start=NOW - 9 * DAY,
+        end=NOW - DAY,
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _sign("www.shop.example", key, "Old Intermediate", inter_key, ca=False, names=[DOMAIN])
+    _refused(
+        cli,
+        router,
+        _pem(leaf, old),
+        _key_pem(key),
+        "certificate 2 of the chain (CN=Old Intermediate) is not valid now",
+    )
 
 
 def test_certificates_reach_a_restarted_router(cli: Cli, router, pki: Pki) -> None:
