@@ -18,6 +18,7 @@ from moorage.platform.api import (
     apps,
     auth,
     builds,
+    certs,
     config,
     domains,
     errors,
@@ -72,6 +73,7 @@ def create_app(
         runtime=runtime,
         encryptor=encryptor or Encryptor.from_file(settings.key_file),
         domains=runtime if hasattr(runtime, "set_domains") else None,  # type: ignore[arg-type]
+        tls=getattr(runtime, "router", None),
         builder=builds_ctl.build_step(settings, builder, build_environ),
     )
     app = Flask("moorage.platform")
@@ -81,7 +83,7 @@ def create_app(
     app.extensions["moorage.platform"] = platform
     errors.init_app(app)
     auth.init_app(app)
-    for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, perms):
+    for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, certs, perms):
         app.register_blueprint(module.bp)
     from moorage.platform.api import git as git_api  # git push over smart HTTP
 

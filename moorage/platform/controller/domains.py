@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from moorage.errors import ConflictError, InvalidParametersError, NotFoundError
+from moorage.platform.controller import certs
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.store.apps import Domain
@@ -94,3 +95,4 @@ def remove(platform: Platform, who: Principal, name: str, raw: str) -> None:
 def _publish(platform: Platform, who: Principal, name: str) -> None:
     if platform.domains is not None:
         platform.domains.set_domains(name, list_domains(platform, who, name))
+    certs.publish(platform, name)  # a wildcard certificate may cover the new domain

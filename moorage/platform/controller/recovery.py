@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from moorage.platform.controller import releases, service_recovery
+from moorage.platform.controller import certs, releases, service_recovery
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.store.apps import DEPLOYING, FAILED, App, Domain, Release
@@ -54,6 +54,7 @@ def resume(platform: Platform) -> list[str]:
             try:
                 if platform.domains is not None and item.domains:
                     platform.domains.set_domains(name, item.domains)
+                certs.publish(platform, name)
                 platform.runtime.deploy(item.spec, item.formation, lambda line: None)
             except Exception as exc:  # one broken app must not keep the others down
                 log.warning("could not bring %s back: %s", name, exc, extra={"app": name})

@@ -37,6 +37,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class SniCertificate:
+    """A custom domain certificate: served to TLS clients that ask for one of ``hosts``."""
+
+    hosts: tuple[str, ...]
+    cert_pem: str
+    key_pem: str
+
+
+@dataclass(frozen=True)
 class RenderOptions:
     root: Path
     addresses: tuple[str, ...]
@@ -139,8 +148,10 @@ def render(options: RenderOptions) -> str:
             f"  root {root / 'www'};\n",
             f"  lua_package_path '{lua_path}';\n",
             "  lua_shared_dict moorage_routes 16m;\n",
-            # A global, made once in the master: the per-request hooks skip require().
-            "  init_by_lua_block { moorage_router = require('moorage_router') }\n",
+            "  lua_shared_dict moorage_certs 32m;\n",
+            # Globals, made once in the master: the per-request hooks skip require().
+            "  init_by_lua_block { moorage_router = require('moorage_router');"
+            " moorage_tls = require('moorage_tls') }\n",
             "  keepalive_timeout 65s;\n  keepalive_requests 100000;\n",
             f"  client_max_body_size {options.max_body_mb}m;\n",
             *(f"  {kind}_temp_path {temp / kind};\n" for kind in _TEMP_PATHS),
@@ -215,6 +226,8 @@ def _app_server(options: RenderOptions) -> str:
             f"    ssl_certificate {options.tls[0]};\n    ssl_certificate_key {options.tls[1]};\n"
             "    ssl_protocols TLSv1.2 TLSv1.3;\n"
             "    ssl_session_cache shared:moorage_tls:10m;\n    ssl_session_timeout 1h;\n"
+            # Custom domains' certificates by SNI name (moorage_tls.lua); the default otherwise.
+            "    ssl_certificate_by_lua_block { moorage_tls.certificate() }\n"
         )
     log = access_log_path(options.root, "$moorage_app")
     first = int(options.first_byte_timeout)
@@ -226,7 +239,7 @@ def _app_server(options: RenderOptions) -> str:
     access_log {log} moorage if=$moorage_logged;
     log_by_lua_block {{ moorage_router.done() }}
     if ($moorage_app = "") {{ return 404 "No app is configured for this host name.\\n"; }}
-    if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
+{_redirect(options)}    if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
     location / {{
       if ($moorage_upgrade) {{ return 418; }}
       error_page 418 = @moorage_websocket;
@@ -249,6 +262,19 @@ def _app_server(options: RenderOptions) -> str:
     }}
   }}
 """
+
+
+def _redirect(options: RenderOptions) -> str:
+    """HTTP -> HTTPS for apps that ask (``tls:force:enable``): 301, or 308 to keep a body."""
+    if options.tls is None or not options.https_port:
+        return ""
+    port = "" if options.https_port == 443 else f":{options.https_port}"
+    target = f"https://$host{port}$request_uri"
+    return (
+        "    set_by_lua_block $moorage_redirect { return moorage_tls.redirect() }\n"
+        f'    if ($moorage_redirect = "301") {{ return 301 {target}; }}\n'
+        f'    if ($moorage_redirect = "308") {{ return 308 {target}; }}\n'
+    )
 
 
 def _control_server(root: Path) -> str:

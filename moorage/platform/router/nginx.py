@@ -37,12 +37,14 @@ from moorage.platform.router.config import (
     MODULES,
     RenderOptions,
     Route,
+    SniCertificate,
     access_log_path,
     control_socket,
     make_route,
     parse_addresses,
     render,
     validate_app,
+    validate_hostname,
 )
 from moorage.platform.router.processes import kill_and_wait, terminate, worker_uids
 from moorage.platform.router.tls import default_pair
@@ -66,6 +68,8 @@ class Router:
         self.port = platform.router_port
         self.addresses = parse_addresses(platform.router_addresses)
         self._routes: dict[str, Route] = {}
+        #: Per app: the body of ``PUT /tls/<app>`` (SNI certificates, redirect), pushed again at start.
+        self._tls: dict[str, dict[str, object]] = {}
         #: Backends that left the routes and may still have requests in flight.
         self._retired: set[str] = set()
         self._lock = threading.RLock()
@@ -128,6 +132,8 @@ class Router:
             self._wait_ready()
             for route in self._routes.values():
                 self._put(route)
+            for app, body in self._tls.items():
+                self._control("PUT", f"/tls/{app}", body)
             log.info("router listening", extra={"port": self.port})
 
     def stop(self) -> None:
@@ -179,8 +185,30 @@ class Router:
                 return
             if self.running:
                 self._control("DELETE", f"/apps/{app}")
+                if app in self._tls:
+                    self._control("DELETE", f"/tls/{app}")
+            self._tls.pop(app, None)
             del self._routes[app]
             self._retire(previous)
+
+    def set_tls(self, app: str, certs: Iterable[SniCertificate], force_https: bool) -> None:
+        """Serve each certificate for its hosts (by SNI), and redirect HTTP when ``force_https``.
+
+        The whole TLS state of the app is replaced; nginx checks every PEM first and
+        changes nothing when one does not parse.
+        """
+        validate_app(app)
+        body: dict[str, object] = {
+            "certs": [
+                {"hosts": [validate_hostname(h) for h in c.hosts], "cert": c.cert_pem, "key": c.key_pem}
+                for c in certs
+            ],
+            "force_https": bool(force_https),
+        }
+        with self._lock:
+            if self.running:
+                self._control("PUT", f"/tls/{app}", body)
+            self._tls[app] = body
 
     def routes(self) -> dict[str, Route]:
         with self._lock:

@@ -11,6 +11,7 @@ from moorage.store.db import make_nullpool_engine
 
 try:  # the platform's tables, once that package exists
     import moorage.store.apps  # noqa: F401
+    import moorage.store.certs  # noqa: F401
     import moorage.store.services  # noqa: F401
 except ImportError:  # pragma: no cover
     pass

@@ -241,9 +241,12 @@ function M.control()
     if uri == "/inflight" then
         return reply(200, in_flight())
     end
-    local app = uri:match("^/apps/(.+)$")
-    if app == nil or not app:match(APP) or #app > 63 then
+    local kind, app = uri:match("^/(%l+)/(.+)$")
+    if (kind ~= "apps" and kind ~= "tls") or not app:match(APP) or #app > 63 then
         return reply(404, { error = "no such resource" })
+    end
+    if kind == "tls" then
+        return moorage_tls.control(app) -- certificates and redirects: moorage_tls.lua
     end
     return apps_request(app)
 end
