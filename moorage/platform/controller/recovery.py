@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from moorage.errors import ConflictError
 from moorage.platform.controller import releases, service_recovery
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import ReleaseSpec
@@ -50,14 +51,18 @@ def resume(platform: Platform) -> list[str]:
     back = []
     for item in wanted:
         name = item.spec.app
-        with platform.app_lock(name):
-            try:
+        try:
+            # Never wait: another controller changing this app is deploying it already.
+            with platform.app_lock(name, what="bringing it back after a restart", wait=0):
                 if platform.domains is not None and item.domains:
                     platform.domains.set_domains(name, item.domains)
                 platform.runtime.deploy(item.spec, item.formation, lambda line: None)
-            except Exception as exc:  # one broken app must not keep the others down
-                log.warning("could not bring %s back: %s", name, exc, extra={"app": name})
-                continue
+        except ConflictError as exc:
+            log.info("not bringing %s back: %s", name, exc, extra={"app": name})
+            continue
+        except Exception as exc:  # one broken app must not keep the others down
+            log.warning("could not bring %s back: %s", name, exc, extra={"app": name})
+            continue
         back.append(name)
         log.info("app brought back", extra={"app": name, "release": item.spec.version})
     return back
