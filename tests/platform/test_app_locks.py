@@ -18,8 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from moorage.settings import Settings
+from moorage.store.apps import DEPLOYING, FAILED, App, Release
+from moorage.store.db import Database
 from tests.fixtures.platform import (
     Cli,
     InertRuntime,
@@ -129,8 +132,8 @@ def test_a_build_elsewhere_refuses_deploys_and_changes_of_that_app_at_once(ctl, 
     assert message.startswith("a deploy of shop is in progress (started by alice at ")
     assert message.endswith(" UTC, a build of 1a2b3c4); try again when it finishes")
     lines = deploy_tarball(alice, "shop", tar_of({"Procfile": "web: python3 x.py\n"}))
-    assert "a deploy of shop is in progress" in str(lines[-1])
-    assert "result" not in lines[-1]
+    assert lines[-1]["error"]["code"] == "conflict"
+    assert lines[-1]["error"]["message"] == message
     # Other apps are not held up, and nothing of shop changed.
     assert set_config(alice, "cart", "1").status_code == 201
     assert alice.get("/v2/apps/shop/config").json()["values"] == {}
@@ -200,3 +203,24 @@ def test_the_cli_shows_the_refusal(ctl, other, tmp_path):
     assert "a deploy of shop is in progress (started by alice at " in result.output
     assert "a build of 1a2b3c4); try again when it finishes" in result.output
     assert "alice added A -> cart v2" in cli.ok("config:set", "A=6", "-a", "cart")
+
+
+def test_a_starting_controller_leaves_the_deploy_of_another_alone(ctl, other, state):
+    alice = ctl.user("alice")
+    for app in ("shop", "cart"):
+        lines = deploy_tarball(alice, app, tar_of({"Procfile": "web: python3 x.py\n"}))
+        assert lines[-1]["result"]["version"] == 2
+    db = Database(state.state_url)
+    with db.unit_of_work() as s:  # shop's v2 is deploying in another controller; cart's was cut short
+        for rel in s.scalars(select(Release).where(Release.version == 2)):
+            rel.status = DEPLOYING
+    other("shop", "a build of 1a2b3c4", long=True)
+    runtime = InertRuntime()
+    with serve_controller(state, runtime) as again:
+        again.flask_app.extensions["moorage.resume"].join(timeout=30)
+    with db.sessions() as s:
+        query = select(App.name, Release.status).join(App, App.id == Release.app_id)
+        status = {name: rel_status for name, rel_status in s.execute(query.where(Release.version == 2))}
+    db.dispose()
+    assert status == {"shop": DEPLOYING, "cart": FAILED}
+    assert "shop" not in runtime.deployed  # nor redeployed behind the other controller's back

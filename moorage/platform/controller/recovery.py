@@ -33,11 +33,9 @@ class _Wanted:
 
 def resume(platform: Platform) -> list[str]:
     """Deploy every app's current release again; returns the names brought back."""
+    _fail_interrupted(platform)
     wanted: list[_Wanted] = []
     with platform.db.unit_of_work() as s:
-        for rel in s.scalars(select(Release).where(Release.status == DEPLOYING)):
-            rel.status = FAILED
-            rel.failure = "interrupted: the controller stopped during the deploy"
         for app in s.scalars(select(App).order_by(App.name)):
             spec = releases.spec_of(platform, s, app, releases.current(s, app))
             if spec is None:
@@ -66,3 +64,29 @@ def resume(platform: Platform) -> list[str]:
         back.append(name)
         log.info("app brought back", extra={"app": name, "release": item.spec.version})
     return back
+
+
+def _fail_interrupted(platform: Platform) -> None:
+    """Mark failed the deploys a restart interrupted, not those another controller runs.
+
+    With several controllers on one state, a release is ``deploying`` while a replica
+    holds its app's lock; only a release whose lock is free was left behind.
+    """
+    with platform.db.sessions() as s:
+        rows = list(
+            s.execute(
+                select(Release.id, App.name)
+                .join(App, App.id == Release.app_id)
+                .where(Release.status == DEPLOYING)
+            )
+        )
+    for release_id, name in rows:
+        try:
+            with platform.app_lock(name, what="settling an interrupted deploy", wait=0):
+                with platform.db.unit_of_work() as s:
+                    rel = s.get(Release, release_id)
+                    if rel is not None and rel.status == DEPLOYING:
+                        rel.status = FAILED
+                        rel.failure = "interrupted: the controller stopped during the deploy"
+        except ConflictError as exc:
+            log.info("leaving the deploy of %s to its controller: %s", name, exc, extra={"app": name})
