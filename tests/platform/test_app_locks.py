@@ -31,6 +31,7 @@ from tests.fixtures.platform import (
     serve_controller,
     tar_of,
 )
+from tests.platform.test_git_push import commit_app, git
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,3 +225,19 @@ def test_a_starting_controller_leaves_the_deploy_of_another_alone(ctl, other, st
     db.dispose()
     assert status == {"shop": DEPLOYING, "cart": FAILED}
     assert "shop" not in runtime.deployed  # nor redeployed behind the other controller's back
+
+
+def test_a_git_push_during_a_build_elsewhere_is_refused_and_changes_nothing(ctl, other, tmp_path):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    alice = Cli(home=home, cwd=work, url=ctl.url).logged_in_as("alice")
+    commit_app(alice, "first")
+    alice.ok("git:remote", "-a", "shop")
+    other("shop", "a build of 1a2b3c4", long=True)
+    push = git(alice, "push", "moorage", "main", check=False)
+    assert push.returncode != 0
+    assert "a deploy of shop is in progress (started by alice at " in push.stderr, push.stderr
+    assert "a build of 1a2b3c4); try again when it finishes" in push.stderr
+    assert "refs/heads/main" not in git(alice, "ls-remote", "moorage").stdout
+    assert [r["version"] for r in ctl.user("alice").get("/v2/apps/shop/releases").json()["results"]] == [1]
