@@ -13,6 +13,10 @@ Keys: a name maps to 64 bits of BLAKE2b. Two names sharing a key (odds about 1 i
 or refusal, never a missing exclusion; PostgreSQL keys of other programs in the same
 database are just as unlikely to meet ours.
 
+The one gap: if the holder's connection breaks while it works (the database restarts,
+the network drops), PostgreSQL releases the lock and the holder is not told; another
+controller may then start a change of the same app beside it.
+
 Who holds a lock (for the refusal message) travels with the lock itself: in the
 holder connection's ``application_name`` on PostgreSQL, in the lock file on SQLite.
 Neither outlives the holder's process, so the message never names a dead holder for
@@ -59,6 +63,8 @@ class Holder:
     @classmethod
     def decode(cls, raw: str | None) -> Holder | None:
         parts = (raw or "").split("|", 4)
+        if len(parts) == 4:  # cut short (PostgreSQL keeps 63 bytes): the user, without what
+            parts.append("…")
         if len(parts) != 5 or parts[0] != "m" or not parts[2].isdigit():
             return None
         since = dt.datetime.fromtimestamp(int(parts[2]), dt.UTC)
@@ -109,6 +115,7 @@ class AdvisoryLocks:
     def hold(self, name: str, holder: Holder, wait: float) -> Iterator[None]:
         key = lock_key(name)
         with self.engine.connect() as conn:
+            _keep_alive(conn)
             label = holder.encode().encode("ascii", "replace")[:_APPLICATION_NAME_BYTES].decode()
             conn.execute(text("SELECT set_config('application_name', :v, false)"), {"v": label})
             if not conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}):
@@ -123,7 +130,7 @@ class AdvisoryLocks:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
     def _wait(self, conn: Connection, name: str, key: int, wait: float) -> None:
-        conn.execute(text(f"SET lock_timeout = {int(wait * 1000)}"))
+        conn.execute(text(f"SET lock_timeout = {max(1, int(wait * 1000))}"))
         try:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         except OperationalError as exc:
@@ -144,6 +151,20 @@ class AdvisoryLocks:
             {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},
         )
         return Holder.decode(raw)
+
+
+def _keep_alive(conn: Connection) -> None:
+    """Let the server notice a dead holder's machine in about a minute, and never time out.
+
+    A killed process closes its socket at once; a machine that vanishes sends nothing, and
+    without keepalives its lock would last for the kernel's two hours. An idle-session
+    limit of the server (PostgreSQL 14+) must not end a lock held through a long build.
+    """
+    conn.execute(text("SET tcp_keepalives_idle = 30"))
+    conn.execute(text("SET tcp_keepalives_interval = 10"))
+    conn.execute(text("SET tcp_keepalives_count = 3"))
+    if (conn.dialect.server_version_info or (0,)) >= (14,):
+        conn.execute(text("SET idle_session_timeout = 0"))
 
 
 class FileLocks:
