@@ -135,6 +135,9 @@ class PlatformSettings:
     router_tls_key_file: str = ""
     allow_registration: bool = True
     deploy_timeout_seconds: float = 60.0
+    #: How long a quick change of an app (config, scale, rollback, bind…) waits for another
+    #: one to finish before it is refused; builds never wait (see docs/architecture.md).
+    app_lock_wait_seconds: float = 30.0
     stop_grace_seconds: float = 10.0
     #: First delay before restarting a crashed process; doubled per quick crash, up to 60 s.
     restart_backoff_seconds: float = 1.0

@@ -260,7 +260,7 @@ def bind(
     """Bind ``name`` to ``app``; its credentials arrive as config vars in a new release."""
     prefix_wanted = normalize_alias(alias)
     params = services.validate_parameters(parameters)
-    with platform.app_lock(app):
+    with platform.app_lock(app, who, f"services:bind {name}"):
         with platform.db.sessions() as s:
             app_row = apps.find(s, who, app)
             inst = services.find(s, who, name)
@@ -321,7 +321,7 @@ def _undo(platform: Platform, who: Principal, binding_id: str) -> None:
 
 def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Progress) -> dict[str, Any]:
     """Remove the binding's vars (a new release), then unbind at the broker."""
-    with platform.app_lock(app):
+    with platform.app_lock(app, who, f"services:unbind {name}"):
         with platform.db.unit_of_work() as s:
             _, binding, _ = _find_binding(s, who, name, app)
             binding_id, drop, previous = binding.id, list(binding.var_names or []), binding.state
@@ -359,7 +359,7 @@ def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Pr
 
 def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Progress) -> dict[str, Any]:
     """New binding → release using it → old binding removed; same var names, new credentials."""
-    with platform.app_lock(app):
+    with platform.app_lock(app, who, f"services:rotate {name}"):
         with platform.db.sessions() as s:
             inst, old, app_id = _find_binding(s, who, name, app)
             if old.state != BOUND:

@@ -117,7 +117,7 @@ def deploy_source(
     """Build ``source_dir``, record the build and a release, and deploy it."""
     builder = platform.builder or procfile_build
     try:
-        with platform.app_lock(name):
+        with platform.app_lock(name, who, f"a build of {source_version[:7]}", long=True):
             with platform.db.unit_of_work() as s:
                 app = find(s, who, name)
                 live = releases.current(s, app)

@@ -35,7 +35,7 @@ def change_config(
     Vars a bound service provides are refused unless ``force`` (see controller.service_vars).
     """
     check_changes(changes)
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, "config:set"):
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             rel = current(s, app)

@@ -65,7 +65,7 @@ def list_domains(platform: Platform, who: Principal, name: str) -> list[str]:
 
 def add(platform: Platform, who: Principal, name: str, raw: Any) -> str:
     domain = validate(platform, raw)
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, f"domains:add {domain}"):
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             if s.scalar(select(Domain.id).where(Domain.domain == domain)) is not None:
@@ -82,7 +82,7 @@ def add(platform: Platform, who: Principal, name: str, raw: Any) -> str:
 
 def remove(platform: Platform, who: Principal, name: str, raw: str) -> None:
     domain = raw.strip().lower().rstrip(".")
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, f"domains:remove {domain}"):
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             row = s.scalar(select(Domain).where(Domain.app_id == app.id, Domain.domain == domain))

@@ -33,7 +33,7 @@ def _live_spec(platform: Platform, who: Principal, name: str) -> tuple[ReleaseSp
 def scale(platform: Platform, who: Principal, name: str, counts: Any, progress: Progress) -> dict[str, int]:
     if not isinstance(counts, dict) or not counts:
         raise InvalidParametersError('give process counts: {"web": 2, "worker": 1}')
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, "scale"):
         spec, formation = _live_spec(platform, who, name)
         for ptype, count in counts.items():
             if ptype == releases.RELEASE_TASK:
@@ -76,7 +76,7 @@ def ps(platform: Platform, who: Principal, name: str) -> list[dict[str, Any]]:
 
 
 def restart(platform: Platform, who: Principal, name: str, ptype: str | None, progress: Progress) -> None:
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, "ps:restart"):
         spec, _ = _live_spec(platform, who, name)
         if ptype is not None and ptype not in spec.processes:
             raise InvalidParametersError(f"{name} has no process type {ptype!r}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from moorage.errors import ConflictError
 from moorage.platform.controller import certs, releases, service_recovery
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import ReleaseSpec
@@ -32,11 +33,9 @@ class _Wanted:
 
 def resume(platform: Platform) -> list[str]:
     """Deploy every app's current release again; returns the names brought back."""
+    _fail_interrupted(platform)
     wanted: list[_Wanted] = []
     with platform.db.unit_of_work() as s:
-        for rel in s.scalars(select(Release).where(Release.status == DEPLOYING)):
-            rel.status = FAILED
-            rel.failure = "interrupted: the controller stopped during the deploy"
         for app in s.scalars(select(App).order_by(App.name)):
             spec = releases.spec_of(platform, s, app, releases.current(s, app))
             if spec is None:
@@ -50,15 +49,45 @@ def resume(platform: Platform) -> list[str]:
     back = []
     for item in wanted:
         name = item.spec.app
-        with platform.app_lock(name):
-            try:
+        try:
+            # Never wait: another controller changing this app is deploying it already.
+            with platform.app_lock(name, what="bringing it back after a restart", wait=0):
                 if platform.domains is not None and item.domains:
                     platform.domains.set_domains(name, item.domains)
                 certs.publish(platform, name)
                 platform.runtime.deploy(item.spec, item.formation, lambda line: None)
-            except Exception as exc:  # one broken app must not keep the others down
-                log.warning("could not bring %s back: %s", name, exc, extra={"app": name})
-                continue
+        except ConflictError as exc:
+            log.info("not bringing %s back: %s", name, exc, extra={"app": name})
+            continue
+        except Exception as exc:  # one broken app must not keep the others down
+            log.warning("could not bring %s back: %s", name, exc, extra={"app": name})
+            continue
         back.append(name)
         log.info("app brought back", extra={"app": name, "release": item.spec.version})
     return back
+
+
+def _fail_interrupted(platform: Platform) -> None:
+    """Mark failed the deploys a restart interrupted, not those another controller runs.
+
+    With several controllers on one state, a release is ``deploying`` while a replica
+    holds its app's lock; only a release whose lock is free was left behind.
+    """
+    with platform.db.sessions() as s:
+        rows = list(
+            s.execute(
+                select(Release.id, App.name)
+                .join(App, App.id == Release.app_id)
+                .where(Release.status == DEPLOYING)
+            )
+        )
+    for release_id, name in rows:
+        try:
+            with platform.app_lock(name, what="settling an interrupted deploy", wait=0):
+                with platform.db.unit_of_work() as s:
+                    rel = s.get(Release, release_id)
+                    if rel is not None and rel.status == DEPLOYING:
+                        rel.status = FAILED
+                        rel.failure = "interrupted: the controller stopped during the deploy"
+        except ConflictError as exc:
+            log.info("leaving the deploy of %s to its controller: %s", name, exc, extra={"app": name})

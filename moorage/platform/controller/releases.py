@@ -322,7 +322,7 @@ def rollback(
     platform: Platform, who: Principal, name: str, version: Any, progress: Progress
 ) -> dict[str, Any]:
     """A new release with the build and config of ``version`` (default: the one before the current)."""
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, "rollback"):
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             live = current(s, app)

@@ -255,7 +255,7 @@ def update(
     if plan is None and parameters is None:
         raise InvalidParametersError("give a new plan (--plan) and/or parameters (-p JSON)")
     params = None if parameters is None else validate_parameters(parameters)
-    with platform.app_lock(f"service/{name}"):
+    with platform.app_lock(f"service/{name}", who, "services:update", long=True):
         with platform.db.unit_of_work() as s:
             inst = find(s, who, name)
             if inst.state != READY:
@@ -309,7 +309,7 @@ def bound_apps(platform: Platform, who: Principal, name: str) -> list[str]:
 
 def deprovision(platform: Platform, who: Principal, name: str, progress: Progress) -> None:
     """Deprovision an instance that has no bindings at its broker, then forget it."""
-    with platform.app_lock(f"service/{name}"):
+    with platform.app_lock(f"service/{name}", who, "services:destroy", long=True):
         with platform.db.unit_of_work() as s:
             inst = find(s, who, name)
             inst.state, inst.description = DELETING, "deprovisioning requested"

@@ -30,7 +30,7 @@ def destroy_app(platform: Platform, who: Principal, name: str) -> None:
         app = find(s, who, name)
         if app.owner_id != who.id and not who.is_admin:
             raise PermissionDeniedError(f"only the owner of {name!r} or an admin can destroy it")
-    with platform.app_lock(name):
+    with platform.app_lock(name, who, "apps:destroy"):
         # Services first: if a broker is down this fails while the app is still whole.
         bindings.unbind_app(platform, who, name)  # its credentials stop working at the broker
         platform.runtime.destroy(name)  # also removes its routes, custom domains included
