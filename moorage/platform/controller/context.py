@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from moorage.platform.builder.slugs import private_dir
 from moorage.platform.runtime.base import Runtime
 from moorage.settings import Settings
 from moorage.store.db import Database
@@ -53,4 +54,5 @@ class Platform:
 
     @property
     def slugs_dir(self) -> Path:
-        return self.settings.data_dir / "slugs"
+        """``<data_dir>/slugs``: uploads, source trees and slugs of every app; Moorage's alone."""
+        return private_dir(self.settings.data_dir / "slugs")

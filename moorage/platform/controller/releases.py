@@ -90,6 +90,7 @@ def spec_of(platform: Platform, session: Session, app: App, release: Release) ->
         processes=dict(build.procfile),
         source_version=build.source_version,
         owner=owner.username if (owner := session.get(User, app.owner_id)) else "",
+        uid=app.uid,
     )
 
 

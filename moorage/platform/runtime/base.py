@@ -32,6 +32,9 @@ class ReleaseSpec:
     source_version: str = ""
     #: The owner's username (the Kubernetes runtime labels the app's namespace with it).
     owner: str = ""
+    #: The uid (and gid) the app's processes run as, allocated by the controller for this
+    #: app alone; a runtime that cannot switch users (not root, Kubernetes) ignores it.
+    uid: int | None = None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
-from moorage.platform.runtime.limits import AppUids, app_user
+from moorage.platform.runtime.limits import AppUser, app_identity, app_user
 from moorage.platform.runtime.logbook import FileTail, LogBook
 from moorage.platform.runtime.orphans import kill_orphans, record_processes
 from moorage.platform.runtime.release_dir import (
@@ -76,7 +76,6 @@ class LocalRuntime(Runtime):
         self.settings = settings
         self.router = router
         self.user = app_user(settings.platform)
-        self.uids = AppUids(settings.data_dir, self.user)
         self._apps: dict[str, _App] = {}
         self._lock = threading.Lock()
         self._ports: set[int] = set()
@@ -99,9 +98,7 @@ class LocalRuntime(Runtime):
         app = self._app(release.app)
         with app.op_lock:
             self._event(app, progress, f"Deploying v{release.version}")
-            directory = prepare(
-                self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug
-            )
+            directory = prepare(self.settings.data_dir, release, self._user(release), self._fetch_slug)
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
@@ -142,14 +139,13 @@ class LocalRuntime(Runtime):
     def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult:
         validate_app(release.app)
         argv = command_argv(self.settings.platform, command)
-        directory = prepare(self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug)
-        tmp = app_tmp(self.settings.data_dir, release.app, self.uids.user(release.app))
+        user = self._user(release)
+        directory = prepare(self.settings.data_dir, release, user, self._fetch_slug)
+        tmp = app_tmp(self.settings.data_dir, release.app, user)
         env = process_env(release, directory, tmp, "run.1", None)
         book = self._app(release.app).book
         book.write("moorage[run.1]", f"Starting process with command `{command}`")
-        code, output = oneoff.run(
-            argv, env, directory, self.uids.user(release.app), timeout, RUN_OUTPUT_LIMIT
-        )
+        code, output = oneoff.run(argv, env, directory, user, timeout, RUN_OUTPUT_LIMIT)
         book.write("moorage[run.1]", f"Process exited with status {code}")
         return RunResult(code, output)
 
@@ -218,7 +214,7 @@ class LocalRuntime(Runtime):
         if not app.processes:
             kill_orphans(self.settings.data_dir, app.name)
         directory = release_path(self.settings.data_dir, release.app, release.version)
-        tmp = app_tmp(self.settings.data_dir, app.name, self.uids.user(app.name))
+        tmp = app_tmp(self.settings.data_dir, app.name, self._user(release))
         keep: dict[tuple[str, int], ManagedProcess] = {}
         fresh: dict[tuple[str, int], ManagedProcess] = {}
         for ptype, count in counts.items():
@@ -296,7 +292,7 @@ class LocalRuntime(Runtime):
             argv=command_argv(self.settings.platform, release.processes[ptype]),
             env=process_env(release, directory, tmp, name, port),
             cwd=directory,
-            user=self.uids.user(app.name),
+            user=self._user(release),
         )
         return ManagedProcess(
             type=ptype,
@@ -341,6 +337,10 @@ class LocalRuntime(Runtime):
         self._release_ports(processes)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _user(self, release: ReleaseSpec) -> AppUser:
+        """The release's own uid when we are root (see ``limits.app_identity``)."""
+        return app_identity(self.user, release.app, release.uid)
 
     def _app(self, name: str) -> _App:
         validate_app(name)
