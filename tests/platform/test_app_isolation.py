@@ -77,9 +77,9 @@ def files_of(data_dir: Path, app: str) -> list[Path]:
     release = data_dir / "releases" / app / "v2"
     [slug] = (data_dir / "slugs" / app).glob("*.tgz")
     cache = data_dir / "build-cache" / app
-    (cache / "deps").mkdir(exist_ok=True)  # the Procfile buildpack caches nothing: give it a file
-    (cache / "deps" / "kept").write_text("cached\n")
-    os.chown(cache / "deps", uid_of_path(cache), uid_of_path(cache))
+    kept = cache / "kept"  # the Procfile buildpack caches nothing: give the cache a file of the app's
+    kept.write_text("cached\n")
+    os.chown(kept, cache.stat().st_uid, cache.stat().st_gid)
     return [
         data_dir / "releases",
         data_dir / "releases" / app,
@@ -89,15 +89,11 @@ def files_of(data_dir: Path, app: str) -> list[Path]:
         slug.parent,
         slug,
         cache,
-        cache / "deps" / "kept",
+        kept,
         data_dir / "logs" / f"{app}.log",
         data_dir / "tmp" / app,
         data_dir / "tmp" / app / "note",
     ]
-
-
-def uid_of_path(path: Path) -> int:
-    return path.stat().st_uid
 
 
 def test_an_app_can_neither_list_nor_read_another_apps_files_while_both_run(live: LivePlatform) -> None:
