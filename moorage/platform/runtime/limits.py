@@ -55,6 +55,8 @@ def app_identity(fallback: AppUser, app: str, uid: int | None) -> AppUser:
     """
     if not fallback.drop or uid is None:
         return fallback
+    if uid <= 0:
+        raise ConfigurationError(f"app {app} has uid {uid}; apps must run as an unprivileged user")
     return AppUser(f"app-{app}", uid, uid, str(uid), drop=True)
 
 
