@@ -8,8 +8,8 @@ usable if the unprivileged user can reach it. Checking that up front turns an ob
 ``chdir`` failure inside a forked child into an error that says which folder to fix.
 
 When Moorage runs as root, each app's processes run under a uid and gid of their own
-(:class:`AppUids`, allocated once per app name from a range no account uses), with no
-supplementary groups: one app cannot read another's ``/proc/<pid>/environ`` (its config
+(allocated by the controller when the app is created and kept on its row in the state
+database; it comes in ``ReleaseSpec.uid``), with no supplementary groups: one app cannot read another's ``/proc/<pid>/environ`` (its config
 and credentials), signal its processes or use up its process limit. ``run_as_user``
 (default ``nobody``) is the fallback identity for what belongs to no app. When Moorage does
 not run as root, children run as the current user. In both cases the limits below apply
@@ -18,16 +18,11 @@ to the child and what it starts.
 
 from __future__ import annotations
 
-import fcntl
 import grp
-import json
 import os
 import pwd
 import re
 import stat
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,68 +49,18 @@ class AppUser:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
 
-class AppUids:
-    """Per-app uids, kept in ``<data_dir>/run/app-uids.json`` so an app keeps its uid.
+def app_identity(fallback: AppUser, app: str, uid: int | None) -> AppUser:
+    """Who the processes of ``app`` run as: its own ``uid`` (and gid) when we are root.
 
-    Uids come from ``FIRST_UID`` up, skipping any that ``/etc/passwd`` knows. The file is
-    Moorage's alone (0600); a uid is never reused for another app name. The runtime and
-    the builder each hold an instance, and several Moorage processes may share a data
-    dir, so load-assign-save happens under an exclusive ``flock`` on ``app-uids.lock``
-    beside the table (a lock per open file, so it also orders instances of one process).
+    ``fallback`` is :func:`app_user`'s answer: ourselves when not root (then every app
+    runs as we do), else ``run_as_user``, which is also used for a release without a uid
+    (one made by hand, not by the controller).
     """
-
-    FIRST_UID = 40000
-
-    def __init__(self, data_dir: Path, fallback: AppUser) -> None:
-        self.path = data_dir / "run" / "app-uids.json"
-        self.lock_path = self.path.with_suffix(".lock")
-        self.fallback = fallback
-        self._lock = threading.Lock()
-
-    def user(self, app: str) -> AppUser:
-        if not self.fallback.drop:
-            return self.fallback
-        with self._lock, self._exclusive():
-            table = self._load()
-            uid = table.get(app)
-            if uid is None:
-                uid = max([self.FIRST_UID - 1, *table.values()]) + 1
-                while _uid_taken(uid):
-                    uid += 1
-                table[app] = uid
-                self._save(table)
-        return AppUser(f"app-{app}", uid, uid, str(uid), drop=True)
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
-
-    def _load(self) -> dict[str, int]:
-        try:
-            return {str(k): int(v) for k, v in json.loads(self.path.read_text()).items()}
-        except FileNotFoundError:
-            return {}
-
-    def _save(self, table: dict[str, int]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(table, fh, sort_keys=True)
-        os.replace(tmp, self.path)
-
-
-def _uid_taken(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    return True
+    if not fallback.drop or uid is None:
+        return fallback
+    if uid <= 0:
+        raise ConfigurationError(f"app {app} has uid {uid}; apps must run as an unprivileged user")
+    return AppUser(f"app-{app}", uid, uid, str(uid), drop=True)
 
 
 def app_user(settings: PlatformSettings) -> AppUser:

@@ -47,12 +47,31 @@ class Token(Base):
     __table_args__ = (Index("ix_platform_tokens_user_id", "user_id"),)
 
 
+class AppUid(Base):
+    """A uid handed to an app: one row per uid ever handed out, kept after the app is gone.
+
+    Why a ledger: files an app's processes leave behind (outside the folders Moorage
+    removes) stay owned by its uid, so a uid is never handed out twice; the next one is
+    above every row here. ``freed_at`` says when its app was destroyed.
+    """
+
+    __tablename__ = "platform_app_uids"
+
+    uid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: The app's name when the uid was handed out (names are reused; uids are not).
+    app: Mapped[str] = mapped_column(String(63))
+    allocated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    freed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class App(Base):
     __tablename__ = "platform_apps"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("platform_users.id"))
+    #: The uid (and gid) its builds and processes run as (None: made before 0005, until adopted).
+    uid: Mapped[int | None] = mapped_column(ForeignKey("platform_app_uids.uid"), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

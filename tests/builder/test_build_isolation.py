@@ -2,27 +2,28 @@
 
 Two apps build at the same time; each one's buildpack knows exactly where the other's
 work folder is (they meet in a shared folder) and tries to read its config vars and
-write into its build and cache. The uids come from the same table the local runtime
-uses, so an app builds and runs as one uid, and keeps it from build to build.
+write into its build and cache. The uids are the ones the controller allocated for the
+apps (on their rows; see ``controller.app_uids``) and passes to every build.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from moorage.platform.builder import Builder, BuildResult
-from moorage.platform.identity import AppUids, AppUser
+from moorage.platform.identity import AppUser
 from tests.fixtures.builder import BuildLog, world_dir
 
 NOBODY = AppUser("nobody", 65534, 65534, "nogroup", drop=True)
+#: Uids as the controller hands them out (no account has them).
+UIDS = {"iso-a": 47101, "iso-b": 47102, "legacy": 47103}
 RELEASE = '#!/bin/bash\necho "---"; echo "default_process_types:"; echo "  web: true"\n'
 
 # {meet}: the shared folder; {me}/{other}: this app's and the other app's names.
@@ -77,6 +78,12 @@ def app(tmp_path) -> Path:
     return source
 
 
+def _free(uid: int) -> int:
+    with pytest.raises(KeyError):
+        pwd.getpwuid(uid)
+    return uid
+
+
 def build_all(builder: Builder, jobs: dict[str, tuple[Path, dict[str, str]]]) -> dict[str, BuildLog]:
     """Build several apps at once (one thread each); every build must succeed."""
     logs = {name: BuildLog() for name in jobs}
@@ -84,7 +91,7 @@ def build_all(builder: Builder, jobs: dict[str, tuple[Path, dict[str, str]]]) ->
 
     def run(name: str, source: Path, env: dict[str, str]) -> BuildResult | None:
         try:
-            return builder.build(name, source, env, logs[name])
+            return builder.build(name, source, env, logs[name], uid=_free(UIDS[name]))
         except BaseException as e:  # reported below with the build's output
             errors[name] = e
             return None
@@ -135,18 +142,13 @@ def test_builds_of_two_apps_at_once_cannot_reach_each_other(make_builder, app, s
         # The work folder is root's, entered only by this app's group; its own folders are 0700.
         assert value(log, "work") == f"710:0:{uid}"
         assert value(log, "mine").split() == [f"700:{uid}"]
-    assert uids["iso-a"] >= AppUids.FIRST_UID and uids["iso-b"] >= AppUids.FIRST_UID
-    assert uids["iso-a"] != uids["iso-b"]
+    assert uids == {"iso-a": UIDS["iso-a"], "iso-b": UIDS["iso-b"]}
 
-    # The runtime's table gives the app the same uid its build had.
-    runtime_uids = AppUids(builder_data_dir, NOBODY)
-    assert {n: runtime_uids.user(n).uid for n in uids} == uids
-
-    # A second build of the same app (another Builder: another process) gets the same uid.
+    # A build given no uid (not from the controller) runs as run_as_user, never as root.
     again = buildpack(shared / "again", '#!/bin/bash\necho "uid=$(id -u)"\n')
     log = BuildLog()
     make_builder().build("iso-a", app, {"BUILDPACK_URL": str(again)}, log)
-    assert int(value(log, "uid")) == uids["iso-a"]
+    assert int(value(log, "uid")) == NOBODY.uid
 
 
 def test_a_cache_kept_by_the_old_shared_build_user_is_given_to_the_app(
@@ -166,60 +168,12 @@ def test_a_cache_kept_by_the_old_shared_build_user_is_given_to_the_app(
     )
 
     log = BuildLog()
-    make_builder().build("legacy", app, {"BUILDPACK_URL": str(pack)}, log)
+    make_builder().build("legacy", app, {"BUILDPACK_URL": str(pack)}, log, uid=_free(UIDS["legacy"]))
 
     uid = int(value(log, "uid"))
-    assert uid >= AppUids.FIRST_UID
+    assert uid == UIDS["legacy"]
     assert "cache=5" in log.lines
     assert (old / "count").read_text() == "6\n" and (old / "deps" / "new").exists()
     for path in [old, *old.rglob("*")]:
         assert path.lstat().st_uid == uid, path
     assert stat.S_IMODE(old.stat().st_mode) == 0o700
-
-
-def test_two_uid_tables_on_one_data_dir_never_share_a_uid(tmp_path):
-    tables = [AppUids(tmp_path, NOBODY), AppUids(tmp_path, NOBODY)]
-    got: list[tuple[str, int]] = []
-    start = threading.Barrier(8)
-
-    def allocate(worker: int) -> None:
-        start.wait()
-        for i in range(15):
-            name = f"app-{worker}-{i}"
-            got.append((name, tables[worker % 2].user(name).uid))
-
-    threads = [threading.Thread(target=allocate, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    # Other processes on the same data dir at the same time.
-    script = (
-        "import sys; from pathlib import Path; from moorage.platform.identity import AppUids, AppUser\n"
-        "t = AppUids(Path(sys.argv[1]), AppUser('nobody', 65534, 65534, 'nogroup', drop=True))\n"
-        "print('\\n'.join(f'{n} {t.user(n).uid}' for n in (f'proc-{sys.argv[2]}-{i}' for i in range(15))))\n"
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path), str(p)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for p in range(3)
-    ]
-    for t in threads:
-        t.join(60)
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        got += [(n, int(u)) for n, u in (line.split() for line in out.splitlines())]
-
-    assert len(got) == 8 * 15 + 3 * 15
-    uids = [uid for _, uid in got]
-    assert len(set(uids)) == len(uids), "two apps were given the same uid"
-    assert min(uids) >= AppUids.FIRST_UID
-    # Kept: a fresh table gives every app the uid it got, and a new app a new uid.
-    fresh = AppUids(tmp_path, NOBODY)
-    assert all(fresh.user(name).uid == uid for name, uid in got)
-    assert fresh.user("newcomer").uid not in uids
-    for path in (fresh.path, fresh.lock_path):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600

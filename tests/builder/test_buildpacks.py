@@ -52,12 +52,13 @@ def test_local_buildpack_runs_unprivileged_and_sees_only_its_folders(
     )
     builder = make_builder()
     log = BuildLog()
-    result = builder.build("custom", app, {"BUILDPACK_URL": str(bp), "GREETING": "hello there"}, log)
+    # The uid the controller allocated for the app (see controller.app_uids).
+    result = builder.build("custom", app, {"BUILDPACK_URL": str(bp), "GREETING": "hello there"}, log, uid=47401)
 
     assert "-----> Custom app detected" in log.lines
     assert os.geteuid() == 0, "builds run as the app's own uid: this test runs as root, like the suite"
     [line] = [ln for ln in log.lines if ln.startswith("uid=")]  # not root, not shared with other apps
-    assert int(line.split()[0][len("uid=") :]) >= 40000, line
+    assert int(line.split()[0][len("uid=") :]) == 47401, line
     assert "greeting=hello there" in log.lines
     assert "exported=unset" in log.lines  # config vars are files in ENV_DIR, not exported
     assert "can list caches" not in log.lines and "can list /root" not in log.lines
@@ -65,7 +66,7 @@ def test_local_buildpack_runs_unprivileged_and_sees_only_its_folders(
     assert result.process_types == {"web": "./run.sh"}
 
     log = BuildLog()
-    builder.build("custom", app, {"BUILDPACK_URL": str(bp)}, log)
+    builder.build("custom", app, {"BUILDPACK_URL": str(bp)}, log, uid=47401)
     assert "cache=1" in log.lines  # CACHE_DIR is kept between builds of the app
 
 

@@ -26,11 +26,11 @@ from tests.fixtures.platform import InertRuntime, deploy_tarball, serve_controll
 SOURCE = tar_of({"Procfile": "web: python app.py\n", "app.py": "print('hi')\n"})
 
 
-def slug_build_step(settings: Settings) -> Callable[[str, Path, Mapping[str, str], Progress], Any]:
+def slug_build_step(settings: Settings) -> Callable[..., Any]:
     """Pack the source tree into a slug kept in the settings' slug store; return its reference."""
     store = store_from_settings(settings)
 
-    def build(app: str, source_dir: Path, env: Mapping[str, str], progress: Progress) -> Any:
+    def build(app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None) -> Any:
         _, processes = procfile_build(app, source_dir, env, progress)
         slug_id = uuid.uuid4().hex
         packed = source_dir.parent / f"packing-{slug_id}.tgz"  # the store keeps its own copy

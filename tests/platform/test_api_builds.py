@@ -144,7 +144,7 @@ def test_bad_procfiles_fail_the_build_with_a_clear_message(alice, procfile, frag
 def test_a_swapped_in_builder_supplies_the_artifact(platform_settings, tmp_path):
     seen = {}
 
-    def builder(app, source_dir, env, progress):
+    def builder(app, source_dir, env, progress, uid=None):
         seen.update(app=app, files=sorted(p.name for p in source_dir.iterdir()), env=dict(env))
         progress("-----> Fake buildpack app detected")
         slug = tmp_path / "store" / "slug.tgz"

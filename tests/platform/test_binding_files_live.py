@@ -118,8 +118,8 @@ def test_files_for_postgres_redis_and_bigquery_follow_the_release(live: LivePlat
     assert view["env"]["BIGQUERY_DATASET"] == held["bigquery"]["dataset_id"]
 
     # Only the app's uid: folders 0500, files 0400, owned by the uid its processes run as.
-    uid = live.runtime.uids.user("shop").uid
-    assert view["uid"] == uid != live.runtime.uids.user("other").uid
+    uid = live.uid_of("shop")
+    assert view["uid"] == uid != live.uid_of("other")
     for path in [root, *root.rglob("*")]:
         info = path.lstat()
         assert info.st_uid == uid, path

@@ -320,26 +320,28 @@ def test_processes_left_by_a_dead_moorage_are_killed(data_dir: Path) -> None:
 def test_each_app_runs_under_its_own_uid_and_cannot_read_another_apps_environment(
     runtime: LocalRuntime, router: Router
 ) -> None:
-    """Needs Moorage to run as root (as the suite does here and in CI): only root can switch uids."""
-    runtime.deploy(release(1, SECRET="echo-only"), {"web": 1}, quiet)
-    other = replace(release(1, SECRET="other-only"), app="other")
+    """Needs Moorage to run as root (as the suite does here and in CI): only root can switch uids.
+
+    The uids are the controller's (``ReleaseSpec.uid``); a release without one runs as
+    ``run_as_user``.
+    """
+    assert os.geteuid() == 0, "this test is about uids: it runs as root, like the suite"
+    echo = replace(release(1, SECRET="echo-only"), uid=47201)
+    other = replace(release(1, SECRET="other-only"), app="other", uid=47202)
+    runtime.deploy(echo, {"web": 1}, quiet)
     runtime.deploy(other, {"web": 1}, quiet)
     [echo_web] = runtime.status("echo")
     [other_web] = runtime.status("other")
-    echo_uid = int(runtime.run_once(release(1), "id -u").output.strip())
-    other_uid = int(runtime.run_once(other, "id -u").output.strip())
-    assert 0 not in (echo_uid, other_uid) and echo_uid != other_uid
+    assert int(runtime.run_once(echo, "id -u").output.strip()) == 47201
+    assert int(runtime.run_once(other, "id -u").output.strip()) == 47202
     # Another app's environment (its config and credentials) is not readable...
-    peek = runtime.run_once(
-        release(1), f"cat /proc/{other_web.pid}/environ >/dev/null && echo READ || echo denied"
-    )
+    peek = runtime.run_once(echo, f"cat /proc/{other_web.pid}/environ >/dev/null && echo READ || echo denied")
     assert "denied" in peek.output and "READ" not in peek.output
     # ...while its own processes' is.
-    own = runtime.run_once(release(1), f"tr '\\0' '\\n' < /proc/{echo_web.pid}/environ | grep SECRET")
+    own = runtime.run_once(echo, f"tr '\\0' '\\n' < /proc/{echo_web.pid}/environ | grep SECRET")
     assert own.output.strip() == "SECRET=echo-only"
-    # And an app keeps its uid across deploys.
-    runtime.deploy(release(2, SECRET="echo-only"), {"web": 1}, quiet)
-    assert int(runtime.run_once(release(2), "id -u").output.strip()) == echo_uid
+    # A release made by hand, without a uid, runs as run_as_user (nobody), never as root.
+    assert int(runtime.run_once(release(1), "id -u").output.strip()) == 65534
 
 
 def test_a_process_that_keeps_crashing_is_restarted_with_backoff_and_its_release_marked_crashed(

@@ -30,8 +30,8 @@ from moorage.platform.api import (
     run,
     users,
 )
+from moorage.platform.controller import app_uids, recovery
 from moorage.platform.controller import builds as builds_ctl
-from moorage.platform.controller import recovery
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import Runtime
 from moorage.settings import Settings
@@ -97,6 +97,7 @@ def create_app(
     for module in (brokers_api, marketplace_api, services_api):
         app.register_blueprint(module.bp)
     broker_registry.ensure_builtin(platform)
+    app_uids.adopt(platform)  # apps made before their uid was on their row get theirs
 
     if resume:
         thread = threading.Thread(

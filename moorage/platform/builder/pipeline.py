@@ -21,8 +21,9 @@ The steps (deis slugbuilder and herokuish, §3.2/§3.7 of the PaaS anchors):
 4. the slug is packed, checked against the size limit and put in the store; the cache
    goes back; the work folder is removed.
 
-Who the build user is: as root, the app's own uid, the one the local runtime gives the
-app's processes (:class:`~moorage.platform.identity.AppUids`), so builds of two
+Who the build user is: as root, the app's own uid, the one the controller allocated for
+the app and the local runtime gives its processes (``uid``, see
+``moorage.platform.controller.app_uids``), so builds of two
 apps running at once cannot read each other's config (``env/``) or change each other's
 build or cache. The work folder stays root's (a folder the build user owns could hold a
 symlink planted for the root controller to follow) with the app's group and mode
@@ -58,7 +59,6 @@ from moorage.platform.builder.buildpacks import (
 from moorage.platform.builder.cache import BuildCaches
 from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress
 from moorage.platform.builder.tools import ToolStore
-from moorage.platform.identity import AppUids, app_user
 from moorage.settings import Settings, default_tool_cache_dir
 
 log = logging.getLogger(__name__)
@@ -111,19 +111,21 @@ class Builder:
         self.caches = BuildCaches(settings.data_dir / "build-cache")
         #: Ourselves when not root; as root only the fallback, each build runs as its app's uid.
         self.user = BuildUser.resolve(settings.platform.run_as_user)
-        self.uids = AppUids(settings.data_dir, app_user(settings.platform))
         tool_dir = settings.platform.tool_cache_dir
         self.tools = ToolStore(Path(tool_dir) if tool_dir else default_tool_cache_dir(), self.user)
         self._pythons: str | None = None
 
     # The controller's build step.
     def __call__(
-        self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress
+        self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None
     ) -> tuple[str, dict[str, str]]:
-        result = self.build(app, Path(source_dir), env, progress)
+        result = self.build(app, Path(source_dir), env, progress, uid=uid)
         return result.slug, result.process_types
 
-    def build(self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress) -> BuildResult:
+    def build(
+        self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None
+    ) -> BuildResult:
+        """Build ``source_dir``; as root the steps run as ``uid``, the app's (see ``user_for``)."""
         started = time.monotonic()
         deadline = started + self.settings.platform.build_timeout_seconds
         config = {str(k): str(v) for k, v in env.items()}
@@ -133,7 +135,7 @@ class Builder:
         if not source_dir.is_dir():
             raise InvalidParametersError(f"the source {source_dir} is not a folder")
         self.caches.check_name(app)
-        user = self.user_for(app)
+        user = self.user_for(app, uid)
         work = Path(tempfile.mkdtemp(prefix="moorage-build-", dir=self.work_root))
         cache_dir = work / "cache"
         checked_out = False
@@ -191,11 +193,15 @@ class Builder:
                 log.warning("the build cache of %s was lost", app, extra={"app": app})
             shutil.rmtree(work, ignore_errors=True)
 
-    def user_for(self, app: str) -> BuildUser:
-        """Who the build steps of ``app`` run as: its own uid as root, else ourselves."""
-        if self.user.uid is None:
+    def user_for(self, app: str, uid: int | None) -> BuildUser:
+        """Who the build steps of ``app`` run as: its own ``uid`` as root, else ourselves.
+
+        As root without a uid (a build started by hand, not by the controller) the steps
+        run as ``run_as_user``.
+        """
+        if self.user.uid is None or uid is None:
             return self.user
-        return BuildUser.for_app(app, self.uids.user(app).uid)
+        return BuildUser.for_app(app, uid)
 
     def _step_env(self, work: Path) -> dict[str, str]:
         if self._pythons is None:

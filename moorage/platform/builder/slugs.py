@@ -134,16 +134,26 @@ class SlugStore(Protocol):
         """Remove every slug kept for ``app``; returns how many were removed."""
 
 
+def private_dir(path: Path) -> Path:
+    """``path``, made when missing, entered by Moorage alone (``0700``): no app reads in it."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 class DirectorySlugStore:
+    """Slugs as ``<root>/<app>/<id>.tgz``; ``root`` is ``0700`` (the runtime unpacks them as root)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def put(self, app: str, slug_id: str, path: Path) -> str:
-        folder = self.root / app
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(private_dir(self.root) / app)
         target = folder / f"{slug_id}.tgz"
         tmp = folder / f".{slug_id}.tgz.part"
-        shutil.copyfile(path, tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+            shutil.copyfileobj(source, out, 1024 * 1024)
         os.replace(tmp, target)
         return str(target)
 

@@ -21,6 +21,7 @@ from moorage.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from moorage.platform.controller import app_uids
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.identity import validate_name
 from moorage.store.apps import App, ConfigVars, Domain, Formation, Perm, Release, User
@@ -68,7 +69,7 @@ def create(platform: Platform, who: Principal, name: str | None) -> dict[str, An
         validate_name(name)
         if s.scalar(select(App.id).where(App.name == name)) is not None:
             raise ConflictError(f"an app named {name!r} already exists; choose another name")
-        app = App(name=name, owner_id=who.id)
+        app = App(name=name, owner_id=who.id, uid=app_uids.allocate(s, name))
         s.add(app)
         s.flush()
         config = ConfigVars(app_id=app.id, values_enc=platform.encryptor.encrypt_json({}))

@@ -2,7 +2,7 @@
 
 Why one swappable step: :func:`procfile_build` (this issue: the source tree itself plus
 its Procfile is the artifact) has the signature every builder keeps,
-``build(app, source_dir, env, progress) -> (artifact, process_types)``, so the
+``build(app, source_dir, env, progress, uid=…) -> (artifact, process_types)``, so the
 buildpack builder replaces it without the controller changing. When the artifact is the
 source tree itself it is moved under ``<data_dir>/slugs/<app>/<build id>/``; any other
 artifact (a slug path or URL from the builder's store) is kept as given. Then the Build
@@ -20,9 +20,9 @@ import logging
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from sqlalchemy import select
 
@@ -47,9 +47,9 @@ def parse_procfile(text: str) -> dict[str, str]:
 
 
 def procfile_build(
-    app: str, source_dir: Path, env: Mapping[str, str], progress: Progress
+    app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None
 ) -> tuple[Path, dict[str, str]]:
-    """The artifact is the source tree itself; its Procfile lists the process types."""
+    """The artifact is the source tree itself; its Procfile lists the process types (runs nothing)."""
     path = source_dir / "Procfile"
     if path.is_symlink() or not path.is_file():
         raise InvalidParametersError(
@@ -64,7 +64,12 @@ def procfile_build(
     return source_dir, processes
 
 
-BuildStep = Callable[[str, Path, Mapping[str, str], Progress], tuple[Any, dict[str, str]]]
+class BuildStep(Protocol):
+    """``build(app, source_dir, env, progress, uid=…)``: ``uid`` is the app's (see app_uids)."""
+
+    def __call__(
+        self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None
+    ) -> tuple[Any, dict[str, str]]: ...
 
 
 def build_step(settings: Settings, choice: Any = None, environ: Mapping[str, str] | None = None) -> BuildStep:
@@ -122,9 +127,9 @@ def deploy_source(
                 app = find(s, who, name)
                 live = releases.current(s, app)
                 env = releases.config_of(platform, s, live)
-                config_id = live.config_id
+                config_id, uid = live.config_id, app.uid
             progress(f"-----> Building {name} ({source_version[:7]})")
-            artifact, processes = builder(name, source_dir, env, progress)
+            artifact, processes = builder(name, source_dir, env, progress, uid=uid)
             for ptype in processes:
                 if not procfile.is_process_type(ptype):
                     raise InvalidParametersError(

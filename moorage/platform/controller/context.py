@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from moorage.errors import ConflictError
+from moorage.platform.builder.slugs import private_dir
 from moorage.platform.runtime.base import Runtime
 from moorage.settings import Settings
 from moorage.store.apps import App, Perm
@@ -119,4 +120,5 @@ class Platform:
 
     @property
     def slugs_dir(self) -> Path:
-        return self.settings.data_dir / "slugs"
+        """``<data_dir>/slugs``: uploads, source trees and slugs of every app; Moorage's alone."""
+        return private_dir(self.settings.data_dir / "slugs")

@@ -94,6 +94,7 @@ def spec_of(platform: Platform, session: Session, app: App, release: Release) ->
         owner=owner.username if (owner := session.get(User, app.owner_id)) else "",
         binding_files=bound.files,
         binding_paths=bound.paths,
+        uid=app.uid,
     )
 
 

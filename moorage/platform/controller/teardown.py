@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from moorage.errors import ConflictError, Error, PermissionDeniedError
 from moorage.platform.builder import slugs
-from moorage.platform.controller import bindings, services
+from moorage.platform.controller import app_uids, bindings, services
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.runtime.base import Progress
@@ -37,6 +37,7 @@ def destroy_app(platform: Platform, who: Principal, name: str) -> None:
         with platform.db.unit_of_work() as s:
             app = find(s, who, name)
             refs = list(s.scalars(select(Build.artifact).where(Build.app_id == app.id)))
+            app_uids.free(s, app)  # never handed out again: what it still owns stays its own
             s.delete(app)
         _forget_slugs(platform, name, refs)
         shutil.rmtree(platform.slugs_dir / name, ignore_errors=True)

@@ -39,6 +39,9 @@ class ReleaseSpec:
     #: Env vars whose value is the path of one binding file: var → ``<binding>/<file>``
     #: (``GOOGLE_APPLICATION_CREDENTIALS`` → ``bigquery/credentials``); not in ``env``.
     binding_paths: Mapping[str, str] = field(default_factory=dict)
+    #: The uid (and gid) the app's processes run as, allocated by the controller for this
+    #: app alone; a runtime that cannot switch users (not root, Kubernetes) ignores it.
+    uid: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ secrets), while these files are credentials. They live in
 ``SERVICE_BINDING_ROOT`` naming ``v<N>``): ``bindings/`` and ``bindings/<app>/`` belong to
 Moorage and may be passed but not listed (0711); ``v<N>/``, each binding's folder (0500)
 and each file (0400) belong to the app's own uid, so no other app — each runs under a uid
-of its own (``limits.AppUids``) — can list or read them.
+of its own (``ReleaseSpec.uid``, see ``identity.app_identity``) — can list or read them.
 
 Like the release directory, ``v<N>`` is written once (in a staging folder, renamed into
 place) and never changed: a rotation or an unbind is a new release with a folder of its

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform import procfile
-from moorage.platform.identity import AppUids, app_user
+from moorage.platform.identity import AppUser, app_identity, app_user
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import binding_files, oneoff
@@ -76,7 +76,6 @@ class LocalRuntime(Runtime):
         self.settings = settings
         self.router = router
         self.user = app_user(settings.platform)
-        self.uids = AppUids(settings.data_dir, self.user)
         self._apps: dict[str, _App] = {}
         self._lock = threading.Lock()
         self._ports: set[int] = set()
@@ -99,10 +98,9 @@ class LocalRuntime(Runtime):
         app = self._app(release.app)
         with app.op_lock:
             self._event(app, progress, f"Deploying v{release.version}")
-            directory = prepare(
-                self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug
-            )
-            binding_files.materialise(self.settings.data_dir, release, self.uids.user(release.app))
+            user = self._user(release)
+            directory = prepare(self.settings.data_dir, release, user, self._fetch_slug)
+            binding_files.materialise(self.settings.data_dir, release, user)
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
@@ -143,16 +141,14 @@ class LocalRuntime(Runtime):
     def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult:
         validate_app(release.app)
         argv = command_argv(self.settings.platform, command)
-        directory = prepare(self.settings.data_dir, release, self.uids.user(release.app), self._fetch_slug)
-        user = self.uids.user(release.app)
+        user = self._user(release)
+        directory = prepare(self.settings.data_dir, release, user, self._fetch_slug)
         tmp = app_tmp(self.settings.data_dir, release.app, user)
         root = binding_files.materialise(self.settings.data_dir, release, user)
         env = process_env(release, directory, tmp, "run.1", None, binding_files.binding_env(release, root))
         book = self._app(release.app).book
         book.write("moorage[run.1]", f"Starting process with command `{command}`")
-        code, output = oneoff.run(
-            argv, env, directory, self.uids.user(release.app), timeout, RUN_OUTPUT_LIMIT
-        )
+        code, output = oneoff.run(argv, env, directory, user, timeout, RUN_OUTPUT_LIMIT)
         book.write("moorage[run.1]", f"Process exited with status {code}")
         return RunResult(code, output)
 
@@ -222,7 +218,7 @@ class LocalRuntime(Runtime):
         if not app.processes:
             kill_orphans(self.settings.data_dir, app.name)
         directory = release_path(self.settings.data_dir, release.app, release.version)
-        tmp = app_tmp(self.settings.data_dir, app.name, self.uids.user(app.name))
+        tmp = app_tmp(self.settings.data_dir, app.name, self._user(release))
         keep: dict[tuple[str, int], ManagedProcess] = {}
         fresh: dict[tuple[str, int], ManagedProcess] = {}
         for ptype, count in counts.items():
@@ -302,7 +298,7 @@ class LocalRuntime(Runtime):
             argv=command_argv(self.settings.platform, release.processes[ptype]),
             env=process_env(release, directory, tmp, name, port, binding_files.binding_env(release, root)),
             cwd=directory,
-            user=self.uids.user(app.name),
+            user=self._user(release),
         )
         return ManagedProcess(
             type=ptype,
@@ -347,6 +343,10 @@ class LocalRuntime(Runtime):
         self._release_ports(processes)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _user(self, release: ReleaseSpec) -> AppUser:
+        """The release's own uid when we are root (see ``identity.app_identity``)."""
+        return app_identity(self.user, release.app, release.uid)
 
     def _app(self, name: str) -> _App:
         validate_app(name)

@@ -2,7 +2,8 @@
 
 Why: a release is immutable. Its files are copied once into
 ``<data_dir>/releases/<app>/v<N>/`` (from the slug directory or a local ``.tar.gz``
-slug), made read-only for the app user, and every process of that release, including
+slug), made read-only for the app user and unreadable for every other app
+(:func:`app_releases`), and every process of that release, including
 one-off ``run`` commands and restarts, starts from that copy, whatever happens to the
 build's folder afterwards.
 
@@ -46,6 +47,7 @@ def prepare(data_dir: Path, release: ReleaseSpec, user: AppUser, fetch: Fetch | 
     A slug kept in remote storage (``s3://…``) is downloaded with ``fetch`` first.
     """
     target = release_path(data_dir, release.app, release.version)
+    parent = app_releases(data_dir, release.app, user)
     if target.is_dir():
         return target
     if "://" in release.slug:
@@ -65,11 +67,6 @@ def prepare(data_dir: Path, release: ReleaseSpec, user: AppUser, fetch: Fetch | 
         raise NotFoundError(
             f"the files of {release.app} v{release.version} are missing: {release.slug} does not exist"
         )
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    for folder in (data_dir / "releases", parent):
-        folder.chmod(0o755)
-    ensure_reachable(parent, user)
     staging = Path(tempfile.mkdtemp(prefix=f".v{release.version}-", dir=parent))
     try:
         if source.is_dir():
@@ -100,28 +97,62 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=writable_retry)
 
 
+def app_releases(data_dir: Path, app: str, user: AppUser) -> Path:
+    """``releases/<app>/``: entered only by the app's own uid (its group) and Moorage.
+
+    ``releases/`` itself is ``0711`` (no app can list which apps exist) and each app's
+    folder is root's with the app's group and ``0750`` (``0700`` when we are not root):
+    another app's processes can neither list nor read a release, and the app itself can
+    read its files but not change them. Applied on every deploy, so folders made before
+    (``0755``) are closed too.
+    """
+    top = data_dir / "releases"
+    top.mkdir(parents=True, exist_ok=True)
+    top.chmod(0o711)
+    folder = top / app
+    folder.mkdir(exist_ok=True)
+    _give_group(folder, user)
+    folder.chmod(0o750 if user.drop else 0o700)
+    ensure_reachable(folder, user)
+    return folder
+
+
+def _give_group(path: str | Path, user: AppUser) -> None:
+    if user.drop:
+        os.lchown(path, -1, user.gid)
+
+
 def _make_read_only(root: Path, user: AppUser) -> None:
-    """Readable by everyone, writable by nobody but Moorage (root, when it drops to the app user)."""
+    """Readable by the app's group only, writable by nobody but Moorage.
+
+    As root the tree is root's with the app's group (``0550``/``0440``); not as root, ours
+    (``0500``/``0400``). Nothing is left for others, so even a file reached some other way
+    than through ``releases/<app>/`` is not readable by another app.
+    """
+    read, execute = (0o440, 0o550) if user.drop else (0o400, 0o500)
     for folder, dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(folder, name)
+            _give_group(path, user)
             if os.path.islink(path):
                 continue
             mode = os.stat(path).st_mode
             executable = mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-            os.chmod(path, 0o555 if executable else 0o444)
+            os.chmod(path, execute if executable else read)
         for name in dirs:
             path = os.path.join(folder, name)
+            _give_group(path, user)
             if not os.path.islink(path):
-                os.chmod(path, 0o555)
-    os.chmod(root, 0o555)
+                os.chmod(path, execute)
+    _give_group(root, user)
+    os.chmod(root, execute)
 
 
 def app_tmp(data_dir: Path, app: str, user: AppUser) -> Path:
-    """A writable scratch folder per app (``TMPDIR``), owned by the app user."""
+    """A writable scratch folder per app (``TMPDIR``), the app user's alone (``0700``)."""
     path = data_dir / "tmp" / app
     path.mkdir(parents=True, exist_ok=True)
-    (data_dir / "tmp").chmod(0o755)
+    (data_dir / "tmp").chmod(0o711)
     if user.drop:
         os.chown(path, user.uid, user.gid)
     path.chmod(0o700)

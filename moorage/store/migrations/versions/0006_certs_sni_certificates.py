@@ -1,7 +1,7 @@
 """custom domain certificates (certs:add) and the per-app HTTPS redirect
 
-Revision ID: 0005_certs
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 import moorage.store.base
 
-revision = "0005_certs"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
