@@ -189,6 +189,13 @@ class KubernetesSettings:
     health_path: str = "/"
     #: Comma-separated process types besides web that listen on $PORT (readiness by TCP).
     tcp_probe_types: str = ""
+    #: In-cluster services (``k8s-postgresql``, ``k8s-redis``) live in this namespace.
+    services_namespace: str = "moorage-services"
+    #: Their volumes' StorageClass when the plan names none; empty: the cluster's default.
+    services_storage_class: str = ""
+    #: Test setting: ``<svc>.<ns>.svc.cluster.local:port=host:port,…`` — where the broker's
+    #: own admin connection goes instead of the Service (credentials keep the Service's name).
+    services_address_map: str = ""
 
 
 @dataclass(frozen=True)
