@@ -247,12 +247,18 @@ class Workload:
             waiting = (container.get("state") or {}).get("waiting")
             if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
                 return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
-        events = self._warnings(names.pod)
+        scheduled = any(
+            c.get("type") == "PodScheduled" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        # Once scheduled, an earlier FailedScheduling (a volume not bound yet) is history.
+        events = [
+            e for e in self._warnings(names.pod) if not (scheduled and e.startswith("FailedScheduling"))
+        ]
         if events:
             return events[-1]
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "PodScheduled" and condition.get("status") != "True":
-                return f"{condition.get('reason', 'Unschedulable')}: {condition.get('message', '')}"
+        if not scheduled:
+            return "Unschedulable: the pod has not been scheduled to a node yet"
         if status.get("phase") == "Running":
             return "NotReady: the container runs but its readiness probe has not passed"
         return f"the pod is {status.get('phase', 'Pending')}"

@@ -32,11 +32,11 @@ from tests.fixtures.kubernetes import ControlPlane
 ENGINES = {"k8s-postgresql": ("postgresql", 5432), "k8s-redis": ("redis", 6379)}
 #: Kinds that carry the instance's label, and how to list them.
 LABELLED = (
-    ("AppsV1Api", "list_namespaced_stateful_set"),
-    ("CoreV1Api", "list_namespaced_service"),
-    ("CoreV1Api", "list_namespaced_secret"),
-    ("CoreV1Api", "list_namespaced_pod"),
-    ("CoreV1Api", "list_namespaced_persistent_volume_claim"),
+    ("statefulset", "AppsV1Api", "list_namespaced_stateful_set"),
+    ("service", "CoreV1Api", "list_namespaced_service"),
+    ("secret", "CoreV1Api", "list_namespaced_secret"),
+    ("pod", "CoreV1Api", "list_namespaced_pod"),
+    ("persistentvolumeclaim", "CoreV1Api", "list_namespaced_persistent_volume_claim"),
 )
 
 
@@ -97,11 +97,11 @@ def labelled(kube: ControlPlane, namespace: str, instance_id: str) -> list[str]:
     selector = f"{INSTANCE_LABEL}={instance_label(instance_id)}"
     found = []
     with kube.api_client() as api:
-        for api_name, method in LABELLED:
+        for kind, api_name, method in LABELLED:
             items = getattr(getattr(kubernetes.client, api_name)(api), method)(
                 namespace, label_selector=selector
             )
-            found += [f"{method.rsplit('_', 1)[-1]}/{item.metadata.name}" for item in items.items]
+            found += [f"{kind}/{item.metadata.name}" for item in items.items]
     return found
 
 
