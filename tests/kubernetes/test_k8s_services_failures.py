@@ -72,8 +72,9 @@ def test_a_pod_that_is_never_ready_fails_the_provision_with_its_reason_and_is_cl
     assert reason in final["description"], final["description"]
 
     response = osb.deprovision(instance_id, service_id, plan_id)
-    assert response.status_code == 202, response.text
-    osb.wait(instance_id, operation=response.json()["operation"], timeout=60)
+    if response.status_code == 202:  # waiting for the pod to stop
+        response = osb.wait(instance_id, operation=response.json()["operation"], timeout=60)
+    assert response.status_code in (200, 410) or response.json()["state"] == "succeeded", response.text
     assert labelled(kube, namespace, instance_id) == []
 
 
@@ -103,7 +104,7 @@ def test_deleting_an_instance_while_it_is_being_created_leaves_nothing_labelled_
     assert osb.last_operation(instance_id).json()["state"] == "in progress"
 
     response = osb.deprovision(instance_id, service_id, plan_id)
-    assert response.status_code == 202, response.text
-    final = osb.wait(instance_id, operation=response.json()["operation"], timeout=60)
-    assert final.status_code == 410 or final.json()["state"] == "succeeded", final.text
+    if response.status_code == 202:  # waiting for the pod to stop
+        response = osb.wait(instance_id, operation=response.json()["operation"], timeout=60)
+    assert response.status_code in (200, 410) or response.json()["state"] == "succeeded", response.text
     assert labelled(kube, namespace, instance_id) == []
