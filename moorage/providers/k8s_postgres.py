@@ -32,7 +32,7 @@ from moorage.catalog.provider import (
     Provider,
     ProvisionResult,
 )
-from moorage.errors import ProviderError
+from moorage.errors import PermanentError, ProviderError
 from moorage.providers import pg_roles
 from moorage.providers.k8s_workload import Engine, Names, Workload, image_of
 from moorage.providers.postgres import binding_role, credentials, first_line, instance_names
@@ -71,6 +71,10 @@ def container(ctx: InstanceContext, names: Names) -> dict[str, Any]:
     }
 
 
+class _NoDatabase(Exception):
+    """The instance's database does not exist yet (before its first binding)."""
+
+
 ENGINE = Engine(name="postgresql", port=PORT, container=container, data_path=DATA_PATH)
 
 
@@ -97,12 +101,16 @@ class K8sPostgresProvider(Provider):
         database, group = instance_names(instance.instance_id)
         role = binding_role(instance.instance_id, ctx.binding_id)
         password = secrets.token_urlsafe(24)
-        with self._connect(instance.instance_id, "postgres") as conn:
-            pg_roles.create_group_role(conn, group)
-            pg_roles.create_database(conn, database, group)
-        with self._connect(instance.instance_id, database) as conn:
-            pg_roles.give_public_schema(conn, group)
-            pg_roles.create_login_role(conn, role, password, group)
+        try:
+            with self._connect(instance.instance_id, database) as conn:
+                pg_roles.create_login_role(conn, role, password, group)
+        except _NoDatabase:  # the first binding: the group and its database come first
+            with self._connect(instance.instance_id, "postgres") as conn:
+                pg_roles.create_group_role(conn, group)
+                pg_roles.create_database(conn, database, group)
+            with self._connect(instance.instance_id, database) as conn:
+                pg_roles.give_public_schema(conn, group)
+                pg_roles.create_login_role(conn, role, password, group)
         log.info(
             "created in-cluster PostgreSQL binding role",
             extra={"instance_id": instance.instance_id, "binding_id": ctx.binding_id},
@@ -116,8 +124,8 @@ class K8sPostgresProvider(Provider):
 
     def unbind(self, ctx: BindingContext) -> None:
         instance = ctx.instance
-        if not self.workload.exists(instance.instance_id):
-            return  # no server, no role
+        if self.workload.admin_password(instance.instance_id) is None:
+            return  # no instance (its Secret is gone), no role
         database, group = instance_names(instance.instance_id)
         with self._connect(instance.instance_id, database) as conn:
             pg_roles.drop_login_role(conn, binding_role(instance.instance_id, ctx.binding_id), group)
@@ -130,17 +138,26 @@ class K8sPostgresProvider(Provider):
     def _connect(self, instance_id: str, database: str) -> Iterator[psycopg.Connection]:
         """An autocommit connection as the instance's superuser; errors become ProviderError."""
         host, port = self.workload.admin_address(instance_id)
+        password = self.workload.admin_password(instance_id)
+        if password is None:
+            raise PermanentError("the instance's admin Secret is gone; it cannot be managed")
         try:
             with psycopg.connect(
                 host=host,
                 port=port,
                 dbname=database,
                 user=self.workload.names(instance_id).admin_user,
-                password=self.workload.admin_password(instance_id),
+                password=password,
                 autocommit=True,
                 connect_timeout=10,
             ) as conn:
                 yield conn
+        except psycopg.OperationalError as exc:
+            if database != "postgres" and f'database "{database}" does not exist' in str(exc):
+                raise _NoDatabase() from None
+            raise ProviderError(
+                f"could not manage roles on the in-cluster PostgreSQL at {host}:{port}: {first_line(exc)}"
+            ) from None
         except psycopg.Error as exc:
             raise ProviderError(
                 f"could not manage roles on the in-cluster PostgreSQL at {host}:{port}: {first_line(exc)}"

@@ -32,7 +32,7 @@ from moorage.catalog.provider import (
     Provider,
     ProvisionResult,
 )
-from moorage.errors import ProviderError
+from moorage.errors import PermanentError, ProviderError
 from moorage.providers.k8s_postgres import resources
 from moorage.providers.k8s_workload import Engine, Names, Workload, image_of
 from moorage.providers.redis_dedicated import BINDING_RULES, binding_user
@@ -121,8 +121,8 @@ class K8sRedisProvider(Provider):
 
     def unbind(self, ctx: BindingContext) -> None:
         instance_id = ctx.instance.instance_id
-        if not self.workload.exists(instance_id):
-            return  # no server, no user
+        if self.workload.admin_password(instance_id) is None:
+            return  # no instance (its Secret is gone), no user
         with self._admin(instance_id) as client:
             # Deleting the user closes every connection that logged in as it.
             client.execute_command("ACL", "DELUSER", binding_user(ctx.binding_id))
@@ -135,11 +135,14 @@ class K8sRedisProvider(Provider):
     @contextmanager
     def _admin(self, instance_id: str) -> Iterator[redis.Redis]:
         host, port = self.workload.admin_address(instance_id)
+        password = self.workload.admin_password(instance_id)
+        if password is None:
+            raise PermanentError("the instance's admin Secret is gone; it cannot be managed")
         client = redis.Redis(
             host=host,
             port=port,
             username="default",
-            password=self.workload.admin_password(instance_id),
+            password=password,
             socket_timeout=10,
             socket_connect_timeout=10,
         )

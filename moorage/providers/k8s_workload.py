@@ -122,6 +122,7 @@ class Workload:
         self.default_class = settings.kubernetes.services_storage_class
         self.address_map = parse_address_map(settings.kubernetes.services_address_map)
         self.api = KubeApi(settings.kubernetes.kubeconfig, settings.kubernetes.context)
+        self._passwords: dict[str, str] = {}
 
     def close(self) -> None:
         self.api.close()
@@ -195,24 +196,29 @@ class Workload:
         for kind in ("statefulset", "service", "secret"):
             if self.api.list(kind, self.namespace, selector):
                 raise TemporaryError(poll, f"waiting for the {kind} of {names.base} to be deleted")
+        self._passwords.pop(ctx.instance_id, None)
         log.info("deleted %s", names.base, extra={"instance_id": ctx.instance_id})
 
     # -- what the bind side needs ----------------------------------------------------------
 
-    def admin_password(self, instance_id: str) -> str:
-        names = self.names(instance_id)
-        secret = self.api.get("secret", self.namespace, names.secret)
-        if secret is None:
-            raise PermanentError(f"the admin Secret {names.secret} is gone; the instance cannot be managed")
-        return base64.b64decode(secret["data"]["password"]).decode()
+    def admin_password(self, instance_id: str) -> str | None:
+        """The instance's admin password from its Secret (None when it is gone).
+
+        Kept in memory once read: the Secret is made once per instance and never changes,
+        and a bind or unbind then costs no API call.
+        """
+        password = self._passwords.get(instance_id)
+        if password is None:
+            secret = self.api.get("secret", self.namespace, self.names(instance_id).secret)
+            if secret is None:
+                return None
+            password = self._passwords[instance_id] = base64.b64decode(secret["data"]["password"]).decode()
+        return password
 
     def admin_address(self, instance_id: str) -> tuple[str, int]:
         """Where the broker connects: the Service's address, or its mapping (a test setting)."""
         address = (self.names(instance_id).host, self.engine.port)
         return self.address_map.get(address, address)
-
-    def exists(self, instance_id: str) -> bool:
-        return self.api.get("statefulset", self.namespace, self.names(instance_id).base) is not None
 
     # -- waiting -----------------------------------------------------------------------
 
