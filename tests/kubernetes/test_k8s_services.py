@@ -254,3 +254,24 @@ def test_redis_lifecycle_bindings_isolation_and_unbind(
     for instance_id in servers:
         deprovisioned(osb, "k8s-redis", instance_id)
         assert labelled(kube, namespace, instance_id) == []
+
+
+def test_a_plan_with_retain_data_keeps_the_volume_after_deprovision(
+    kube: ControlPlane, namespace: str, make_broker: Callable[..., RunningBroker], tmp_path: Path
+) -> None:
+    instance_id = new_id()
+    broker = make_broker([short_catalog(tmp_path / "catalog")], kubernetes=kube_group(kube, namespace, {}))
+    osb = broker.client
+    assert provisioned(osb, "k8s-postgresql", "standard", instance_id)["state"] == "succeeded"
+    names = names_for("postgresql", instance_id, namespace)
+    service_id, plan_id = osb.ids("k8s-postgresql", "standard")
+    response = osb.deprovision(instance_id, service_id, plan_id)
+    if response.status_code == 202:
+        response = osb.wait(instance_id, operation=response.json()["operation"], timeout=60)
+    assert response.status_code in (200, 410) or response.json()["state"] == "succeeded", response.text
+    assert labelled(kube, namespace, instance_id) == [f"persistentvolumeclaim/data-{names.base}-0"]
+    with kube.api_client() as api:
+        claim = kubernetes.client.CoreV1Api(api).read_namespaced_persistent_volume_claim(
+            f"data-{names.base}-0", namespace
+        )
+    assert claim.spec.resources.requests["storage"] == "10Gi" and claim.status.phase == "Bound"
