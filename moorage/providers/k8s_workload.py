@@ -99,7 +99,10 @@ def names_for(engine: str, instance_id: str, namespace: str) -> Names:
 
 
 def parse_address_map(raw: str) -> dict[tuple[str, int], tuple[str, int]]:
-    """``"a.ns.svc.cluster.local:5432=127.0.0.1:6543,…"`` → ``{("a…", 5432): ("127.0.0.1", 6543)}``."""
+    """``"a.ns.svc.cluster.local:5432=127.0.0.1:6543,…"`` → ``{("a…", 5432): ("127.0.0.1", 6543)}``.
+
+    A host ``*.<ns>.svc.cluster.local`` stands for every Service of that namespace.
+    """
     mapping: dict[tuple[str, int], tuple[str, int]] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         try:
@@ -217,8 +220,10 @@ class Workload:
 
     def admin_address(self, instance_id: str) -> tuple[str, int]:
         """Where the broker connects: the Service's address, or its mapping (a test setting)."""
-        address = (self.names(instance_id).host, self.engine.port)
-        return self.address_map.get(address, address)
+        host = self.names(instance_id).host
+        address = (host, self.engine.port)
+        wildcard = ("*." + host.split(".", 1)[1], self.engine.port)
+        return self.address_map.get(address) or self.address_map.get(wildcard) or address
 
     # -- waiting -----------------------------------------------------------------------
 
