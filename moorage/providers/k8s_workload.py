@@ -52,7 +52,7 @@ INSTANCE_ANNOTATION = "moorage.io/instance-id"
 VOLUME = "data"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
-#: (instance, base name, admin user) → the container spec.
+#: (instance, its object names) → the container spec (image, env, probe, resources).
 ContainerBuilder = Callable[[InstanceContext, "Names"], dict[str, Any]]
 
 
