@@ -200,6 +200,13 @@ class KubernetesSettings:
     ingress_class: str = ""
     #: Annotations of every app's Ingress, ``;``-separated ``key=value`` pairs.
     ingress_annotations: str = ""
+    #: In-cluster services (``k8s-postgresql``, ``k8s-redis``) live in this namespace.
+    services_namespace: str = "moorage-services"
+    #: Their volumes' StorageClass when the plan names none; empty: the cluster's default.
+    services_storage_class: str = ""
+    #: Test setting: ``<svc>.<ns>.svc.cluster.local:port=host:port,…`` — where the broker's
+    #: own admin connection goes instead of the Service (credentials keep the Service's name).
+    services_address_map: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.builder",
     "tests.fixtures.kubernetes",
     "tests.fixtures.kube_node",
+    "tests.fixtures.kube_volumes",
 ]

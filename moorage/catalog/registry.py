@@ -22,6 +22,8 @@ PROVIDERS: dict[str, str] = {
     "aws-sqs": "moorage.providers.aws_sqs:SqsProvider",
     "aws-rds-postgresql": "moorage.providers.aws_rds:RdsPostgresProvider",
     "gcp-bigquery": "moorage.providers.gcp_bigquery:BigQueryProvider",
+    "k8s-postgresql": "moorage.providers.k8s_postgres:K8sPostgresProvider",
+    "k8s-redis": "moorage.providers.k8s_redis:K8sRedisProvider",
 }
 
 

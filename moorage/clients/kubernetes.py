@@ -50,6 +50,9 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "replicaset": ("AppsV1Api", "namespaced_replica_set", True),
     "networkpolicy": ("NetworkingV1Api", "namespaced_network_policy", True),
     "ingress": ("NetworkingV1Api", "namespaced_ingress", True),
+    "statefulset": ("AppsV1Api", "namespaced_stateful_set", True),
+    "persistentvolumeclaim": ("CoreV1Api", "namespaced_persistent_volume_claim", True),
+    "storageclass": ("StorageV1Api", "storage_class", False),
 }
 
 
@@ -168,6 +171,23 @@ class KubeApi:
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
         found = self._call(f"listing {kind}s", lambda: listing(namespace, label_selector=selector))
         return [self._plain(item) for item in found.items]
+
+    def events_about(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The Events whose involved object is ``name`` (any kind), oldest first."""
+        core = self._api("CoreV1Api")
+        found = self._call(
+            f"listing the events of {name}",
+            lambda: core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}"),
+        )
+        events = [self._plain(item) for item in found.items]
+        return sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+    def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        """Create the namespace unless it exists (a conflict means it does)."""
+        if self.get("namespace", "", name) is not None:
+            return
+        with contextlib.suppress(ConflictError):
+            self.create("namespace", "", {"metadata": {"name": name, "labels": labels or {}}})
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
         """Set a Deployment's replicas through its /scale subresource."""
