@@ -73,6 +73,7 @@ class RefusingBroker:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.refuse_delete = False
         app = Flask("refusing-broker")
         app.add_url_rule("/v2/catalog", view_func=self._catalog)
         app.add_url_rule("/schemas/size.json", view_func=self._schema)
@@ -130,6 +131,9 @@ class RefusingBroker:
             return jsonify({"error": "PlanChangeNotSupported", "description": "this plan cannot change"}), 422
         if request.method == "PUT" and params.get("size") == "huge":
             return jsonify({"description": "size huge is not offered in this region"}), 422
+        if request.method == "DELETE" and self.refuse_delete:
+            body = {"description": "the instance holds a legal hold", "instance_usable": True}
+            return jsonify(body), 422
         return jsonify({}), 201 if request.method == "PUT" else 200
 
     def _binding(self, iid: str, bid: str) -> Any:
@@ -322,6 +326,20 @@ def test_a_third_party_broker_answering_422_leaves_nothing_behind(
     assert methods == ["PUT", "PUT", "PATCH"], "a refusal created nothing: no orphan mitigation"
     status, last = create(admin, "picky", "standard", "z")
     assert status == 200 and last["result"]["state"] == "ready", "the name is free at once"
+
+
+def test_a_refused_deprovision_leaves_the_instance_ready(ctl: Controller, refusing_broker: RefusingBroker) -> None:
+    admin = ctl.user("admin")
+    register(admin, "picky", refusing_broker.url)
+    shop_with(admin, "picky", "standard", "kept")
+    before = seen(admin)
+    refusing_broker.refuse_delete = True
+    r = admin.delete("/v2/services/kept")
+    assert r.status_code == 422, r.text
+    assert r.json()["message"] == "deprovisioning was refused: 422 the instance holds a legal hold"
+    assert seen(admin) == before  # still ready, same description: it can be bound and updated
+    r = admin.post("/v2/services/kept/bindings", json={"app": "shop"})
+    assert r.status_code == 201, r.text
 
 
 def test_a_broker_failure_keeps_the_record_and_mitigates_the_orphan(

@@ -312,11 +312,15 @@ def deprovision(platform: Platform, who: Principal, name: str, progress: Progres
     with platform.app_lock(f"service/{name}", who, "services:destroy", long=True):
         with platform.db.unit_of_work() as s:
             inst = find(s, who, name)
+            before = (inst.state, inst.description, inst.updated_at)
             inst.state, inst.description = DELETING, "deprovisioning requested"
             instance_id = inst.id
         with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
             try:
                 at.client.deprovision(instance_id, at.offering["id"], at.plan, user=who.username)
+            except Refusal:  # the broker deleted nothing: the instance is as usable as before
+                _restore(platform, instance_id, *before)
+                raise
             except Error as exc:
                 _set_state(platform, instance_id, INSTANCE_FAILED, f"deprovisioning failed: {exc.message}")
                 raise
