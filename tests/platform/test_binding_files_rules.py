@@ -6,6 +6,8 @@ test_binding_files_live.py).
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,9 @@ from moorage.platform.controller.credentials_env import (
     vars_for,
     vcap_services,
 )
+from moorage.platform.identity import AppUser
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.platform.runtime.binding_files import materialise
 from tests.fixtures.broker import MAIN_CATALOG
 
 KEY = json.dumps({"type": "service_account", "client_email": "b@p.iam.gserviceaccount.com"})
@@ -124,3 +129,37 @@ def test_vcap_services_become_files_and_file_vars_become_paths() -> None:
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in out.env
     assert out.env["DANGLING"] == "$SERVICE_BINDING_ROOT/bigquery/missing" and out.env["GREETING"] == "hi"
     assert project({"VCAP_SERVICES": "not json"}).files == {}
+
+
+def test_a_deploy_and_a_run_writing_one_release_s_files_at_once_both_get_them(tmp_path: Path) -> None:
+    """The local runtime writes a release's binding files on first use; a deploy and a one-off
+    run of the same release may get there together, and neither may fail for it."""
+    release = ReleaseSpec(
+        app="shop",
+        version=3,
+        slug=str(tmp_path),
+        env={},
+        processes={},
+        binding_files={"database": {"type": "postgresql", "password": "s3cret"}},
+    )
+    user = AppUser("nobody", 65534, 65534, "nogroup", drop=os.geteuid() == 0)
+    start = threading.Barrier(8)
+    roots: list[Path | None] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        start.wait()
+        try:
+            roots.append(materialise(tmp_path, release, user))
+        except BaseException as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(roots)) == 1 and roots[0] is not None
+    assert (roots[0] / "database" / "password").read_text() == "s3cret"
+    assert [p.name for p in roots[0].parent.iterdir()] == ["v3"]  # no staging folder left behind

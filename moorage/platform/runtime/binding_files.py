@@ -58,6 +58,11 @@ def materialise(data_dir: Path, release: ReleaseSpec, user: AppUser) -> Path | N
             _own(folder, user, 0o500)
         _own(staging, user, 0o500)
         os.replace(staging, root)
+    except OSError:
+        remove_tree(staging)
+        if root.is_dir():  # a deploy and a one-off run of this release wrote them at once
+            return root
+        raise
     except BaseException:
         remove_tree(staging)
         raise
