@@ -25,8 +25,10 @@ def tools() -> tuple[Path, Path]:
     return folder / "helm", folder / "kubectl"
 
 
-def run(argv: Sequence[str | Path], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+def run(
+    argv: Sequence[str | Path], timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def values_args(files: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[str]:

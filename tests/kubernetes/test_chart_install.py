@@ -1,0 +1,283 @@
+"""charts/moorage installed into the test control plane: install, upgrade and test with helm.
+
+The control plane is real (kube-apiserver, controller-manager, scheduler, etcd); the node
+stand-in plays the kubelet: it does not pull images or run containers, it marks scheduled
+pods Running and Ready and completes run-once pods (Succeeded, or Failed when a test
+asks for it) — so these tests show what Kubernetes and helm do with the chart's objects,
+not that Moorage's image starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import kubernetes
+import pytest
+
+from moorage.platform.runtime.base import ReleaseSpec
+from moorage.platform.runtime.kubernetes import KubernetesRuntime
+from tests.fixtures.kube_node import NodeStandIn
+from tests.fixtures.kubernetes import ControlPlane, write_kubeconfig
+from tests.kubernetes.chart import CHART, MINIMAL, run
+from tests.kubernetes.conftest import kube_settings
+from tests.polling import wait_for
+
+IMAGE = ["--set", "image.repository=registry.example/moorage/moorage"]
+
+
+@dataclass
+class Installed:
+    name: str
+    namespace: str
+    helm_env: dict[str, str]
+    kube: ControlPlane
+    install_output: str
+
+    def helm(self, *args: str, timeout: float = 300) -> CompletedProcess[str]:
+        return _helm(self.kube, self.helm_env, *args, "-n", self.namespace, timeout=timeout)
+
+    def kubectl(self, *args: str) -> CompletedProcess[str]:
+        """As the admin, with its discovery cache beside helm's (not in the working folder)."""
+        cache = Path(self.helm_env["HELM_CACHE_HOME"]) / "kube"
+        return run([self.kube.kubectl, "--kubeconfig", self.kube.kubeconfig, "--cache-dir", cache, *args])
+
+
+def _helm(kube: ControlPlane, env: dict[str, str], *args: str, timeout: float = 300) -> CompletedProcess[str]:
+    return run([kube.helm, *args], timeout=timeout, env=env)
+
+
+def _helm_env(kube: ControlPlane, home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),  # helm keeps its discovery cache under $HOME/.kube
+        "KUBECONFIG": str(kube.kubeconfig),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    name, namespace = "mo", f"moorage-{uuid.uuid4().hex[:6]}"
+    env = _helm_env(kube, tmp_path_factory.mktemp("helm"))
+    done = _helm(
+        kube,
+        env,
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "-f",
+        str(MINIMAL),
+        *IMAGE,
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    release = Installed(name, namespace, env, kube, done.stdout)
+    yield release
+    release.helm("uninstall", name, "--wait", "--timeout", "120s")
+    with kube.api_client() as api:
+        kubernetes.client.CoreV1Api(api).delete_namespace(namespace)
+
+
+def _apis(kube: ControlPlane):  # type: ignore[no-untyped-def]
+    api = kube.api_client()
+    return api, kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api)
+
+
+def test_install_waits_for_ready_servers_and_says_what_to_run_next(installed: Installed) -> None:
+    api, core, apps = _apis(installed.kube)
+    ns = installed.namespace
+    with api:
+        ready = {d.metadata.name: d.status.ready_replicas for d in apps.list_namespaced_deployment(ns).items}
+        assert ready == {"mo-moorage-controller": 2, "mo-moorage-broker": 2, "mo-moorage-worker": 1}
+        endpoints = core.read_namespaced_endpoints("mo-moorage-controller", ns)
+        assert sum(len(s.addresses or []) for s in endpoints.subsets or []) == 2
+        # The 1.20 test server has no policy/v1, nor the client library policy/v1beta1.
+        listed = installed.kubectl("-n", ns, "get", "poddisruptionbudgets.v1beta1.policy", "-o", "json")
+        budgets = {
+            b["metadata"]["name"]: b["status"]["disruptionsAllowed"]
+            for b in json.loads(listed.stdout)["items"]
+        }
+        assert budgets == {"mo-moorage-controller": 1, "mo-moorage-broker": 1}, listed.stderr
+        net = kubernetes.client.NetworkingV1Api(api)
+        assert {p.metadata.name for p in net.list_namespaced_network_policy(ns).items} == {
+            "mo-moorage-controller",
+            "mo-moorage-broker",
+            "mo-moorage-worker",
+        }
+    notes = installed.install_output
+    assert f"helm test -n {ns} mo" in notes
+    assert f"kubectl -n {ns} port-forward service/mo-moorage-controller 5000:80" in notes
+    assert "Back it up: without it nothing stored can be read." in notes
+
+
+def test_helm_test_runs_its_pod_and_reports_its_outcome(installed: Installed, kube_node: NodeStandIn) -> None:
+    passed = installed.helm("test", installed.name, "--timeout", "60s")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "TEST SUITE:     mo-moorage-test-health" in passed.stdout
+    assert "Phase:          Succeeded" in passed.stdout
+    api, core, _ = _apis(installed.kube)
+    with api:
+        pod = core.read_namespaced_pod("mo-moorage-test-health", installed.namespace)
+        assert "http://mo-moorage-controller/readiness" in pod.spec.containers[0].command[2]
+
+    # When the pod fails (the stand-in's stand-in for an unhealthy controller), so does helm test.
+    kube_node.when(
+        {"app.kubernetes.io/instance": installed.name, "app.kubernetes.io/component": "test"}, "fail"
+    )
+    try:
+        failed = installed.helm("test", installed.name, "--timeout", "60s")
+    finally:
+        kube_node.rules.pop(0)
+    assert failed.returncode == 1
+    assert "mo-moorage-test-health" in failed.stderr and "failed" in failed.stderr, failed.stderr
+
+
+def test_upgrade_rolls_new_replicas_and_keeps_the_encryption_key(installed: Installed) -> None:
+    api, core, apps = _apis(installed.kube)
+    ns = installed.namespace
+    with api:
+        before = core.read_namespaced_secret("mo-moorage", ns).data
+        done = installed.helm(
+            "upgrade",
+            installed.name,
+            str(CHART),
+            "-f",
+            str(MINIMAL),
+            *IMAGE,
+            "--set",
+            "controller.replicas=3",
+            "--set",
+            "platform.logLevel=DEBUG",
+            "--wait",
+            "--timeout",
+            "180s",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        controller = apps.read_namespaced_deployment("mo-moorage-controller", ns)
+        assert (controller.spec.replicas, controller.status.ready_replicas) == (3, 3)
+        assert controller.status.updated_replicas == 3
+        env = {e.name: e.value for e in controller.spec.template.spec.containers[0].env}
+        assert env["MOORAGE_LOG_LEVEL"] == "DEBUG"
+        # A new key would unlock none of the credentials stored with the old one.
+        assert core.read_namespaced_secret("mo-moorage", ns).data == before
+        history = installed.helm("history", installed.name)
+        assert "deployed" in history.stdout.splitlines()[-1] and len(history.stdout.splitlines()) == 3
+
+
+def test_bad_values_install_nothing(kube: ControlPlane, tmp_path: Path) -> None:
+    env = _helm_env(kube, tmp_path)
+    namespace = f"moorage-bad-{uuid.uuid4().hex[:6]}"
+    done = _helm(
+        kube,
+        env,
+        "install",
+        "bad",
+        str(CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "-f",
+        str(MINIMAL),
+        "--set",
+        "worker.threads=0",
+        "--wait",
+        "--timeout",
+        "30s",
+    )
+    assert done.returncode == 1
+    assert "at '/worker/threads': minimum: got 0, want 1" in done.stderr
+    api, core, _ = _apis(kube)
+    with api:
+        assert namespace not in {n.metadata.name for n in core.list_namespace().items}
+    assert _helm(kube, env, "list", "-A", "-q").stdout.split().count("bad") == 0
+
+
+def _service_account_kubeconfig(installed: Installed, path: Path) -> Path:
+    token = installed.kubectl("-n", installed.namespace, "create", "token", "mo-moorage", "--duration", "1h")
+    assert token.returncode == 0, token.stderr
+    write_kubeconfig(path, installed.kube.server, installed.kube.ca_file, token.stdout.strip())
+    return path
+
+
+def test_the_runtime_works_as_the_chart_service_account(installed: Installed, tmp_path: Path) -> None:
+    """Every call the Kubernetes runtime makes is allowed to the chart's ServiceAccount."""
+    prefix = f"sa{uuid.uuid4().hex[:5]}-"
+    kubeconfig = _service_account_kubeconfig(installed, tmp_path / "kubeconfig")
+    runtime = KubernetesRuntime(
+        kube_settings(tmp_path / "data", installed.kube, prefix, kubeconfig=str(kubeconfig))
+    )
+    release = ReleaseSpec(
+        app="rbac",
+        version=1,
+        slug="https://slugs.example/rbac/v1.tgz",
+        env={"GREETING": "hi"},
+        processes={"web": "python3 -m http.server $PORT", "worker": "sleep 3600"},
+        owner="alice",
+    )
+    progress: list[str] = []
+    try:
+        runtime.deploy(release, {"web": 1, "worker": 1}, progress.append)
+        runtime.deploy(
+            replace(release, version=2, env={"GREETING": "hello"}),
+            {"web": 1, "worker": 1},
+            progress.append,
+        )
+        runtime.scale("rbac", {"web": 2}, progress.append)
+        runtime.restart("rbac", "web", progress.append)
+        wanted = [("web", "up"), ("web", "up"), ("worker", "up")]
+        wait_for(lambda: sorted((p.type, p.state) for p in runtime.status("rbac")) == wanted, timeout=30)
+        list(runtime.logs("rbac"))
+        assert runtime.run_once(release, "true", timeout=30).exit_code == 0
+    finally:
+        runtime.destroy("rbac")
+        runtime.close()
+    assert any("v2 is up" in line for line in progress), progress
+
+
+def _can(installed: Installed, verb: str, resource: str, namespace: str = "") -> str:
+    """``kubectl auth can-i`` as the chart's ServiceAccount (``pods/exec``: a subresource)."""
+    kind, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, kind, "--as", f"system:serviceaccount:{installed.namespace}:mo-moorage"]
+    args += [f"--subresource={sub}"] if sub else []
+    args += ["-n", namespace] if namespace else []
+    done = installed.kubectl(*args)
+    assert done.stdout.strip() in ("yes", "no"), done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace"),
+    [
+        ("create", "pods/exec", "kube-system"),
+        ("create", "pods/portforward", "any-app"),
+        ("watch", "secrets", "kube-system"),
+        ("update", "secrets", "kube-system"),
+        ("get", "configmaps", "any-app"),
+        ("list", "namespaces", ""),
+        ("get", "nodes", ""),
+        ("create", "clusterrolebindings", ""),
+        ("create", "rolebindings", "any-app"),
+        ("create", "persistentvolumes", ""),
+    ],
+)
+def test_the_service_account_may_do_nothing_else(
+    installed: Installed, verb: str, resource: str, namespace: str
+) -> None:
+    assert _can(installed, verb, resource, namespace) == "no"
+    assert _can(installed, "patch", "deployments/scale", "any-app") == "yes"
+    assert _can(installed, "get", "pods/log", "any-app") == "yes"
