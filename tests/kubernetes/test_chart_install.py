@@ -16,14 +16,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
 
 import kubernetes
 import pytest
 
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
+from tests.fixtures.kube_local import LocalLaunch
 from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.kubernetes import ControlPlane, write_kubeconfig
+from tests.fixtures.platform import serve_controller
 from tests.kubernetes.chart import CHART, MINIMAL, run
 from tests.kubernetes.conftest import kube_settings
 from tests.polling import wait_for
@@ -125,25 +128,56 @@ def test_install_waits_for_ready_servers_and_says_what_to_run_next(installed: In
     assert "Back it up: without it nothing stored can be read." in notes
 
 
-def test_helm_test_runs_its_pod_and_reports_its_outcome(installed: Installed, kube_node: NodeStandIn) -> None:
-    passed = installed.helm("test", installed.name, "--timeout", "60s")
+@dataclass
+class HealthTarget:
+    """Where the locally run helm test pod sends its request (the controller's Service, here)."""
+
+    url: str = "http://127.0.0.1:1"  # nothing listens: no controller answers
+
+
+@pytest.fixture
+def health_pod_runs_locally(kube_node: NodeStandIn, tmp_path: Path) -> Iterator[HealthTarget]:
+    """The stand-in runs the helm test pod's own command as a local process.
+
+    It stands in for a kubelet and for the cluster's DNS: the pod's ``HEALTH_URL`` (the
+    controller's Service) becomes the address of a controller the test serves on loopback.
+    """
+    target = HealthTarget()
+
+    def launch(pod: Any, env: dict[str, str]) -> LocalLaunch:
+        path = env["HEALTH_URL"].partition("-controller")[2]
+        return LocalLaunch(
+            argv=list(pod.spec.containers[0].command),
+            env={"PATH": os.environ["PATH"], "HEALTH_URL": target.url + path},
+            cwd=tmp_path,
+        )
+
+    kube_node.run_locally = launch
+    try:
+        yield target
+    finally:
+        kube_node.run_locally = None
+
+
+def test_helm_test_asks_the_controller_and_fails_when_it_does_not_answer(
+    installed: Installed, health_pod_runs_locally: HealthTarget, tmp_path: Path
+) -> None:
+    settings = kube_settings(tmp_path / "data", installed.kube, "health-")
+    runtime = KubernetesRuntime(settings)
+    try:
+        with serve_controller(settings, runtime) as ctl:
+            health_pod_runs_locally.url = ctl.url
+            passed = installed.helm("test", installed.name, "--logs", "--timeout", "60s")
+    finally:
+        runtime.close()
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "TEST SUITE:     mo-moorage-test-health" in passed.stdout
     assert "Phase:          Succeeded" in passed.stdout
-    api, core, _ = _apis(installed.kube)
-    with api:
-        pod = core.read_namespaced_pod("mo-moorage-test-health", installed.namespace)
-        assert "http://mo-moorage-controller/readiness" in pod.spec.containers[0].command[2]
+    assert f"{ctl.url}/readiness 200" in passed.stdout, passed.stdout  # the pod's own log
 
-    # When the pod fails (the stand-in's stand-in for an unhealthy controller), so does helm test.
-    kube_node.when(
-        {"app.kubernetes.io/instance": installed.name, "app.kubernetes.io/component": "test"}, "fail"
-    )
-    try:
-        failed = installed.helm("test", installed.name, "--timeout", "60s")
-    finally:
-        kube_node.rules.pop(0)
-    assert failed.returncode == 1
+    # The controller is gone: the pod's request fails, the pod fails, so does helm test.
+    failed = installed.helm("test", installed.name, "--timeout", "60s")
+    assert failed.returncode == 1, failed.stdout
     assert "mo-moorage-test-health" in failed.stderr and "failed" in failed.stderr, failed.stderr
 
 
