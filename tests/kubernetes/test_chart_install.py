@@ -2,9 +2,9 @@
 
 The control plane is real (kube-apiserver, controller-manager, scheduler, etcd); the node
 stand-in plays the kubelet: it does not pull images or run containers, it marks scheduled
-pods Running and Ready and completes run-once pods (Succeeded, or Failed when a test
-asks for it) — so these tests show what Kubernetes and helm do with the chart's objects,
-not that Moorage's image starts.
+pods Running and Ready — so these tests show what Kubernetes and helm do with the chart's
+objects, not that Moorage's image starts. The helm test pod is the exception: the stand-in
+runs its own command as a local process against a controller the test serves.
 """
 
 from __future__ import annotations
@@ -239,6 +239,28 @@ def test_bad_values_install_nothing(kube: ControlPlane, tmp_path: Path) -> None:
     with api:
         assert namespace not in {n.metadata.name for n in core.list_namespace().items}
     assert _helm(kube, env, "list", "-A", "-q").stdout.split().count("bad") == 0
+
+
+def test_uninstall_leaves_the_encryption_key(kube: ControlPlane, tmp_path: Path) -> None:
+    env = _helm_env(kube, tmp_path)
+    namespace = f"moorage-keep-{uuid.uuid4().hex[:6]}"
+    common = ["-n", namespace]
+    done = _helm(kube, env, "install", "kept", str(CHART), *common, "--create-namespace", "-f", str(MINIMAL))
+    assert done.returncode == 0, done.stderr
+    api, core, apps = _apis(kube)
+    with api:
+        key = core.read_namespaced_secret("kept-moorage", namespace).data["encryption-key"]
+        gone = _helm(kube, env, "uninstall", "kept", *common, "--wait", "--timeout", "60s")
+        assert gone.returncode == 0, gone.stderr
+        assert "kept-moorage" in gone.stdout + gone.stderr  # helm says what it kept
+        assert apps.list_namespaced_deployment(namespace).items == []
+        assert core.read_namespaced_secret("kept-moorage", namespace).data["encryption-key"] == key
+        # Installed again, the release finds and uses the same key.
+        again = _helm(kube, env, "install", "kept", str(CHART), *common, "-f", str(MINIMAL))
+        assert again.returncode == 0, again.stderr
+        assert core.read_namespaced_secret("kept-moorage", namespace).data["encryption-key"] == key
+        _helm(kube, env, "uninstall", "kept", *common)
+        core.delete_namespace(namespace)
 
 
 def _service_account_kubeconfig(installed: Installed, path: Path) -> Path:
