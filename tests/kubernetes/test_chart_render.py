@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from moorage.settings import Settings
 from moorage.store.encryptor import Encryptor
 from tests.kubernetes.chart import CHART, MINIMAL, PRODUCTION, by_kind, render, run, tools, values_args
 
@@ -178,3 +179,18 @@ def test_the_runtime_role_grants_what_the_runtime_calls_and_no_more(helm: Path) 
     resources = {r for _, r, _ in granted}
     assert "pods/exec" not in resources and "nodes" not in resources
     assert not {r for r in resources if r.startswith(("roles", "rolebindings", "cluster"))}
+
+
+@VALUES_FILES
+def test_every_setting_the_chart_passes_is_one_moorage_reads(helm: Path, values: Path) -> None:
+    """Settings.from_env refuses unknown MOORAGE_* names: a typo here would stop every pod."""
+    for name, deployment in by_kind(render(helm, "-f", str(values)), "Deployment").items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
+        settings = Settings.from_env(env)
+        if name.endswith("-controller"):
+            assert settings.platform.runtime == "kubernetes"
+            assert (settings.platform.host, settings.platform.allow_registration) == ("0.0.0.0", False)
+            assert settings.broker.host == "mo-moorage-broker"
+        if name.endswith("-broker"):
+            assert (settings.broker.host, settings.worker.threads) == ("0.0.0.0", 0)
