@@ -215,6 +215,12 @@ def test_slug_from_s3_compatible_storage_signed(
     ), refused.stderr
     assert "not-the-secret-key" not in refused.stderr
 
+    # Without keys the request goes unsigned (a public bucket's case); this bucket is private.
+    anonymous = {"AWS_ENDPOINT_URL": aws_credentials.url, "AWS_REGION": REGION}
+    unsigned = run_once(app_dir, "s3://runner-slugs/slugs/runner/v1.tgz", "echo ran", **anonymous)
+    assert (unsigned.returncode, unsigned.stdout) == (1, "")
+    assert unsigned.stderr.rstrip().endswith("/runner-slugs/slugs/runner/v1.tgz failed: HTTP 403")
+
 
 @pytest.mark.parametrize(
     ("name", "reason"),
