@@ -194,3 +194,20 @@ def test_every_setting_the_chart_passes_is_one_moorage_reads(helm: Path, values:
             assert settings.broker.host == "mo-moorage-broker"
         if name.endswith("-broker"):
             assert (settings.broker.host, settings.worker.threads) == ("0.0.0.0", 0)
+
+
+def test_a_new_database_url_rolls_every_server(helm: Path) -> None:
+    """The URL is in a Secret, which pods read only at start: the pod templates must change."""
+
+    def annotations(url: str) -> dict[str, dict[str, str]]:
+        docs = render(helm, "-f", str(MINIMAL), "--set", f"database.url={url}")
+        return {
+            n: d["spec"]["template"]["metadata"]["annotations"]
+            for n, d in by_kind(docs, "Deployment").items()
+        }
+
+    before = annotations("postgresql://moorage:old@db-1:5432/moorage")
+    after = annotations("postgresql://moorage:new@db-2:5432/moorage")
+    assert set(before) == set(after) and len(before) == 3
+    assert all(before[name] != after[name] for name in before)
+    assert "old" not in str(before)  # a digest, not the URL with its password
