@@ -27,7 +27,7 @@ from tests.fixtures.kube_local import LocalLaunch
 from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.kubernetes import ControlPlane, write_kubeconfig
 from tests.fixtures.platform import serve_controller
-from tests.kubernetes.chart import CHART, MINIMAL, run
+from tests.kubernetes.chart import CHART, MINIMAL, PRODUCTION, run
 from tests.kubernetes.conftest import kube_settings
 from tests.polling import wait_for
 
@@ -261,6 +261,59 @@ def test_uninstall_leaves_the_encryption_key(kube: ControlPlane, tmp_path: Path)
         assert core.read_namespaced_secret("kept-moorage", namespace).data["encryption-key"] == key
         _helm(kube, env, "uninstall", "kept", *common)
         core.delete_namespace(namespace)
+
+
+def test_production_values_install_with_secrets_made_beforehand(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    """ci/production-values.yaml: Secrets made by the operator, an Ingress, three replicas."""
+    env = _helm_env(kube, tmp_path)
+    namespace = f"moorage-prod-{uuid.uuid4().hex[:6]}"
+    api, core, apps = _apis(kube)
+    with api:
+        core.create_namespace({"metadata": {"name": namespace}})
+        for name, data in {
+            "moorage-database": {"url": "postgresql://moorage:pw@db.internal:5432/moorage"},
+            "moorage-keys": {"encryption-key": "a" * 43 + "=", "broker-password": "operator-made"},
+            "moorage-slug-store": {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "secret"},
+        }.items():
+            core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "stringData": data})
+        try:
+            done = _helm(
+                kube,
+                env,
+                "install",
+                "prod",
+                str(CHART),
+                "-n",
+                namespace,
+                "-f",
+                str(PRODUCTION),
+                "--wait",
+                "--timeout",
+                "180s",
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            ready = {
+                d.metadata.name: d.status.ready_replicas
+                for d in apps.list_namespaced_deployment(namespace).items
+            }
+            assert ready == {"prod-moorage-controller": 3, "prod-moorage-broker": 3, "prod-moorage-worker": 2}
+            ingress = kubernetes.client.NetworkingV1Api(api).read_namespaced_ingress(
+                "prod-moorage-controller", namespace
+            )
+            assert ingress.spec.rules[0].host == "moorage.example.org"
+            # The chart made no Secret of its own: the operator's are the only ones.
+            secrets = {s.metadata.name for s in core.list_namespaced_secret(namespace).items}
+            assert {n for n in secrets if "moorage" in n and not n.startswith("sh.helm")} == {
+                "moorage-database",
+                "moorage-keys",
+                "moorage-slug-store",
+            }
+            assert "export MOORAGE_URL=https://moorage.example.org" in done.stdout
+        finally:
+            _helm(kube, env, "uninstall", "prod", "-n", namespace, "--wait", "--timeout", "60s")
+            core.delete_namespace(namespace)
 
 
 def _service_account_kubeconfig(installed: Installed, path: Path) -> Path:
