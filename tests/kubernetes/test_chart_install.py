@@ -316,6 +316,61 @@ def test_production_values_install_with_secrets_made_beforehand(
             core.delete_namespace(namespace)
 
 
+def test_in_cluster_services_get_a_service_account_confined_to_their_namespace(
+    kube: ControlPlane, tmp_path: Path
+) -> None:
+    env = _helm_env(kube, tmp_path)
+    suffix = uuid.uuid4().hex[:6]
+    namespace, services = f"moorage-svc-{suffix}", f"services-{suffix}"
+    sets = ["--set", "inClusterServices.enabled=true", "--set", f"inClusterServices.namespace={services}"]
+    done = _helm(
+        kube,
+        env,
+        "install",
+        "svc",
+        str(CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "-f",
+        str(MINIMAL),
+        *sets,
+    )
+    assert done.returncode == 0, done.stderr
+    who = f"system:serviceaccount:{namespace}:svc-moorage-services"
+    cache = tmp_path / "kube"
+
+    def can(*args: str) -> str:
+        argv = [kube.kubectl, "--kubeconfig", kube.kubeconfig, "--cache-dir", cache, "auth", "can-i", *args]
+        return run([*argv, "--as", who]).stdout.strip()
+
+    api, core, apps = _apis(kube)
+    try:
+        assert can("create", "statefulsets.apps", "-n", services) == "yes"
+        assert can("delete", "persistentvolumeclaims", "-n", services) == "yes"
+        assert can("get", "secrets", "-n", services) == "yes"
+        assert can("get", "secrets", "-n", "kube-system") == "no"
+        assert can("create", "statefulsets.apps", "-n", namespace) == "no"
+        assert can("create", "deployments.apps", "-n", services) == "no"
+        assert can("get", f"namespaces/{services}") == "yes"
+        assert can("get", "namespaces/kube-system") == "no"
+        with api:
+            for name in ("svc-moorage-broker", "svc-moorage-worker"):
+                pod = apps.read_namespaced_deployment(name, namespace).spec.template.spec
+                assert (pod.service_account_name, pod.automount_service_account_token) == (
+                    "svc-moorage-services",
+                    True,
+                )
+    finally:
+        _helm(kube, env, "uninstall", "svc", "-n", namespace)
+        with kube.api_client() as cleanup:
+            client = kubernetes.client.CoreV1Api(cleanup)
+            # The services namespace outlives the release (it holds the instances' data).
+            assert client.read_namespace(services).metadata.name == services
+            client.delete_namespace(services)
+            client.delete_namespace(namespace)
+
+
 def _service_account_kubeconfig(installed: Installed, path: Path) -> Path:
     token = installed.kubectl("-n", installed.namespace, "create", "token", "mo-moorage", "--duration", "1h")
     assert token.returncode == 0, token.stderr

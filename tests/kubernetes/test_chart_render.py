@@ -211,3 +211,20 @@ def test_a_new_database_url_rolls_every_server(helm: Path) -> None:
     assert set(before) == set(after) and len(before) == 3
     assert all(before[name] != after[name] for name in before)
     assert "old" not in str(before)  # a digest, not the URL with its password
+
+
+def test_in_cluster_services_render_valid_and_lint_clean(helm: Path, tmp_path: Path) -> None:
+    sets = ["--set", "inClusterServices.enabled=true"]
+    linted = run([helm, "lint", "--strict", CHART, "-f", MINIMAL, *sets])
+    assert linted.returncode == 0 and "[WARNING]" not in linted.stdout, linted.stdout
+    rendered = run([helm, "template", "mo", CHART, "-f", MINIMAL, *sets, "--kube-version", "1.37.0"])
+    assert rendered.returncode == 0, rendered.stderr
+    manifests = tmp_path / "manifests.yaml"
+    manifests.write_text(rendered.stdout)
+    done = run([VALIDATE, "--strict", "-k", "1.37", "--quiet", manifests])
+    assert (done.returncode, done.stdout.strip()) == (0, ""), done.stdout + done.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert by_kind(docs, "Role")["mo-moorage-services"]["metadata"]["namespace"] == "moorage-services"
+    assert by_kind(docs, "Namespace")["moorage-services"]["metadata"]["annotations"] == {
+        "helm.sh/resource-policy": "keep"
+    }
