@@ -188,3 +188,17 @@ def test_without_an_ingress_class_certs_add_is_refused(
             assert "MOORAGE_KUBERNETES_INGRESS_CLASS" in r.json()["message"]
     finally:
         runtime.close()
+
+
+def test_a_certificate_kubernetes_refuses_is_not_kept(routed: Routed) -> None:
+    """A quota allowing no more Secrets in the namespace: the API server refuses the one for the pair."""
+    quota = {"metadata": {"name": "no-more-secrets"}, "spec": {"hard": {"secrets": "0"}}}
+    routed.core.create_namespaced_resource_quota(routed.namespace, quota)
+    wait_for(lambda: routed.core.read_namespaced_resource_quota("no-more-secrets", routed.namespace).status.hard)
+    cert, key = pair(DOMAIN)
+    r = routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key})
+    assert r.status_code == 400, r.text
+    assert "exceeded quota: no-more-secrets" in r.json()["message"], r.text
+    assert routed.client.get(f"/v2/apps/{APP}/certs").json()["certs"] == []
+    assert routed.tls_secrets() == []
+    assert routed.tls() == [("wildcard-moorage-localhost", [f"{APP}.moorage.localhost"])]
