@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.kubernetes import ControlPlane
@@ -64,6 +65,7 @@ class Routed:
     core: kubernetes.client.CoreV1Api
     networking: kubernetes.client.NetworkingV1Api
     namespace: str
+    runtime: KubernetesRuntime
 
     def ingress(self) -> kubernetes.client.V1Ingress:
         return self.networking.read_namespaced_ingress("web", self.namespace)
@@ -93,7 +95,8 @@ def routed(kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path) -> Iterat
             client = ctl.user("alice")
             assert client.post("/v2/apps", json={"id": APP}).status_code == 201
             assert client.post(f"/v2/apps/{APP}/domains", json={"domain": DOMAIN}).status_code == 201
-            yield Routed(client, core, kubernetes.client.NetworkingV1Api(api), runtime.namespace_of(APP))
+            networking = kubernetes.client.NetworkingV1Api(api)
+            yield Routed(client, core, networking, runtime.namespace_of(APP), runtime)
     finally:
         ns = runtime.namespace_of(APP)
         if core.list_namespace(field_selector=f"metadata.name={ns}").items:
@@ -118,6 +121,18 @@ def test_certs_add_makes_a_tls_secret_named_in_the_ingress(routed: Routed) -> No
         (secret.metadata.name, [DOMAIN]),
     ]
     assert [rule.host for rule in routed.ingress().spec.rules] == [f"{APP}.moorage.localhost", DOMAIN]
+
+
+def test_a_deploy_keeps_the_certificates(routed: Routed) -> None:
+    """A deploy deletes release Secrets no ReplicaSet uses: the certificates' are not among them."""
+    cert, key = pair(DOMAIN)
+    assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
+    before = routed.tls()
+    for version in (1, 2):
+        spec = ReleaseSpec(APP, version, slug="/srv/slug", env={"V": str(version)}, processes={"web": "serve"})
+        routed.runtime.deploy(spec, {"web": 1}, lambda _: None)
+    assert len(routed.tls_secrets()) == 1
+    assert routed.tls() == before
 
 
 def test_a_bad_pair_is_refused_and_nothing_is_created(routed: Routed) -> None:
