@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from moorage.platform.router.config import SniCertificate
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.kube_node import NodeStandIn
@@ -217,3 +218,30 @@ def test_a_certificate_kubernetes_refuses_is_not_kept(routed: Routed) -> None:
     assert routed.client.get(f"/v2/apps/{APP}/certs").json()["certs"] == []
     assert routed.tls_secrets() == []
     assert routed.tls() == [("wildcard-moorage-localhost", [f"{APP}.moorage.localhost"])]
+
+
+def test_without_a_default_secret_the_last_certificate_takes_spec_tls_with_it(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
+) -> None:
+    """The runtime's TLS sink on its own, with no ``ingress_tls_secret``: no ``spec.tls`` without certificates."""
+    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-", ingress_class="nginx"))
+    networking = kubernetes.client.NetworkingV1Api(kube.api_client())
+    sink = runtime.tls_sink
+    assert sink is not None
+    ns = runtime.namespace_of(APP)
+
+    def ingress() -> kubernetes.client.V1Ingress:
+        return networking.read_namespaced_ingress("web", ns)
+
+    try:
+        runtime.set_domains(APP, [DOMAIN])
+        assert ingress().spec.tls is None
+        cert, key = pair(DOMAIN)
+        sink.set_tls(APP, [SniCertificate((DOMAIN,), cert, key)], False)
+        assert [t.hosts for t in ingress().spec.tls] == [[DOMAIN]]
+        sink.set_tls(APP, [], False)
+        assert ingress().spec.tls is None
+        assert [r.host for r in ingress().spec.rules] == [f"{APP}.moorage.localhost", DOMAIN]
+    finally:
+        runtime.destroy(APP)
+        runtime.close()
