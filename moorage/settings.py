@@ -200,6 +200,11 @@ class KubernetesSettings:
     ingress_class: str = ""
     #: Annotations of every app's Ingress, ``;``-separated ``key=value`` pairs.
     ingress_annotations: str = ""
+    #: A ``kubernetes.io/tls`` Secret in each app's namespace for ``<app>.<base_domain>`` (e.g. one
+    #: cert-manager issues); empty: the app host is left to the ingress controller's default.
+    ingress_tls_secret: str = ""
+    #: The Ingress annotation ``tls:force:enable`` sets to ``"true"`` (and disable to ``"false"``).
+    ingress_ssl_redirect_annotation: str = "nginx.ingress.kubernetes.io/ssl-redirect"
     #: In-cluster services (``k8s-postgresql``, ``k8s-redis``) live in this namespace.
     services_namespace: str = "moorage-services"
     #: Their volumes' StorageClass when the plan names none; empty: the cluster's default.

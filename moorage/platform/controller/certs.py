@@ -7,7 +7,8 @@ is not the leaf's, a certificate that is expired or not yet valid, and one that 
 none of the app's custom domains; nothing is stored then. The PEMs are stored only as
 Encryptor tokens (the key is a secret like a config var). Which certificate serves a
 domain is decided here (the newest one covering it) and the router is told the whole
-set whenever certificates, domains or the redirect setting change.
+set whenever certificates, domains or the redirect setting change (the runtime's
+``tls_sink``: Moorage's router, or on Kubernetes the app's Ingress with a Secret per certificate).
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ MAX_PEM_BYTES = 64 * 1024
 
 
 class TlsSink(Protocol):
-    """Told an app's whole TLS state whenever it changes (the router)."""
+    """Told an app's whole TLS state whenever it changes: the runtime's ``tls_sink``.
+
+    Moorage's router on the local runtime; the app's Ingress and its ``kubernetes.io/tls``
+    Secrets on Kubernetes (``runtime.kubernetes_ingress``).
+    """
+
+    def https_refusal(self) -> str | None:
+        """Why it cannot serve HTTPS now (told to the user), or ``None`` when it can."""
+        ...
 
     def set_tls(self, app: str, certs: list[SniCertificate], force_https: bool) -> None: ...
 
@@ -95,16 +104,17 @@ def _names(leaf: x509.Certificate) -> list[str]:
 
 
 def _require_https(platform: Platform) -> None:
-    """Certificates and redirects are the router's: refused where nothing would serve them."""
-    if platform.tls is None:
+    """Certificates and redirects need something serving HTTPS: refused where nothing would."""
+    sink: TlsSink | None = platform.tls
+    if sink is None:
         raise UnprocessableError(
-            "certificates are served by Moorage's router, which this controller's "
-            f"{platform.settings.platform.runtime} runtime does not have"
+            "certificates are served by Moorage's router or, on Kubernetes, by the apps' Ingress "
+            f"(MOORAGE_KUBERNETES_INGRESS_CLASS); this controller's {platform.settings.platform.runtime} "
+            "runtime has neither"
         )
-    if not platform.settings.platform.router_https_port:
-        raise UnprocessableError(
-            "the router has no HTTPS listener; the operator sets MOORAGE_PLATFORM_ROUTER_HTTPS_PORT"
-        )
+    refusal = sink.https_refusal()
+    if refusal:
+        raise UnprocessableError(refusal)
 
 
 def add(platform: Platform, who: Principal, name: str, cert_pem: Any, key_pem: Any) -> dict[str, Any]:
@@ -137,7 +147,7 @@ def add(platform: Platform, who: Principal, name: str, cert_pem: Any, key_pem: A
             cert_id = row.id
         try:
             publish(platform, name)
-        except Exception:  # the router refused it: forget it, so state and router agree
+        except Exception:  # the router (or Kubernetes) refused it: forget it, so state and sink agree
             with platform.db.unit_of_work() as s:
                 s.delete(s.get(Certificate, cert_id))
             raise

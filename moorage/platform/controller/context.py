@@ -55,7 +55,7 @@ class Platform:
     encryptor: Encryptor
     #: Receives custom domains; ``None`` when the runtime's router is not reachable here.
     domains: DomainSink | None = None
-    #: Receives custom domains' certificates (``certs.TlsSink``, the router); ``None`` without one.
+    #: Receives custom domains' certificates (``certs.TlsSink``: the runtime's ``tls_sink``); ``None`` without one.
     tls: Any = None
     #: ``build(app, source_dir, env, progress) -> (artifact_dir, process_types)``.
     builder: Any = None

@@ -191,6 +191,12 @@ class Router:
             del self._routes[app]
             self._retire(previous)
 
+    def https_refusal(self) -> str | None:
+        """Why ``certs:add`` is refused (no HTTPS listener), or ``None``."""
+        if self.https_port:
+            return None
+        return "the router has no HTTPS listener; the operator sets MOORAGE_PLATFORM_ROUTER_HTTPS_PORT"
+
     def set_tls(self, app: str, certs: Iterable[SniCertificate], force_https: bool) -> None:
         """Serve each certificate for its hosts (by SNI), and redirect HTTP when ``force_https``.
 

@@ -33,6 +33,7 @@ from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
+from moorage.platform.runtime.kubernetes_ingress import AppIngress
 from moorage.platform.runtime.kubernetes_rollout import Target, pod_problem, wait_rollout
 from moorage.settings import Settings
 
@@ -54,6 +55,7 @@ class KubernetesRuntime(Runtime):
         self.resources = manifests.parse_resources(self.kube)
         self.policy = manifests.network_policy(self.kube)
         self.api = api or KubeApi(self.kube.kubeconfig, self.kube.context)
+        self.ingress = AppIngress(self.api, settings, self.namespace_of)
 
     def namespace_of(self, app: str) -> str:
         return self.kube.namespace_prefix + validate_app(app)
@@ -131,14 +133,8 @@ class KubernetesRuntime(Runtime):
             self.api.create("service", ns, manifests.web_service(self.kube, release.app))
         elif "web" not in release.processes and service is not None:
             self.api.delete("service", ns, "web")
-        if (
-            self.kube.ingress_class
-            and "web" in release.processes
-            and self.api.get("ingress", ns, "web") is None
-        ):
-            self.api.create(
-                "ingress", ns, manifests.ingress(self.kube, release.app, [self._host(release.app)])
-            )
+        if self.kube.ingress_class and "web" in release.processes:
+            self.ingress.ensure(release.app)
         return targets
 
     def _restore(
@@ -343,20 +339,16 @@ class KubernetesRuntime(Runtime):
 
     def set_domains(self, app: str, domains: Iterable[str]) -> None:
         """Route ``domains`` (custom domains) besides ``<app>.<base_domain>`` through the app's Ingress."""
-        hosts = [self._host(app), *(validate_hostname(d) for d in domains)]
         if not self.kube.ingress_class:
+            for domain in domains:
+                validate_hostname(domain)
             return  # no Ingress: whoever routes to the web Services routes the domains too
-        ns = self.namespace_of(app)
-        if self.api.get("namespace", "", ns) is None:
-            self.api.create("namespace", "", manifests.namespace(ns, app, ""))
-        body = manifests.ingress(self.kube, app, hosts)
-        if self.api.get("ingress", ns, "web") is None:
-            self.api.create("ingress", ns, body)
-        else:
-            self.api.replace("ingress", ns, body)
+        self.ingress.set_domains(app, domains)
 
-    def _host(self, app: str) -> str:
-        return f"{app}.{self.settings.platform.base_domain}"
+    @property
+    def tls_sink(self) -> AppIngress | None:
+        """Where ``certs:add`` certificates go: the Ingress, when there is one (an IngressClass)."""
+        return self.ingress if self.kube.ingress_class else None
 
     def destroy(self, app: str) -> None:
         """Delete the namespace; Kubernetes removes what is in it, then the namespace itself."""

@@ -14,7 +14,8 @@ Workflow's scheduler, which Heroku-style users know:
 - a Service ``web`` whose selector is the web pods and whose target is ``$PORT``;
 - a Pod with ``restartPolicy: Never`` for one-off runs and release tasks;
 - an Ingress ``web`` (when an IngressClass is set) for ``<app>.<base_domain>`` and the
-  app's custom domains;
+  app's custom domains, with a ``kubernetes.io/tls`` Secret per ``certs:add`` certificate
+  in its ``spec.tls`` (see :func:`ingress`);
 - a NetworkPolicy: an app's pods accept connections only from its own namespace and
   from the namespaces labelled as the router's, so one app cannot reach another's pods.
 
@@ -28,6 +29,7 @@ layout; see :func:`with_bindings`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -280,8 +282,61 @@ def network_policy(settings: KubernetesSettings) -> dict[str, Any] | None:
     }
 
 
-def ingress(settings: KubernetesSettings, app: str, hosts: list[str]) -> dict[str, Any]:
-    """Every host of the app to its web Service (port 80), with the class and annotations of the settings."""
+def tls_labels(app: str) -> dict[str, str]:
+    """Labels of the Secrets of an app's ``certs:add`` certificates.
+
+    Not ``MANAGED_BY``: Secrets with that label are release Secrets, deleted once no
+    ReplicaSet uses them.
+    """
+    return {"app": app, "moorage.io/tls": "certificate"}
+
+
+def tls_secret_name(cert_pem: str, key_pem: str) -> str:
+    """Derived from the pair, so the same certificate is the same Secret and a new one a new Secret."""
+    digest = hashlib.sha256(f"{cert_pem}\0{key_pem}".encode()).hexdigest()
+    return f"tls-{digest[:20]}"
+
+
+def tls_secret(app: str, cert_pem: str, key_pem: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": tls_secret_name(cert_pem, key_pem), "labels": tls_labels(app)},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert_pem, "tls.key": key_pem},
+    }
+
+
+@dataclass(frozen=True)
+class IngressTls:
+    """What the Ingress says about TLS: ``(secret, hosts)`` per certificate, and the redirect."""
+
+    certs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    force_https: bool = False
+
+
+def ingress_tls(settings: KubernetesSettings, body: Mapping[str, Any] | None) -> IngressTls:
+    """Read back from an existing Ingress (the runtime keeps no state): its certificates' entries."""
+    if body is None:
+        return IngressTls()
+    entries = tuple(
+        (str(t.get("secretName") or ""), tuple(t.get("hosts") or ()))
+        for t in (body.get("spec") or {}).get("tls") or []
+        if t.get("secretName") and t.get("secretName") != settings.ingress_tls_secret
+    )
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    redirect = settings.ingress_ssl_redirect_annotation
+    return IngressTls(entries, bool(redirect) and annotations.get(redirect) == "true")
+
+
+def ingress(
+    settings: KubernetesSettings, app: str, hosts: list[str], tls: IngressTls | None = None
+) -> dict[str, Any]:
+    """Every host of the app to its web Service (port 80), with the class and annotations of the settings.
+
+    ``hosts[0]`` is the app host: it gets ``ingress_tls_secret`` when that is set. ``tls``
+    lists the custom domains' certificates (each Secret with the hosts it serves) and
+    whether HTTP redirects to HTTPS (``ingress_ssl_redirect_annotation``).
+    """
+    tls = tls or IngressTls()
     annotations = {}
     for pair in filter(None, (p.strip() for p in settings.ingress_annotations.split(";"))):
         key, _, value = pair.partition("=")
@@ -290,12 +345,20 @@ def ingress(settings: KubernetesSettings, app: str, hosts: list[str]) -> dict[st
                 f"MOORAGE_KUBERNETES_INGRESS_ANNOTATIONS: cannot read {pair!r}; write key=value"
             )
         annotations[key.strip()] = value.strip()
+    if settings.ingress_ssl_redirect_annotation:
+        annotations[settings.ingress_ssl_redirect_annotation] = "true" if tls.force_https else "false"
     backend = {"service": {"name": "web", "port": {"number": 80}}}
     rules = [
         {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
         for host in hosts
     ]
+    entries = [{"hosts": list(h), "secretName": secret} for secret, h in tls.certs]
+    if settings.ingress_tls_secret and hosts:
+        entries.insert(0, {"hosts": [hosts[0]], "secretName": settings.ingress_tls_secret})
+    spec: dict[str, Any] = {"ingressClassName": settings.ingress_class, "rules": rules}
+    if entries:
+        spec["tls"] = entries
     return {
         "metadata": {"name": "web", "labels": {**MANAGED_BY, "app": app}, "annotations": annotations},
-        "spec": {"ingressClassName": settings.ingress_class, "rules": rules},
+        "spec": spec,
     }

@@ -192,6 +192,11 @@ class LocalRuntime(Runtime):
             state.domains = previous
             raise
 
+    @property
+    def tls_sink(self) -> Router | None:
+        """Where ``certs:add`` certificates go: the router (``controller.certs.TlsSink``)."""
+        return self.router
+
     def crashed_release(self, app: str) -> int | None:
         """The running release's version when one of its processes is crash-looping."""
         state = self._apps.get(app)
