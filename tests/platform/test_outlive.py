@@ -6,7 +6,8 @@ rt_echo app with two web processes. Client threads then load the router while th
 controller is killed (SIGKILL of its whole process group) or stopped (SIGTERM, as an
 upgrade does): no request may fail, an app process that crashes meanwhile is restarted
 by the supervisor, and a new controller finds the same processes (pids and kernel start
-times) and the log lines written while it was down.
+times) and the log lines written while it was down. SIGKILL of the broker changes
+nothing the apps serve.
 """
 
 from __future__ import annotations
@@ -172,3 +173,35 @@ def test_a_restarted_controller_keeps_the_apps_serving(stack: Stack) -> None:
     }
     stack.cli("scale", "web=1")  # the new controller drives the processes it found
     assert list(stack.ps()) == ["web.1"]
+
+
+def test_sigkill_of_the_broker_leaves_the_apps_serving(stack: Stack) -> None:
+    port = free_port()
+    log = (stack.root / "broker.log").open("ab")
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "moorage.cli.main", "broker"],
+        env={**stack.env, "MOORAGE_BROKER_PORT": str(port)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    try:
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, 90, interval=0.1, what="the broker to answer")
+        before = stack.ps()
+        with Load(stack.router_port, HOST, keep_alive=True) as load:
+            os.killpg(broker.pid, signal.SIGKILL)
+            broker.wait(30)
+        assert load.failures == []
+        assert stack.ps() == before
+    finally:
+        if broker.poll() is None:
+            os.killpg(broker.pid, signal.SIGKILL)
+            broker.wait(30)
