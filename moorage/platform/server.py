@@ -1,9 +1,11 @@
 """Serving the controller with gunicorn: one process, many threads.
 
-Why one process: the local runtime supervises app processes and keeps per-app locks in
-memory, so exactly one controller process may own them. Threads serve concurrent and
-streaming requests (build output, ``logs -f``). The router and runtime are built in
-``load()``, inside the gunicorn worker, and stopped when that worker exits.
+Why one process: the controller keeps per-app locks in memory. Threads serve concurrent
+and streaming requests (build output, ``logs -f``). With the local runtime, app
+processes and the nginx router belong to ``moorage supervisor`` (see
+``runtime.daemon``), not to this process: ``load()`` connects to it (starting it when
+none runs), and nothing is stopped when the worker exits, so apps outlive a crash,
+restart or upgrade of the controller.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
         #: Proxy, CA-bundle and package-index variables builds may need (from the entry point).
         self.build_environ = build_environ
         self._runtime: Any = None
-        self._router: Any = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -77,18 +78,14 @@ class ControllerServer(BaseApplication):  # type: ignore[misc]
             from moorage.platform.runtime.kubernetes import KubernetesRuntime
 
             return KubernetesRuntime(self.settings)
-        from moorage.platform.router.nginx import Router
-        from moorage.platform.runtime.local import LocalRuntime
+        from moorage.platform.runtime.supervised import SupervisedRuntime, ensure_running
 
-        self._router = Router(self.settings)
-        self._router.start()
-        return LocalRuntime(self.settings, self._router)
+        ensure_running(self.settings)
+        return SupervisedRuntime(self.settings)
 
     def _worker_exit(self, _server: Any, _worker: Any) -> None:
         if self._runtime is not None:
             self._runtime.close()
-        if self._router is not None:
-            self._router.stop()
 
 
 def serve(settings: Settings, build_environ: Mapping[str, str]) -> None:

@@ -20,6 +20,7 @@ import pytest
 from tests.fixtures.broker import MAIN_CATALOG, PASSWORD, BrokerProcess, broker_settings, settings_env
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
 from tests.fixtures.servers import RunningServer
+from tests.platform.test_router_load import Load
 
 HOST = "shop.moorage.localhost"
 
@@ -209,3 +210,17 @@ def test_a_second_broker_process_is_usable_like_the_builtin_one(
         cli.ok("brokers:remove", "other")
     finally:
         process.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "new-connections"])
+def test_rotate_under_load_loses_no_request(live: LivePlatform, cli: Cli, keep_alive: bool) -> None:
+    """Issue 12: rotation (a new release, processes replaced) through the router with and without keep-alive."""
+    deploy_app(cli)
+    cli.ok("services:create", "postgresql", "shared-small", "db")
+    cli.ok("services:bind", "db", "-a", "shop")
+    before = get(live, "/db")["user"]
+    with Load(live.router.port, HOST, keep_alive) as load:
+        assert "Rotated" in cli.ok("services:rotate", "db", "-a", "shop")
+    assert load.failures == []
+    assert get(live, "/db")["user"] != before

@@ -1,10 +1,14 @@
-"""``moorage up`` (everything on the embedded defaults) and ``moorage controller``.
+"""``moorage up`` (everything on the embedded defaults), ``moorage controller``, ``moorage supervisor``.
 
 Why ``up`` supervises child processes rather than running everything in one: the broker
 and the controller are each served by gunicorn, which owns its process's signals and
-workers. ``up`` starts the embedded PostgreSQL and Redis once, then the broker (with
-its operation workers) and the controller (with the local runtime and the nginx
-router) as children, prints where everything is, and on Ctrl-C stops them in order.
+workers. ``up`` starts the embedded PostgreSQL and Redis once, then the supervisor
+(app processes and the nginx router, detached so they outlive everything else; see
+``runtime.daemon``), the broker (with its operation workers) and the controller as
+children, prints where everything is, and on Ctrl-C stops them in order. With
+``--keep-apps`` Ctrl-C leaves the supervisor (and with it every app and the router)
+running: that is how Moorage is upgraded without downtime, and the next ``moorage up``
+finds the apps where they are.
 """
 
 from __future__ import annotations
@@ -45,12 +49,33 @@ def controller() -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@click.command("supervisor")
+def supervisor() -> None:
+    """Own the app processes and the router for the data dir (started by the controller when missing)."""
+    from moorage.platform.runtime.daemon import run
+    from moorage.platform.server import prepare_data_dir
+
+    settings = _settings()
+    configure(settings.log_level)
+    prepare_data_dir(settings.data_dir)
+    try:
+        run(settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command("up")
 @click.option("--ready-timeout", default=120.0, show_default=True, help="Seconds to wait for the servers.")
-def up(ready_timeout: float) -> None:
+@click.option(
+    "--keep-apps",
+    is_flag=True,
+    help="On Ctrl-C stop the broker and controller only; apps and the router keep serving (upgrades).",
+)
+def up(ready_timeout: float, keep_apps: bool) -> None:
     """Run Moorage on one machine: broker, worker, controller, router and runtime."""
     from moorage.broker.embedded import start_embedded
     from moorage.catalog.loader import load_catalog
+    from moorage.platform.runtime import supervised
     from moorage.platform.server import prepare_data_dir
 
     settings = _settings()
@@ -67,6 +92,9 @@ def up(ready_timeout: float) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        if settings.platform.runtime == "local":
+            click.echo("==> starting the supervisor (apps and router)")
+            supervised.ensure_running(settings, env=env)
         for name in ("broker", "controller"):
             children.append((name, _spawn(name, env)))
         broker_url = f"http://{settings.broker.host}:{settings.broker.port}"
@@ -87,10 +115,16 @@ def up(ready_timeout: float) -> None:
             stop.wait(0.5)
     except KeyboardInterrupt:
         pass
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         click.echo("==> stopping")
         for _, proc in reversed(children):
             _terminate(proc)
+        if keep_apps:
+            click.echo("==> apps and the router keep running (--keep-apps)")
+        elif settings.platform.runtime == "local":
+            supervised.stop(settings)
         for server in servers:
             server.stop()
         click.echo("==> stopped")
@@ -164,9 +198,9 @@ Next:
   moorage deploy -a myapp                      # from a directory with a Procfile or a buildpack app
   curl http://myapp.{domain}:{port}/
 
-Ctrl-C stops everything.
+Ctrl-C stops everything (with --keep-apps: all but the apps and the router).
 """
     )
 
 
-commands = [controller, up]
+commands = [controller, supervisor, up]

@@ -1,8 +1,10 @@
 """Bringing apps back after the controller (and with it the local runtime) restarts.
 
 Why here: only the controller knows what *should* run: each app's current release, its
-formation and its custom domains. On start it hands those to the runtime again; the
-runtime keeps processes that already run that release and starts the missing ones. A
+formation and its custom domains. On start it hands those to the runtime again, except
+for an app already running its current release with its formation (the supervisor
+kept it through the controller's restart: nothing to do); otherwise the runtime keeps
+processes that already run that release and starts the missing ones. A
 release still marked ``deploying`` was interrupted by the restart: it is marked failed,
 so the release before it is the one brought back. Service operations the restart
 interrupted are settled next (``service_recovery``).
@@ -55,7 +57,8 @@ def resume(platform: Platform) -> list[str]:
                 if platform.domains is not None and item.domains:
                     platform.domains.set_domains(name, item.domains)
                 certs.publish(platform, name)
-                platform.runtime.deploy(item.spec, item.formation, lambda line: None)
+                if not _already_running(platform, item):
+                    platform.runtime.deploy(item.spec, item.formation, lambda line: None)
         except ConflictError as exc:
             log.info("not bringing %s back: %s", name, exc, extra={"app": name})
             continue
@@ -65,6 +68,16 @@ def resume(platform: Platform) -> list[str]:
         back.append(name)
         log.info("app brought back", extra={"app": name, "release": item.spec.version})
     return back
+
+
+def _already_running(platform: Platform, item: _Wanted) -> bool:
+    """Every process of the formation is up (or restarting) on the current release."""
+    counts: dict[str, int] = {}
+    for process in platform.runtime.status(item.spec.app):
+        if process.release != item.spec.version or process.state in ("stopping", "down"):
+            return False
+        counts[process.type] = counts.get(process.type, 0) + 1
+    return counts == {t: c for t, c in item.formation.items() if c > 0}
 
 
 def _fail_interrupted(platform: Platform) -> None:
