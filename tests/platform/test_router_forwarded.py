@@ -147,3 +147,25 @@ def test_x_forwarded_for_is_appended_to_with_the_client_last(router: Router) -> 
     assert status == 200
     # As on Heroku: earlier entries are the client's word; the last one is the router's.
     assert json.loads(body)["headers"]["x-forwarded-for"] == "6.6.6.6, 127.0.0.1"
+
+
+def raw_request(port: int, head: str) -> bytes:
+    """One request written byte for byte: http.client cannot send an absolute-form line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head.encode() + b"Connection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_host_header_must_name_the_host_the_request_was_routed_by(router: Router) -> None:
+    # nginx routes by the request line's host; the app would be told the Host header's.
+    answer = raw_request(router.port, f"GET http://{HOST}/ HTTP/1.1\r\nHost: evil.example\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Host header" in answer
+    assert b"evil.example" not in answer
+    # The same host in either spelling (case, trailing dot, port) is fine.
+    spelled = f"{HOST.upper()}.:{router.port}"
+    answer = raw_request(router.port, f"GET http://{HOST}/ HTTP/1.1\r\nHost: {spelled}\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["headers"]["host"] == spelled
