@@ -187,17 +187,38 @@ _LOG_FORMAT = """\
 # upgrade: h2c through a proxy smuggles requests past it); otherwise both empty, so the
 # connection to the app stays in the keep-alive pool. Responses are not buffered:
 # server-sent events and other streams reach the client as the app writes them.
+# Every header an app framework reads to learn the client's scheme, host or port is the
+# router's own (a client's copy is dropped): Rack reads Forwarded first and X-Forwarded-Ssl,
+# Django and Express X-Forwarded-Host. Forwarded is cleared, as Heroku's router sends none;
+# X-Forwarded-Ssl is "on" over TLS and absent otherwise ($https is empty, so not sent).
+# Host is the client's, so it must name the host the request was routed by: a request line
+# in absolute form (GET http://app-a/ with Host: evil) is 400, not app-a told "evil".
+# X-Forwarded-For is appended to, as on Heroku: only its last entry is the router's.
+# X-Request-Start: milliseconds since the epoch as nginx passes the request on (as Heroku).
 _PROXY = """\
   map $http_upgrade $moorage_upgrade { default ""; "~*^websocket$" $http_upgrade; }
   map $moorage_upgrade $moorage_connection { default upgrade; "" ""; }
+  map "$host $http_host" $moorage_host_agrees {
+    default 0;
+    "~^[^ ]+ $" 1;
+    "~*^([^ ]+) \\1[.]?(:[0-9]+)?$" 1;
+  }
+  map $msec $moorage_request_start {
+    "~^(?<moorage_s>[0-9]+)[.](?<moorage_ms>[0-9]+)$" $moorage_s$moorage_ms;
+  }
   proxy_http_version 1.1;
   proxy_set_header Upgrade $moorage_upgrade;
   proxy_set_header Connection $moorage_connection;
   proxy_set_header Host $http_host;
   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
   proxy_set_header X-Forwarded-Proto $scheme;
+  proxy_set_header X-Forwarded-Scheme $scheme;
   proxy_set_header X-Forwarded-Port $server_port;
+  proxy_set_header X-Forwarded-Host $host;
+  proxy_set_header X-Forwarded-Ssl $https;
+  proxy_set_header Forwarded "";
   proxy_set_header X-Request-Id $moorage_request_id;
+  proxy_set_header X-Request-Start $moorage_request_start;
   add_header X-Request-Id $moorage_request_id always;
   proxy_buffering off;
   proxy_connect_timeout 5s;
@@ -239,6 +260,7 @@ def _app_server(options: RenderOptions) -> str:
     access_log {log} moorage if=$moorage_logged;
     log_by_lua_block {{ moorage_router.done() }}
     if ($moorage_app = "") {{ return 404 "No app is configured for this host name.\\n"; }}
+    if ($moorage_host_agrees = "0") {{ return 400 "The Host header names another host than the request line.\\n"; }}
 {_redirect(options)}    if ($moorage_up = "0") {{ return 503 "No web process of $moorage_app is running.\\n"; }}
     location / {{
       if ($moorage_upgrade) {{ return 418; }}

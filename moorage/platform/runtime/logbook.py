@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import errno
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,15 +112,41 @@ class FileTail:
 
     def read_new(self) -> list[str]:
         try:
-            with self.path.open("rb") as f:
+            with os.fdopen(_open_log(self.path), "rb") as f:
                 size = f.seek(0, 2)
                 if size < self._offset:
                     self._offset = 0
                 f.seek(self._offset)
                 data = f.read(1024 * 1024)
                 self._offset = f.tell()
-        except FileNotFoundError:
+        except (FileNotFoundError, UnsafeLogFile):
             return []
         data = self._partial + data
         *complete, self._partial = data.split(b"\n")
         return [c.decode("utf-8", errors="replace") for c in complete]
+
+
+class UnsafeLogFile(OSError):
+    """The tailed path is not a regular file of its folder's owner: it is never read."""
+
+
+def _open_log(path: Path) -> int:
+    """Opens ``path`` for reading only if it is a regular file owned by its folder's owner.
+
+    Why: the router's access folder belongs to the nginx worker user, and Moorage reads it
+    as root. Anything running as that user could put a symlink (to ``/etc/shadow``, a
+    key), a hard link to a root-owned file, or a FIFO (a blocked reader) where an access
+    log belongs, and the secret would stream into an app's ``moorage logs``. The folder's
+    owner is the worker user (the router chowns it; that user cannot change it).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeLogFile(errno.ELOOP, "a symlink, not followed", str(path)) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.stat(path.parent).st_uid:
+        os.close(fd)
+        raise UnsafeLogFile(errno.EPERM, "not a regular file of the folder's owner", str(path))
+    return fd

@@ -36,6 +36,8 @@ class Handler(BaseHTTPRequestHandler):
                     "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
                 },
                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                # Every header line as sent, so a header the router sent twice shows twice.
+                "header_lines": [[k.lower(), v] for k, v in self.headers.items()],
             }
         ).encode()
         self.send_response(200)

@@ -1,0 +1,103 @@
+"""Tailing the router's access logs never reads a file the nginx worker user planted.
+
+The access folder belongs to the worker user (``nobody`` here) and Moorage reads it as
+root: a symlink, a hard link to a root-owned file or a FIFO in an access log's place
+must not stream a secret into an app's ``moorage logs`` (nor block the reader).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from moorage.embedded.ports import free_port
+from moorage.platform.router import Router
+from moorage.platform.runtime.logbook import FileTail
+from moorage.settings import Settings
+from tests.host_requests import request
+from tests.polling import wait_for
+
+ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
+HOST = "tail.moorage.localhost"
+SECRET = b"root-only-secret-0123456789\n"
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="moorage-tail-"))
+    path.chmod(0o755)  # the unprivileged nginx workers must enter it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def router(data_dir: Path) -> Iterator[Router]:
+    r = Router(Settings(data_dir=data_dir).with_group(platform={"router_port": free_port()}))
+    r.start()
+    port = free_port()
+    app = subprocess.Popen([sys.executable, str(ECHO_APP), "--port", str(port)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _listening(port), what=f"echo app on {port}")
+        r.set_routes("tail", [HOST], [("127.0.0.1", port)])
+        yield r
+    finally:
+        app.kill()
+        app.wait()
+        r.stop()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def secret(data_dir: Path) -> Path:
+    path = data_dir / "secret.key"
+    path.write_bytes(SECRET * 3)
+    path.chmod(0o600)
+    return path
+
+
+def test_nginx_written_log_is_read(router: Router) -> None:
+    tail = FileTail(router.access_log("tail"))
+    request(router.port, HOST, "/seen")
+    lines = wait_for(tail.read_new, what="the access line")
+    assert 'path="/seen"' in lines[0] and "app=tail" in lines[0]
+
+
+def test_symlinked_access_log_is_not_followed(router: Router, secret: Path) -> None:
+    log = router.access_log("tail")
+    # As the runtime does: the tail is made with the app, before nginx wrote anything.
+    tail = FileTail(log)
+    log.symlink_to(secret)
+    assert tail.read_new() == []
+    # A real log the worker user later swaps for a link is refused the same way.
+    log.unlink()
+    request(router.port, HOST, "/before")
+    assert "/before" in wait_for(tail.read_new, what="the access line")[0]
+    log.unlink()
+    log.symlink_to(secret)
+    assert tail.read_new() == []
+
+
+def test_hard_link_to_a_root_file_and_a_fifo_are_refused(router: Router, secret: Path) -> None:
+    log = router.access_log("tail")
+    assert os.stat(log.parent).st_uid != secret.stat().st_uid  # the folder is the worker user's
+    tail = FileTail(log)
+    os.link(secret, log)
+    assert tail.read_new() == []
+    log.unlink()
+    os.mkfifo(log)
+    assert tail.read_new() == []  # and it returned: opening a FIFO did not block on a writer
