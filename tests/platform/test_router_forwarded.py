@@ -39,6 +39,9 @@ SPOOFED = {
     "X-Forwarded-Scheme": "https",
     "X-Forwarded-Port": "443",
     "X-Request-Start": "1",
+    "X-Real-IP": "6.6.6.6",
+    "Client-IP": "6.6.6.6",
+    "True-Client-IP": "6.6.6.6",
     # nginx drops header names with underscores; a CGI-style app would read it as the same.
     "X_Forwarded_Host": "evil.example",
 }
@@ -55,7 +58,8 @@ SPOOFED_PLAIN = {
 
 #: The forwarding headers an app may be sent, all set by the router (or none at all).
 ROUTER_SET = ("forwarded", "x-forwarded-host", "x-forwarded-ssl", "x-forwarded-proto",
-              "x-forwarded-scheme", "x-forwarded-port", "x-request-start", "x_forwarded_host")  # fmt: skip
+              "x-forwarded-scheme", "x-forwarded-port", "x-request-start", "x_forwarded_host",
+              "x-real-ip", "client-ip", "true-client-ip")  # fmt: skip
 
 
 @pytest.fixture

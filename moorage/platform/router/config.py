@@ -217,6 +217,10 @@ _PROXY = """\
   proxy_set_header X-Forwarded-Host $host;
   proxy_set_header X-Forwarded-Ssl $https;
   proxy_set_header Forwarded "";
+  # Other client-address headers frameworks read (Rails: Client-IP; X-Real-IP, True-Client-IP).
+  proxy_set_header X-Real-IP "";
+  proxy_set_header Client-IP "";
+  proxy_set_header True-Client-IP "";
   proxy_set_header X-Request-Id $moorage_request_id;
   proxy_set_header X-Request-Start $moorage_request_start;
   add_header X-Request-Id $moorage_request_id always;
