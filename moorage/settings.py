@@ -197,6 +197,9 @@ class KubernetesSettings:
     ingress_class: str = ""
     #: Annotations of every app's Ingress, ``;``-separated ``key=value`` pairs.
     ingress_annotations: str = ""
+    #: Seconds a finished release-phase Job (and its pod, with its log) is kept before
+    #: Kubernetes deletes it (``ttlSecondsAfterFinished``).
+    release_job_ttl_seconds: int = 3600
 
 
 @dataclass(frozen=True)
