@@ -198,7 +198,7 @@ class KubernetesSettings:
     #: Annotations of every app's Ingress, ``;``-separated ``key=value`` pairs.
     ingress_annotations: str = ""
     #: Seconds a finished release-phase Job (and its pod, with its log) is kept before
-    #: Kubernetes deletes it (``ttlSecondsAfterFinished``).
+    #: Kubernetes deletes it (``ttlSecondsAfterFinished``; at least 10).
     release_job_ttl_seconds: int = 3600
 
 

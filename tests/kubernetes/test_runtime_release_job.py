@@ -11,6 +11,7 @@ runtime keeps a one-off run's deadline itself.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
+from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.kube_node import NodeStandIn
@@ -83,6 +85,40 @@ def test_the_release_phase_runs_as_a_job_whose_output_reaches_the_user_before_th
     assert _serving(kp, name) == f"v{version + 1}"
     ps = kp.controller.user("alice").get(f"/v2/apps/{name}/pods").json()["results"]
     assert [p["type"] for p in ps] == ["web"]  # the release pod is no process of the app
+
+
+def test_the_release_tasks_output_streams_while_it_runs(
+    kube_platform: KubePlatform, running_locally: NodeStandIn
+) -> None:
+    kp = kube_platform
+    name, _ = _first_release(kp)
+    procfile = "web: python3 -m http.server $PORT\nrelease: echo first; sleep 2; echo second\n"
+    arrived: dict[str, float] = {}
+    with kp.controller.user("alice").stream(
+        "POST",
+        f"/v2/apps/{name}/builds",
+        content=tar_of({"Procfile": procfile}),
+        headers={"Content-Type": "application/gzip"},
+    ) as r:
+        for raw in r.iter_lines():
+            text = json.loads(raw).get("log", "") if raw.strip() else ""
+            if text in ("moorage[release]: first", "moorage[release]: second"):
+                arrived[text.rsplit(" ", 1)[1]] = time.monotonic()
+    assert arrived["second"] - arrived["first"] > 1  # "first" reached the user as the task went on
+
+
+def test_a_release_task_that_fails_to_start_fails_fast_with_the_reason(kube_platform: KubePlatform) -> None:
+    kp = kube_platform
+    name, version = _first_release(kp)
+    kp.node.when({"app": name, "type": "release", "release": f"v{version + 1}"}, "image-pull-error")
+    lines = _deploy(kp, name)
+    assert "could not start: ErrImagePull" in lines[-1]["error"]["message"], lines[-1]
+    wait_for(
+        lambda: all(j.metadata.labels["release"] != f"v{version + 1}" for j in _jobs(kp, name)),
+        timeout=10,
+        what="the failed Job deleted",
+    )
+    assert _serving(kp, name) == f"v{version}"
 
 
 def test_a_release_task_that_exits_non_zero_fails_the_release_and_the_previous_one_keeps_serving(
@@ -152,17 +188,23 @@ def test_a_run_past_its_time_limit_is_stopped_with_a_message_and_its_pod_deleted
     )
 
 
-def test_a_finished_release_job_is_deleted_after_its_ttl(
+def test_a_finished_release_job_is_deleted_after_its_ttl_of_at_least_ten_seconds(
     kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:6]}-"
     runtime = KubernetesRuntime(kube_settings(tmp_path, kube, prefix, release_job_ttl_seconds=1))
+    ttl = manifests.MIN_RELEASE_JOB_TTL_SECONDS
     spec = ReleaseSpec("ttl", 2, slug="/srv/slug", env={}, processes={"web": "serve", "release": "true"})
     batch = kubernetes.client.BatchV1Api(kube.api_client())
     try:
         runtime.release_task(spec, "true", 30, lambda line: None)
-        assert len(batch.list_namespaced_job(prefix + "ttl").items) == 1
-        wait_for(lambda: not batch.list_namespaced_job(prefix + "ttl").items, timeout=20, what="the Job gone")
+        finished = time.monotonic()
+        (job,) = batch.list_namespaced_job(prefix + "ttl").items
+        assert job.spec.ttl_seconds_after_finished == ttl  # not 1: the runtime must see the outcome first
+        wait_for(
+            lambda: not batch.list_namespaced_job(prefix + "ttl").items, timeout=ttl + 20, what="the Job gone"
+        )
+        assert time.monotonic() - finished > ttl - 2
     finally:
         runtime.destroy("ttl")
         runtime.close()

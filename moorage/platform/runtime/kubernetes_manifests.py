@@ -265,6 +265,10 @@ def run_pod(
     return {"metadata": {"name": name, "labels": pod_labels(release, "run")}, "spec": spec}
 
 
+#: A finished release Job lives at least this long, so the runtime (polling) reads its outcome first.
+MIN_RELEASE_JOB_TTL_SECONDS = 10
+
+
 def release_job(
     settings: KubernetesSettings,
     release: ReleaseSpec,
@@ -283,7 +287,7 @@ def release_job(
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": max(int(deadline_seconds), 1),
-            "ttlSecondsAfterFinished": max(settings.release_job_ttl_seconds, 0),
+            "ttlSecondsAfterFinished": max(settings.release_job_ttl_seconds, MIN_RELEASE_JOB_TTL_SECONDS),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": with_bindings(release, _pod_spec([container], "Never")),
