@@ -56,7 +56,7 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_pod(api: KubeApi, namespace: str, name: str, timeout: float) -> RunResult:
-    """Wait for the one-off pod ``name``; stop it at ``timeout``. The caller deletes it."""
+    """Wait for the one-off pod ``name``; delete it at ``timeout`` (the caller deletes it in any case)."""
     deadline = time.monotonic() + timeout
     tail = LogTail(api, namespace)
     output: list[str] = []
@@ -66,14 +66,15 @@ def run_pod(api: KubeApi, namespace: str, name: str, timeout: float) -> RunResul
             raise UnprocessableError(f"the one-off pod {name} disappeared before it finished")
         output += tail.new_lines(pod)
         status = pod.get("status") or {}
-        if status.get("reason") == "DeadlineExceeded" or time.monotonic() > deadline:
-            api.delete("pod", namespace, name, grace_seconds=0)
-            output.append(f"moorage: the command was stopped after {timeout:g}s (the time limit of a run)")
-            return RunResult(exit_code=TIMED_OUT, output="\n".join(output) + "\n")
-        if status.get("phase") in ("Succeeded", "Failed"):
+        stopped = status.get("reason") == "DeadlineExceeded"  # by a kubelet enforcing the deadline
+        if status.get("phase") in ("Succeeded", "Failed") and not stopped:
             output += tail.new_lines(pod)
             code = int(_terminated(pod).get("exitCode", 1))
             return RunResult(exit_code=code, output="\n".join(output) + "\n" if output else "")
+        if stopped or time.monotonic() > deadline:
+            api.delete("pod", namespace, name, grace_seconds=0)
+            output.append(f"moorage: the command was stopped after {timeout:g}s (the time limit of a run)")
+            return RunResult(exit_code=TIMED_OUT, output="\n".join(output) + "\n")
         problem = pod_problem(pod)
         if problem:
             raise UnprocessableError(f"the one-off process could not start: {problem}", reason=problem)
