@@ -212,6 +212,9 @@ class KubernetesSettings:
     #: Test setting: ``<svc>.<ns>.svc.cluster.local:port=host:port,…`` — where the broker's
     #: own admin connection goes instead of the Service (credentials keep the Service's name).
     services_address_map: str = ""
+    #: Seconds a finished release-phase Job (and its pod, with its log) is kept before
+    #: Kubernetes deletes it (``ttlSecondsAfterFinished``; at least 10).
+    release_job_ttl_seconds: int = 3600
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "event": ("CoreV1Api", "namespaced_event", True),
     "deployment": ("AppsV1Api", "namespaced_deployment", True),
     "replicaset": ("AppsV1Api", "namespaced_replica_set", True),
+    "job": ("BatchV1Api", "namespaced_job", True),
     "networkpolicy": ("NetworkingV1Api", "namespaced_network_policy", True),
     "ingress": ("NetworkingV1Api", "namespaced_ingress", True),
     "statefulset": ("AppsV1Api", "namespaced_stateful_set", True),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,15 @@ class KubePlatform:
         return self.prefix + app
 
 
-def kube_settings(data_dir: Path, kube: ControlPlane, prefix: str, **kubernetes_settings: object) -> Settings:
+def kube_settings(
+    data_dir: Path,
+    kube: ControlPlane,
+    prefix: str,
+    platform: Mapping[str, object] | None = None,
+    **kubernetes_settings: object,
+) -> Settings:
     return Settings(data_dir=data_dir).with_group(
-        platform={"runtime": "kubernetes", "deploy_timeout_seconds": DEPLOY_TIMEOUT},
+        platform={"runtime": "kubernetes", "deploy_timeout_seconds": DEPLOY_TIMEOUT, **(platform or {})},
         kubernetes={
             "kubeconfig": str(kube.kubeconfig),
             "namespace_prefix": prefix,
@@ -66,8 +73,17 @@ def running_locally(kube_node: NodeStandIn) -> Iterator[NodeStandIn]:
 
 @pytest.fixture
 def kube_platform(kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path) -> Iterator[KubePlatform]:
+    with open_kube_platform(kube, kube_node, tmp_path) as kp:
+        yield kp
+
+
+@contextlib.contextmanager
+def open_kube_platform(
+    kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path, **platform: object
+) -> Iterator[KubePlatform]:
+    """A controller on the Kubernetes runtime, ``platform`` settings overridden; its namespaces go after."""
     prefix = f"t{uuid.uuid4().hex[:6]}-"
-    settings = kube_settings(tmp_path / "data", kube, prefix)
+    settings = kube_settings(tmp_path / "data", kube, prefix, platform)
     runtime = KubernetesRuntime(settings)
     api = kube.api_client()
     try:

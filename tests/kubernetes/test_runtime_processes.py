@@ -10,6 +10,7 @@ one does: ``pods/log`` on the API server, proxied to the (stand-in) kubelet.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -91,4 +92,5 @@ def test_logs_merge_the_pods_output_with_kubernetes_events(kube_platform: KubePl
     events = [line for line in lines if " moorage[kubernetes]: " in line]
     assert any("ScalingReplicaSet" in line and "web-" in line for line in events), lines
     assert any("Scheduled" in line for line in events)
-    assert lines == sorted(lines)  # one timeline
+    stamps = [dt.datetime.fromisoformat(line.split(" ", 1)[0]) for line in lines]
+    assert stamps == sorted(stamps)  # one timeline (lines of the same second keep their order)

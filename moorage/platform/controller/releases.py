@@ -247,16 +247,12 @@ def _run_release_task(platform: Platform, spec: ReleaseSpec, progress: Progress)
     """
     command = spec.processes[RELEASE_TASK]
     progress(f"moorage[release]: running the release task of v{spec.version}: {command}")
-    result = platform.runtime.run_once(
-        spec, command, timeout=platform.settings.platform.build_timeout_seconds
+    platform.runtime.release_task(
+        spec,
+        command,
+        platform.settings.platform.build_timeout_seconds,
+        lambda line: progress(f"moorage[release]: {line}"),
     )
-    for line in result.output.splitlines():
-        progress(f"moorage[release]: {line}")
-    if result.exit_code != 0:
-        raise UnprocessableError(
-            f"the release task `{command}` exited with status {result.exit_code}; "
-            "fix it (see its output above) and deploy again"
-        )
 
 
 def _formation_for(formation: Mapping[str, int], processes: Mapping[str, str]) -> dict[str, int]:

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from moorage.errors import UnprocessableError
+
 #: Receives one line of deploy/build progress for the client (``moorage[deploy]: …``).
 Progress = Callable[[str], None]
 
@@ -102,6 +104,21 @@ class Runtime(ABC):
 
     @abstractmethod
     def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult: ...
+
+    def release_task(self, release: ReleaseSpec, command: str, timeout: float, output: Progress) -> None:
+        """Heroku's release phase: run ``command`` once before the rollout, each line of its
+        output to ``output``; raise ``moorage.errors.Error`` with the reason when it fails.
+
+        By default a one-off run; the Kubernetes runtime makes it a Job.
+        """
+        result = self.run_once(release, command, timeout=timeout)
+        for line in result.output.splitlines():
+            output(line)
+        if result.exit_code != 0:
+            raise UnprocessableError(
+                f"the release task `{command}` exited with status {result.exit_code}; "
+                "fix it (see its output above) and deploy again"
+            )
 
     @abstractmethod
     def restart(self, app: str, process_type: str | None, progress: Progress) -> None: ...

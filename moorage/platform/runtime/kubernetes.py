@@ -12,7 +12,8 @@ for the rollout. If it fails — an image that cannot be pulled, pods that crash
 be scheduled or never become ready — the Deployments are put back as they were (the
 previous release, whose Secret still exists), and the error says so. ``scale`` goes
 through the /scale subresource, ``restart`` changes an annotation of the pod template
-(a rolling restart), ``run_once`` is a Pod with ``restartPolicy: Never``, ``destroy``
+(a rolling restart), ``run_once`` is a Pod with ``restartPolicy: Never`` and the release
+phase a Job (``kubernetes_oneoff``), ``destroy``
 deletes the namespace. Secrets of releases that no ReplicaSet refers to any more are
 deleted after each successful deploy.
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -32,6 +32,7 @@ from moorage.platform import procfile
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
+from moorage.platform.runtime import kubernetes_oneoff as oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
 from moorage.platform.runtime.kubernetes_ingress import AppIngress
 from moorage.platform.runtime.kubernetes_rollout import Target, pod_problem, wait_rollout
@@ -270,7 +271,7 @@ class KubernetesRuntime(Runtime):
         for pod in self._app_pods(app):
             labels = pod["metadata"]["labels"]
             ptype = labels.get("type", "")
-            if ptype == "run":
+            if ptype in ("run", *ONE_OFF_TYPES):
                 continue
             numbers[ptype] = numbers.get(ptype, 0) + 1
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
@@ -305,37 +306,25 @@ class KubernetesRuntime(Runtime):
     # -- run, destroy ------------------------------------------------------------------------
 
     def run_once(self, release: ReleaseSpec, command: str, timeout: float = 600.0) -> RunResult:
+        """A Pod with ``activeDeadlineSeconds``; stopped and deleted at ``timeout`` all the same."""
         ns = self._prepare(release)
         name = f"run-{secrets.token_hex(4)}"
         self.api.create(
             "pod", ns, manifests.run_pod(self.kube, release, name, command, self.resources, timeout)
         )
         try:
-            pod = self._wait_finished(ns, name, timeout)
-            output = "\n".join(kubernetes_logs.line("", raw).line for raw in self.api.pod_log(ns, name))
-            terminated = ((pod["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get(
-                "terminated"
-            ) or {}
-            return RunResult(
-                exit_code=int(terminated.get("exitCode", 1)), output=output + "\n" if output else ""
-            )
+            return oneoff.run_pod(self.api, ns, name, timeout)
         finally:
             self.api.delete("pod", ns, name, grace_seconds=0)
 
-    def _wait_finished(self, ns: str, name: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout + 30
-        while True:
-            pod = self.api.get("pod", ns, name)
-            if pod is None:
-                raise UnprocessableError(f"the one-off pod {name} disappeared before it finished")
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                return pod
-            problem = pod_problem(pod)
-            if problem:
-                raise UnprocessableError(f"the one-off process could not start: {problem}", reason=problem)
-            if time.monotonic() > deadline:
-                raise UnprocessableError(f"the one-off process did not finish within {timeout:.0f}s")
-            time.sleep(0.25)
+    def release_task(self, release: ReleaseSpec, command: str, timeout: float, output: Progress) -> None:
+        """The release phase as a Job; a finished Job is left for Kubernetes to delete (its TTL)."""
+        ns = self._prepare(release)
+        name = f"release-v{release.version}-{secrets.token_hex(3)}"
+        self.api.create(
+            "job", ns, manifests.release_job(self.kube, release, name, command, self.resources, timeout)
+        )
+        oneoff.release_job(self.api, ns, name, command, timeout, output)
 
     def set_domains(self, app: str, domains: Iterable[str]) -> None:
         """Route ``domains`` (custom domains) besides ``<app>.<base_domain>`` through the app's Ingress."""

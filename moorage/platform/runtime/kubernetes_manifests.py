@@ -12,7 +12,8 @@ Workflow's scheduler, which Heroku-style users know:
   the slug-runner image with the release's slug (``$SLUG_URL``) and the Procfile
   command; ``maxUnavailable: 0``, so a rollout never has fewer ready pods than asked;
 - a Service ``web`` whose selector is the web pods and whose target is ``$PORT``;
-- a Pod with ``restartPolicy: Never`` for one-off runs and release tasks;
+- a Pod with ``restartPolicy: Never`` for one-off runs, and a Job of one such pod
+  (no retries, a deadline, deleted some time after it finished) for the release phase;
 - an Ingress ``web`` (when an IngressClass is set) for ``<app>.<base_domain>`` and the
   app's custom domains, with a ``kubernetes.io/tls`` Secret per ``certs:add`` certificate
   in its ``spec.tls`` (see :func:`ingress`);
@@ -264,6 +265,37 @@ def run_pod(
     spec = with_bindings(release, _pod_spec([container], "Never"))
     spec["activeDeadlineSeconds"] = max(int(timeout_seconds), 1)
     return {"metadata": {"name": name, "labels": pod_labels(release, "run")}, "spec": spec}
+
+
+#: A finished release Job lives at least this long, so the runtime (polling) reads its outcome first.
+MIN_RELEASE_JOB_TTL_SECONDS = 10
+
+
+def release_job(
+    settings: KubernetesSettings,
+    release: ReleaseSpec,
+    name: str,
+    command: str,
+    resources: Mapping[str, Resources],
+    deadline_seconds: float,
+) -> dict[str, Any]:
+    """The release phase: one pod, never retried (a half-run migration must not run twice
+    on its own), stopped by the Job controller at ``deadline_seconds``, and the finished Job
+    deleted by Kubernetes after ``release_job_ttl_seconds`` (its log stays readable until then)."""
+    container = _container(settings, release, "release", command, resources.get("release", resources[""]))
+    labels = pod_labels(release, "release")
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(int(deadline_seconds), 1),
+            "ttlSecondsAfterFinished": max(settings.release_job_ttl_seconds, MIN_RELEASE_JOB_TTL_SECONDS),
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": with_bindings(release, _pod_spec([container], "Never")),
+            },
+        },
+    }
 
 
 def network_policy(settings: KubernetesSettings) -> dict[str, Any] | None:
