@@ -407,6 +407,7 @@ def test_the_runtime_works_as_the_chart_service_account(installed: Installed, tm
         wait_for(lambda: sorted((p.type, p.state) for p in runtime.status("rbac")) == wanted, timeout=30)
         list(runtime.logs("rbac"))
         assert runtime.run_once(release, "true", timeout=30).exit_code == 0
+        runtime.release_task(replace(release, version=3), "true", 30, progress.append)  # a Job
     finally:
         runtime.destroy("rbac")
         runtime.close()
