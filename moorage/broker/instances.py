@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from moorage.broker.compliance import OsbError, async_required, bad_request, catalog_entry, concurrency_error
 from moorage.broker.driver import Driven, Driver, retry_after_for
+from moorage.broker.osb_request import DeleteRequest, ProvisionRequest, UpdateRequest
 from moorage.catalog import parameters as params
 from moorage.catalog.model import Catalog, Offering, Plan
 from moorage.errors import InvalidParametersError
@@ -71,8 +72,8 @@ STATES = {
 }
 
 
-def check_maintenance(plan: Plan, body: dict[str, Any]) -> None:
-    info = body.get("maintenance_info")
+def check_maintenance(plan: Plan, info: dict[str, Any] | None) -> None:
+    """422 MaintenanceInfoConflict when the platform asks for another version than the plan's."""
     if info is None:
         return
     if plan.maintenance_version is None or info.get("version") != plan.maintenance_version:
@@ -106,16 +107,17 @@ class Instances:
 
     # -- provision ---------------------------------------------------------------
 
-    def provision(self, instance_id: str, async_allowed: bool) -> ProvisionedServiceSpec:
-        body = g.body
-        offering, plan = self.offering_plan(body["service_id"], body["plan_id"])
-        check_maintenance(plan, body)
-        given = body.get("parameters") or {}
+    def provision(
+        self, instance_id: str, req: ProvisionRequest, async_allowed: bool
+    ) -> ProvisionedServiceSpec:
+        offering, plan = self.offering_plan(req.service_id, req.plan_id)
+        check_maintenance(plan, req.maintenance_info)
+        given = req.parameters or {}
         merged = validated(plan, "service_instance", "create", given)
         if plan.asynchronous and not async_allowed:
             raise async_required()
         fingerprint = self.encryptor.fingerprint(
-            [body["service_id"], body["plan_id"], body["organization_guid"], body["space_guid"], given]
+            [req.service_id, req.plan_id, req.organization_guid, req.space_guid, given]
         )
         try:
             with self.db.unit_of_work() as session:
@@ -127,9 +129,9 @@ class Instances:
                     session.add(instance)
                 instance.service_id = offering.id
                 instance.plan_id = plan.id
-                instance.organization_guid = body["organization_guid"]
-                instance.space_guid = body["space_guid"]
-                instance.context = body.get("context") or {}
+                instance.organization_guid = req.organization_guid
+                instance.space_guid = req.space_guid
+                instance.context = req.context or {}
                 instance.request_digest = fingerprint
                 instance.parameters_enc = self.encryptor.encrypt_json(merged)
                 instance.outputs_enc = None
@@ -137,7 +139,11 @@ class Instances:
                 instance.maintenance_version = plan.maintenance_version
                 instance.status = CREATING
                 started = self.driver.new_operation(
-                    session, PROVISION, instance, max_seconds=plan.maximum_polling_duration
+                    session,
+                    PROVISION,
+                    instance,
+                    max_seconds=plan.maximum_polling_duration,
+                    request_id=req.identity,
                 )
         except IntegrityError:  # a concurrent PUT with the same id won the race
             with self.db.unit_of_work() as session:
@@ -184,66 +190,35 @@ class Instances:
 
     # -- update --------------------------------------------------------------------
 
-    def update(self, instance_id: str, async_allowed: bool) -> UpdateServiceSpec:
-        body = g.body
-        digest = self.update_digest(body)
+    def update(self, instance_id: str, req: UpdateRequest, async_allowed: bool) -> UpdateServiceSpec:
+        digest = self.update_digest(req)
         with self.db.unit_of_work() as session:
             # Row-locked on PostgreSQL: concurrent mutations of one instance queue here and the
             # second sees the first's operation (422 ConcurrencyError), as BEGIN IMMEDIATE does on SQLite.
             instance = session.get(ServiceInstance, instance_id, with_for_update=True)
-            if instance is None or instance.status == GONE:
-                raise bad_request(f"instance {instance_id} does not exist; provision it first")
-            if instance.service_id != body["service_id"]:
-                raise bad_request(
-                    f"instance {instance_id} belongs to another service than {body['service_id']}"
-                )
-            op = active_operation(session, instance_id)
-            if op is not None and op.kind == UPDATE and async_allowed and self._same_update(op, digest):
-                retry_after_for(op)  # a re-send of the running update: its 202 again (RULES §2.5)
-                return UpdateServiceSpec(True, operation=op.id)
-            if op is not None or instance.status in (CREATING, DELETING):
-                raise concurrency_error()
-            if instance.status == FAILED:
-                raise OsbError(
-                    HTTPStatus.UNPROCESSABLE_ENTITY, f"instance {instance_id} is in a failed state; delete it"
-                )
+            resent = self._refuse_or_resent(session, instance, instance_id, req, digest, async_allowed)
+            if resent is not None:
+                return resent
+            assert instance is not None  # refused above otherwise
             offering, current = self.offering_plan(instance.service_id, instance.plan_id)
-            target = current
-            if body.get("plan_id") and body["plan_id"] != instance.plan_id:
-                target = self.offering_plan(instance.service_id, body["plan_id"])[1]
-                if not offering.is_plan_updateable(current):
-                    raise OsbError(
-                        HTTPStatus.UNPROCESSABLE_ENTITY,
-                        f"plan {current.name!r} of {offering.name!r} cannot be changed to another plan",
-                    )
-            check_maintenance(target, body)
-            old_params = self.encryptor.decrypt_json(instance.parameters_enc)
-            payload: dict[str, Any] = {}
-            if target is not current:
-                payload["plan_id"] = target.id
-            if "parameters" in body and body["parameters"] is not None:
-                validated(target, "service_instance", "update", body["parameters"])
-                # What was given, over what is: a parameter left out keeps its value (no defaults).
-                new_params = {**old_params, **body["parameters"]}
-                if new_params != old_params:
-                    payload["parameters"] = new_params
-            info = body.get("maintenance_info")
-            if info and info.get("version") != instance.maintenance_version:
-                payload["maintenance_version"] = info["version"]
-            context = body.get("context")
-            if context and offering.allow_context_updates and context != instance.context:
-                payload["context"] = context
+            target = self._target_plan(offering, current, instance, req)
+            check_maintenance(target, req.maintenance_info)
+            payload = self._changes(offering, instance, current, target, req)
             if not payload:
                 return UpdateServiceSpec(False, dashboard_url=instance.dashboard_url)
-            if (current.asynchronous or target.asynchronous) and not async_allowed:
+            asynchronous = current.asynchronous or target.asynchronous
+            if asynchronous and not async_allowed:
                 raise async_required()
             payload[REQUEST_DIGEST] = digest
             started = self.driver.new_operation(
-                session, UPDATE, instance, payload=payload, max_seconds=target.maximum_polling_duration
+                session,
+                UPDATE,
+                instance,
+                payload=payload,
+                max_seconds=target.maximum_polling_duration,
+                request_id=req.identity,
             )
-        driven = self.driver.drive(
-            started, async_allowed, inline=not (current.asynchronous or target.asynchronous)
-        )
+        driven = self.driver.drive(started, async_allowed, inline=not asynchronous)
         if driven.state == IN_PROGRESS:
             return UpdateServiceSpec(True, operation=driven.op_id)
         if driven.state == SUCCEEDED:
@@ -255,16 +230,81 @@ class Instances:
             update_repeatable=True,
         )
 
-    def update_digest(self, body: dict[str, Any]) -> str:
+    def _refuse_or_resent(
+        self,
+        session: Any,
+        instance: ServiceInstance | None,
+        instance_id: str,
+        req: UpdateRequest,
+        digest: str,
+        async_allowed: bool,
+    ) -> UpdateServiceSpec | None:
+        """Whether the instance may be updated now, read from its row and active operation.
+
+        Raises the refusal (400 no such instance, 422 busy or failed); answers a re-send of
+        the running update with its 202 again (RULES §2.5); ``None`` when the update may go on.
+        """
+        if instance is None or instance.status == GONE:
+            raise bad_request(f"instance {instance_id} does not exist; provision it first")
+        if instance.service_id != req.service_id:
+            raise bad_request(f"instance {instance_id} belongs to another service than {req.service_id}")
+        op = active_operation(session, instance_id)
+        if op is not None and op.kind == UPDATE and async_allowed and self._same_update(op, digest):
+            retry_after_for(op)
+            return UpdateServiceSpec(True, operation=op.id)
+        if op is not None or instance.status in (CREATING, DELETING):
+            raise concurrency_error()
+        if instance.status == FAILED:
+            raise OsbError(
+                HTTPStatus.UNPROCESSABLE_ENTITY, f"instance {instance_id} is in a failed state; delete it"
+            )
+        return None
+
+    def _target_plan(
+        self, offering: Offering, current: Plan, instance: ServiceInstance, req: UpdateRequest
+    ) -> Plan:
+        """The plan after the update: the current one unless another is asked for and the
+        current plan allows the change (422 otherwise)."""
+        if not req.plan_id or req.plan_id == instance.plan_id:
+            return current
+        target = self.offering_plan(instance.service_id, req.plan_id)[1]
+        if not offering.is_plan_updateable(current):
+            raise OsbError(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                f"plan {current.name!r} of {offering.name!r} cannot be changed to another plan",
+            )
+        return target
+
+    def _changes(
+        self, offering: Offering, instance: ServiceInstance, current: Plan, target: Plan, req: UpdateRequest
+    ) -> dict[str, Any]:
+        """What the update changes (the UPDATE operation's payload); empty when nothing does,
+        which is answered 200 without starting an operation."""
+        payload: dict[str, Any] = {}
+        if target is not current:
+            payload["plan_id"] = target.id
+        if req.parameters is not None:
+            old_params = self.encryptor.decrypt_json(instance.parameters_enc)
+            validated(target, "service_instance", "update", req.parameters)
+            # What was given, over what is: a parameter left out keeps its value (no defaults).
+            new_params = {**old_params, **req.parameters}
+            if new_params != old_params:
+                payload["parameters"] = new_params
+        info = req.maintenance_info
+        if info and info.get("version") != instance.maintenance_version:
+            payload["maintenance_version"] = info["version"]
+        context = req.context
+        if context and offering.allow_context_updates and context != instance.context:
+            payload["context"] = context
+        return payload
+
+    def update_digest(self, req: UpdateRequest) -> str:
         """A keyed fingerprint of what a PATCH asks for, to recognise it when re-sent.
 
         ``previous_values`` is left out: it describes the instance, not the change.
         """
         return self.encryptor.fingerprint(
-            [
-                body.get(name)
-                for name in ("service_id", "plan_id", "parameters", "maintenance_info", "context")
-            ]
+            [req.service_id, req.plan_id, req.parameters, req.maintenance_info, req.context]
         )
 
     def _same_update(self, op: Operation, digest: str) -> bool:
@@ -273,7 +313,9 @@ class Instances:
 
     # -- deprovision -------------------------------------------------------------
 
-    def deprovision(self, instance_id: str, async_allowed: bool) -> DeprovisionServiceSpec:
+    def deprovision(
+        self, instance_id: str, req: DeleteRequest, async_allowed: bool
+    ) -> DeprovisionServiceSpec:
         with self.db.unit_of_work() as session:
             instance = session.get(ServiceInstance, instance_id, with_for_update=True)  # see update()
             if instance is None or instance.status == GONE:
@@ -308,6 +350,7 @@ class Instances:
                 instance,
                 payload={"status_before": status_before},
                 max_seconds=plan.maximum_polling_duration,
+                request_id=req.identity,
             )
         driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
