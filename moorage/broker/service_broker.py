@@ -1,7 +1,7 @@
 """openbrokerapi's ``ServiceBroker`` interface, answered by :mod:`instances` and :mod:`bindings`.
 
 Why a thin adapter: openbrokerapi owns the routes and the response classes; all the
-decisions live in ``Instances``/``Bindings``. They are handed the request
+decisions live in ``Instances``/``Updates``/``Bindings``. They are handed the request
 :mod:`compliance` parsed and checked (an :mod:`osb_request` object) in place of
 openbrokerapi's detail objects, which drop fields such as ``maintenance_info`` and
 ``predecessor_binding_id``; this adapter is the one place that fetches it.
@@ -17,6 +17,7 @@ from moorage.broker.bindings import Bindings
 from moorage.broker.compliance import current_request
 from moorage.broker.instances import Instances
 from moorage.broker.osb_request import BindRequest, DeleteRequest, ProvisionRequest, UpdateRequest
+from moorage.broker.updates import Updates
 from moorage.catalog.model import Catalog
 
 
@@ -39,9 +40,10 @@ def _wrap(value: Any) -> Any:
 
 
 class MoorageBroker(ServiceBroker):
-    def __init__(self, catalog: Catalog, instances: Instances, bindings: Bindings) -> None:
+    def __init__(self, catalog: Catalog, instances: Instances, updates: Updates, bindings: Bindings) -> None:
         self._catalog = [_wrap(o) for o in catalog.to_osb()["services"]]
         self.instances = instances
+        self.updates = updates
         self.bindings = bindings
 
     def catalog(self) -> Any:
@@ -51,7 +53,7 @@ class MoorageBroker(ServiceBroker):
         return self.instances.provision(instance_id, current_request(ProvisionRequest), async_allowed)
 
     def update(self, instance_id: str, details: Any, async_allowed: bool, **kwargs: Any) -> Any:
-        return self.instances.update(instance_id, current_request(UpdateRequest), async_allowed)
+        return self.updates.update(instance_id, current_request(UpdateRequest), async_allowed)
 
     def deprovision(self, instance_id: str, details: Any, async_allowed: bool, **kwargs: Any) -> Any:
         return self.instances.deprovision(instance_id, current_request(DeleteRequest), async_allowed)
