@@ -99,9 +99,10 @@ def osb_response(exc: OsbError) -> Response:
 def install(app: Flask, catalog: Catalog, username: str, password: str, max_body: int) -> None:
     """Register the request checks that must run before openbrokerapi sees a request.
 
-    Three parts, in the order Flask applies them: JSON answers for what never reaches a
-    route (too large, no route, wrong method), the checks before the blueprint, and the
-    headers and body fields added to the answer afterwards.
+    Three parts: JSON answers for what never reaches a route (too large, no route, wrong
+    method); the checks before the blueprint, which also parse the request the broker
+    methods are handed (:mod:`osb_request`); and the headers and body fields added to
+    the answer afterwards.
     """
     app.config["MAX_CONTENT_LENGTH"] = max_body
     _install_error_pages(app, max_body)

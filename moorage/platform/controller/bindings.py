@@ -15,8 +15,8 @@ release serving. The order of steps makes every failure safe:
 
 Each binding owns the config var names it set (and, with the others, ``VCAP_SERVICES``);
 a new binding never takes names another binding or the user owns: it is refused with a
-message suggesting ``--as``. All of it happens under the app's lock. The steps shared by bind and rotate are the
-saga in :mod:`binding_saga`.
+message suggesting ``--as``. All of it happens under the app's lock. The steps shared
+by bind and rotate are the saga in :mod:`binding_saga`.
 """
 
 from __future__ import annotations
