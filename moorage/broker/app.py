@@ -28,6 +28,7 @@ from moorage.broker.driver import Driver
 from moorage.broker.embedded import Background, supervise_embedded
 from moorage.broker.instances import Instances
 from moorage.broker.service_broker import MoorageBroker
+from moorage.broker.updates import Updates
 from moorage.catalog.loader import load_catalog
 from moorage.catalog.model import Catalog
 from moorage.catalog.registry import ProviderRegistry
@@ -152,7 +153,9 @@ def create_app(runtime: BrokerRuntime) -> Flask:
 
     driver = Driver(runtime.engine, runtime.worker, settings.broker.sync_budget_seconds)
     instances = Instances(runtime.catalog, runtime.db, runtime.encryptor, driver)
-    broker = MoorageBroker(runtime.catalog, instances, Bindings(instances, driver))
+    broker = MoorageBroker(
+        runtime.catalog, instances, Updates(instances, driver), Bindings(instances, driver)
+    )
 
     # openbrokerapi logs request bodies at DEBUG: they carry parameters and passwords.
     logging.getLogger("openbrokerapi").setLevel(max(logging.INFO, logging.getLogger().level))

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from moorage.broker.compliance import OsbError, async_required, bad_request, concurrency_error
 from moorage.broker.driver import Driver, retry_after_for
 from moorage.broker.instances import Instances, describe, validated, visible
+from moorage.broker.osb_request import BindRequest, DeleteRequest
 from moorage.ops.records import active_operation
 from moorage.store.models import (
     BIND,
@@ -43,30 +44,29 @@ class Bindings:
         self.encryptor = instances.encryptor
         self.driver = driver
 
-    def bind(self, instance_id: str, binding_id: str, async_allowed: bool) -> BindingSpec:
-        body = g.body
-        offering, plan = self.instances.offering_plan(body["service_id"], body["plan_id"])
+    def bind(self, instance_id: str, binding_id: str, req: BindRequest, async_allowed: bool) -> BindingSpec:
+        offering, plan = self.instances.offering_plan(req.service_id, req.plan_id)
         if not offering.is_bindable(plan):
             raise bad_request(f"plan {plan.name!r} of {offering.name!r} is not bindable")
-        predecessor = body.get("predecessor_binding_id")
+        predecessor = req.predecessor_binding_id
         if predecessor is not None and not plan.binding_rotatable:
             raise bad_request(
                 f"plan {plan.name!r} does not support binding rotation (predecessor_binding_id)"
             )
-        given = body.get("parameters") or {}
+        given = req.parameters or {}
         merged = validated(plan, "service_binding", "create", given)
         if plan.asynchronous and not async_allowed:
             raise async_required()
-        bind_resource = body.get("bind_resource") or {}
-        app_guid = bind_resource.get("app_guid") or body.get("app_guid")
+        bind_resource = req.bind_resource or {}
+        app_guid = bind_resource.get("app_guid") or req.app_guid
         fingerprint = self.encryptor.fingerprint(
-            [body["service_id"], body["plan_id"], app_guid, bind_resource, given, predecessor]
+            [req.service_id, req.plan_id, app_guid, bind_resource, given, predecessor]
         )
         try:
             with self.db.unit_of_work() as session:
                 # Locked on PostgreSQL so a deprovision cannot slip between this check and the insert.
                 instance = session.get(ServiceInstance, instance_id, with_for_update=True)
-                _check_target(session, instance, instance_id, body, predecessor)
+                _check_target(session, instance, instance_id, req)
                 binding = session.get(ServiceBinding, binding_id)
                 if binding is not None and binding.status != GONE:
                     return self._existing(session, binding, instance_id, fingerprint, async_allowed)
@@ -77,18 +77,23 @@ class Bindings:
                 if binding is None:
                     binding = ServiceBinding(id=binding_id, instance_id=instance_id)
                     session.add(binding)
-                binding.service_id = body["service_id"]
-                binding.plan_id = body["plan_id"]
+                binding.service_id = req.service_id
+                binding.plan_id = req.plan_id
                 binding.app_guid = app_guid
                 binding.bind_resource = bind_resource
-                binding.context = body.get("context") or {}
+                binding.context = req.context or {}
                 binding.request_digest = fingerprint
                 binding.parameters_enc = self.encryptor.encrypt_json(merged)
                 binding.outputs_enc = binding.credentials_enc = None
                 binding.endpoints = []
                 binding.status = CREATING
                 started = self.driver.new_operation(
-                    session, BIND, instance, binding, max_seconds=plan.maximum_polling_duration
+                    session,
+                    BIND,
+                    instance,
+                    binding,
+                    max_seconds=plan.maximum_polling_duration,
+                    request_id=req.identity,
                 )
         except IntegrityError:  # a concurrent PUT with the same id won the race
             with self.db.unit_of_work() as session:
@@ -146,7 +151,9 @@ class Bindings:
             extra["metadata"] = binding.metadata_
         g.extra_json = extra
 
-    def unbind(self, instance_id: str, binding_id: str, async_allowed: bool) -> UnbindSpec:
+    def unbind(
+        self, instance_id: str, binding_id: str, req: DeleteRequest, async_allowed: bool
+    ) -> UnbindSpec:
         with self.db.unit_of_work() as session:
             binding = session.get(ServiceBinding, binding_id, with_for_update=True)  # see Instances.update
             if binding is None or binding.status == GONE or binding.instance_id != instance_id:
@@ -168,7 +175,12 @@ class Bindings:
             instance = session.get(ServiceInstance, instance_id)
             assert instance is not None  # bindings are deleted with their instance
             started = self.driver.new_operation(
-                session, UNBIND, instance, binding, payload={"status_before": status_before}
+                session,
+                UNBIND,
+                instance,
+                binding,
+                payload={"status_before": status_before},
+                request_id=req.identity,
             )
         driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:
@@ -208,8 +220,7 @@ def _check_target(
     session: Any,
     instance: ServiceInstance | None,
     instance_id: str,
-    body: dict[str, Any],
-    predecessor: str | None,
+    req: BindRequest,
 ) -> None:
     """Refuse a bind to an instance that is not ready, is another offering's or plan's, or
     names a predecessor that is not a ready binding of it (OSB: 400, or 422 while deleting)."""
@@ -219,8 +230,9 @@ def _check_target(
         )
     if instance.status == DELETING:
         raise concurrency_error()
-    if instance.service_id != body["service_id"] or instance.plan_id != body["plan_id"]:
+    if instance.service_id != req.service_id or instance.plan_id != req.plan_id:
         raise bad_request("service_id and plan_id must be those of the instance")
+    predecessor = req.predecessor_binding_id
     if predecessor is not None:
         old = session.get(ServiceBinding, predecessor)
         if old is None or old.instance_id != instance_id or old.status != READY:

@@ -17,11 +17,21 @@ import logging
 import math
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from moorage.broker.osb_request import (
+    BindRequest,
+    DeleteRequest,
+    OsbRequest,
+    ProvisionRequest,
+    UpdateRequest,
+    bind_request,
+    provision_request,
+    update_request,
+)
 from moorage.catalog.model import Catalog, Offering, Plan
 
 log = logging.getLogger(__name__)
@@ -34,6 +44,8 @@ JSON_METHODS = {"PUT", "PATCH"}
 #: Nesting levels of objects/arrays a request body may have (the body object is level 1).
 #: Deeper documents are no real parameters, and past ~1,000 levels json.loads fails.
 MAX_DEPTH = 64
+
+R = TypeVar("R", ProvisionRequest, UpdateRequest, BindRequest, DeleteRequest)
 
 
 class OsbError(Exception):
@@ -85,10 +97,42 @@ def osb_response(exc: OsbError) -> Response:
 
 
 def install(app: Flask, catalog: Catalog, username: str, password: str, max_body: int) -> None:
-    """Register the request checks that must run before openbrokerapi sees a request."""
+    """Register the request checks that must run before openbrokerapi sees a request.
+
+    Three parts: JSON answers for what never reaches a route (too large, no route, wrong
+    method); the checks before the blueprint, which also parse the request the broker
+    methods are handed (:mod:`osb_request`); and the headers and body fields added to
+    the answer afterwards.
+    """
     app.config["MAX_CONTENT_LENGTH"] = max_body
-    expected_user = username.encode()
-    expected_password = password.encode()
+    _install_error_pages(app, max_body)
+    expected = (username.encode(), password.encode())
+
+    @app.before_request
+    def _check() -> Response | None:
+        g.request_identity = request.headers.get("X-Broker-API-Request-Identity")
+        if request.path in ("/healthz", "/readiness"):
+            return None
+        if not _authenticated(*expected):
+            resp = json_error(
+                HTTPStatus.UNAUTHORIZED,
+                "authentication required: HTTP basic auth with the broker credentials",
+            )
+            resp.headers["WWW-Authenticate"] = 'Basic realm="moorage broker"'
+            return resp
+        try:
+            _check_version()
+            _check_ids()
+            g.osb_request = _parsed_request(catalog, g.request_identity)
+        except OsbError as exc:
+            return osb_response(exc)
+        return None
+
+    app.after_request(_decorate)
+
+
+def _install_error_pages(app: Flask, max_body: int) -> None:
+    """OSB answers every error with a JSON body; Flask's defaults are HTML pages."""
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_exc: Exception) -> Response:
@@ -107,46 +151,49 @@ def install(app: Flask, catalog: Catalog, username: str, password: str, max_body
             HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} is not supported on {request.path}"
         )
 
-    @app.before_request
-    def _check() -> Response | None:
-        g.request_identity = request.headers.get("X-Broker-API-Request-Identity")
-        if request.path in ("/healthz", "/readiness"):
-            return None
-        auth = request.authorization
-        user_ok = hmac.compare_digest((auth.username or "").encode() if auth else b"", expected_user)
-        pass_ok = hmac.compare_digest((auth.password or "").encode() if auth else b"", expected_password)
-        if not (auth and auth.type == "basic" and user_ok and pass_ok):
-            resp = json_error(
-                HTTPStatus.UNAUTHORIZED,
-                "authentication required: HTTP basic auth with the broker credentials",
-            )
-            resp.headers["WWW-Authenticate"] = 'Basic realm="moorage broker"'
-            return resp
-        try:
-            _check_version()
-            _check_ids()
-            if request.method in JSON_METHODS:
-                _check_body(catalog)
-            elif request.method == "DELETE":
-                _check_delete_query(catalog)
-        except OsbError as exc:
-            return osb_response(exc)
-        return None
 
-    @app.after_request
-    def _decorate(response: Response) -> Response:
-        identity = g.get("request_identity")
-        if identity:
-            response.headers["X-Broker-API-Request-Identity"] = identity
-        retry_after = g.get("retry_after")
-        if retry_after is not None and response.status_code in (200, 202):
-            response.headers["Retry-After"] = str(retry_after)
-        extra = g.get("extra_json")
-        if extra and response.status_code < 300 and response.mimetype == "application/json":
-            body = json.loads(response.get_data() or b"{}")
-            body.update(extra)
-            response.set_data(json.dumps(body))
-        return response
+def _authenticated(expected_user: bytes, expected_password: bytes) -> bool:
+    """HTTP basic auth with the broker's credentials, compared in constant time."""
+    auth = request.authorization
+    user_ok = hmac.compare_digest((auth.username or "").encode() if auth else b"", expected_user)
+    pass_ok = hmac.compare_digest((auth.password or "").encode() if auth else b"", expected_password)
+    return bool(auth and auth.type == "basic" and user_ok and pass_ok)
+
+
+def _decorate(response: Response) -> Response:
+    """What openbrokerapi's response classes cannot carry: the echoed request identity,
+    ``Retry-After``, and body fields (``endpoints``, ``maintenance_info``, ...) the broker
+    methods left in ``flask.g``."""
+    identity = g.get("request_identity")
+    if identity:
+        response.headers["X-Broker-API-Request-Identity"] = identity
+    retry_after = g.get("retry_after")
+    if retry_after is not None and response.status_code in (200, 202):
+        response.headers["Retry-After"] = str(retry_after)
+    extra = g.get("extra_json")
+    if extra and response.status_code < 300 and response.mimetype == "application/json":
+        body = json.loads(response.get_data() or b"{}")
+        body.update(extra)
+        response.set_data(json.dumps(body))
+    return response
+
+
+def _parsed_request(catalog: Catalog, identity: str | None) -> OsbRequest | None:
+    """The checked request a broker method acts on; ``None`` for reads, which carry none."""
+    if request.method in JSON_METHODS:
+        return _check_body(catalog, identity)
+    if request.method == "DELETE":
+        return _check_delete_query(catalog, identity)
+    return None
+
+
+def current_request(kind: type[R]) -> R:
+    """The request :func:`install`'s check parsed for this call, as the ``kind`` the route
+    implies (a PUT of a binding is a :class:`BindRequest`, ...)."""
+    parsed = g.get("osb_request")
+    if not isinstance(parsed, kind):
+        raise TypeError(f"this request was parsed as {type(parsed).__name__}, not {kind.__name__}")
+    return parsed
 
 
 def _check_version() -> None:
@@ -221,13 +268,12 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def _check_body(catalog: Catalog) -> None:
+def _check_body(catalog: Catalog, identity: str | None) -> ProvisionRequest | UpdateRequest | BindRequest:
     if not request.is_json:
         raise bad_request("Content-Type must be application/json")
     body = parse_body(request.get_data(cache=True) or b"")
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
-    g.body = body
     args = request.view_args or {}
     is_update = request.method == "PATCH"
     service_id = _required_string(body, "service_id")
@@ -248,14 +294,20 @@ def _check_body(catalog: Catalog) -> None:
     info = body.get("maintenance_info")
     if info is not None and not isinstance(info.get("version"), str):
         raise bad_request("maintenance_info.version must be a string")
+    if is_update:
+        return update_request(body, identity)
+    if "binding_id" in args:
+        return bind_request(body, identity)
+    return provision_request(body, identity)
 
 
-def _check_delete_query(catalog: Catalog) -> None:
+def _check_delete_query(catalog: Catalog, identity: str | None) -> DeleteRequest:
     service_id = request.args.get("service_id")
     plan_id = request.args.get("plan_id")
     if not service_id or not plan_id:
         raise bad_request("the service_id and plan_id query parameters are required")
     catalog_entry(catalog, service_id, plan_id)
+    return DeleteRequest(service_id, plan_id, identity)
 
 
 def catalog_entry(catalog: Catalog, service_id: str, plan_id: str | None) -> tuple[Offering, Plan | None]:

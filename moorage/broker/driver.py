@@ -57,10 +57,12 @@ class Driver:
         binding: ServiceBinding | None = None,
         payload: Any = None,
         max_seconds: int | None = None,
+        request_id: str | None = None,
     ) -> Prepared:
         """Add an operation row already leased to this process, so no worker races us to it.
 
-        What comes back carries the rows the first step needs, so :meth:`drive` runs it
+        ``request_id`` is the platform's X-Broker-API-Request-Identity, kept on the row
+        to tie the operation to the request that started it. What comes back carries the rows the first step needs, so :meth:`drive` runs it
         without reading them again.
         """
         now = utcnow()
@@ -77,7 +79,7 @@ class Driver:
             lease_owner=self.engine.owner,
             lease_until=now + dt.timedelta(seconds=self.engine.settings.worker.lease_seconds),
             deadline=now + dt.timedelta(seconds=max_seconds) if max_seconds else None,
-            request_id=g.get("request_identity"),
+            request_id=request_id,
         )
         session.add(op)
         return self.engine.prepared(session, op, instance, binding)

@@ -16,6 +16,8 @@ PATCH while busy        422 ConcurrencyError
 PATCH re-sent, running  202 (same operation) with accepts_incomplete; without it 422
 GET while creating      404; while updating 422 ConcurrencyError
 ======================  ==========================================================
+
+The PATCH rows are answered by :mod:`updates`, which works on the same rows.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ from openbrokerapi.service_broker import (
     OperationState,
     ProvisionedServiceSpec,
     ProvisionState,
-    UpdateServiceSpec,
 )
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from moorage.broker.compliance import OsbError, async_required, bad_request, catalog_entry, concurrency_error
 from moorage.broker.driver import Driven, Driver, retry_after_for
+from moorage.broker.osb_request import DeleteRequest, ProvisionRequest
 from moorage.catalog import parameters as params
 from moorage.catalog.model import Catalog, Offering, Plan
 from moorage.errors import InvalidParametersError
@@ -61,9 +63,6 @@ from moorage.store.models import (
     ServiceInstance,
 )
 
-#: Key of the update request's fingerprint in an UPDATE operation's (encrypted) payload.
-REQUEST_DIGEST = "request_digest"
-
 STATES = {
     IN_PROGRESS: OperationState.IN_PROGRESS,
     SUCCEEDED: OperationState.SUCCEEDED,
@@ -71,8 +70,8 @@ STATES = {
 }
 
 
-def check_maintenance(plan: Plan, body: dict[str, Any]) -> None:
-    info = body.get("maintenance_info")
+def check_maintenance(plan: Plan, info: dict[str, Any] | None) -> None:
+    """422 MaintenanceInfoConflict when the platform asks for another version than the plan's."""
     if info is None:
         return
     if plan.maintenance_version is None or info.get("version") != plan.maintenance_version:
@@ -106,16 +105,17 @@ class Instances:
 
     # -- provision ---------------------------------------------------------------
 
-    def provision(self, instance_id: str, async_allowed: bool) -> ProvisionedServiceSpec:
-        body = g.body
-        offering, plan = self.offering_plan(body["service_id"], body["plan_id"])
-        check_maintenance(plan, body)
-        given = body.get("parameters") or {}
+    def provision(
+        self, instance_id: str, req: ProvisionRequest, async_allowed: bool
+    ) -> ProvisionedServiceSpec:
+        offering, plan = self.offering_plan(req.service_id, req.plan_id)
+        check_maintenance(plan, req.maintenance_info)
+        given = req.parameters or {}
         merged = validated(plan, "service_instance", "create", given)
         if plan.asynchronous and not async_allowed:
             raise async_required()
         fingerprint = self.encryptor.fingerprint(
-            [body["service_id"], body["plan_id"], body["organization_guid"], body["space_guid"], given]
+            [req.service_id, req.plan_id, req.organization_guid, req.space_guid, given]
         )
         try:
             with self.db.unit_of_work() as session:
@@ -127,9 +127,9 @@ class Instances:
                     session.add(instance)
                 instance.service_id = offering.id
                 instance.plan_id = plan.id
-                instance.organization_guid = body["organization_guid"]
-                instance.space_guid = body["space_guid"]
-                instance.context = body.get("context") or {}
+                instance.organization_guid = req.organization_guid
+                instance.space_guid = req.space_guid
+                instance.context = req.context or {}
                 instance.request_digest = fingerprint
                 instance.parameters_enc = self.encryptor.encrypt_json(merged)
                 instance.outputs_enc = None
@@ -137,7 +137,11 @@ class Instances:
                 instance.maintenance_version = plan.maintenance_version
                 instance.status = CREATING
                 started = self.driver.new_operation(
-                    session, PROVISION, instance, max_seconds=plan.maximum_polling_duration
+                    session,
+                    PROVISION,
+                    instance,
+                    max_seconds=plan.maximum_polling_duration,
+                    request_id=req.identity,
                 )
         except IntegrityError:  # a concurrent PUT with the same id won the race
             with self.db.unit_of_work() as session:
@@ -182,98 +186,11 @@ class Instances:
             return ProvisionedServiceSpec(ProvisionState.SUCCESSFUL_CREATED, dashboard, driven.op_id)
         raise OsbError(HTTPStatus.INTERNAL_SERVER_ERROR, f"provisioning failed: {driven.description}")
 
-    # -- update --------------------------------------------------------------------
-
-    def update(self, instance_id: str, async_allowed: bool) -> UpdateServiceSpec:
-        body = g.body
-        digest = self.update_digest(body)
-        with self.db.unit_of_work() as session:
-            # Row-locked on PostgreSQL: concurrent mutations of one instance queue here and the
-            # second sees the first's operation (422 ConcurrencyError), as BEGIN IMMEDIATE does on SQLite.
-            instance = session.get(ServiceInstance, instance_id, with_for_update=True)
-            if instance is None or instance.status == GONE:
-                raise bad_request(f"instance {instance_id} does not exist; provision it first")
-            if instance.service_id != body["service_id"]:
-                raise bad_request(
-                    f"instance {instance_id} belongs to another service than {body['service_id']}"
-                )
-            op = active_operation(session, instance_id)
-            if op is not None and op.kind == UPDATE and async_allowed and self._same_update(op, digest):
-                retry_after_for(op)  # a re-send of the running update: its 202 again (RULES §2.5)
-                return UpdateServiceSpec(True, operation=op.id)
-            if op is not None or instance.status in (CREATING, DELETING):
-                raise concurrency_error()
-            if instance.status == FAILED:
-                raise OsbError(
-                    HTTPStatus.UNPROCESSABLE_ENTITY, f"instance {instance_id} is in a failed state; delete it"
-                )
-            offering, current = self.offering_plan(instance.service_id, instance.plan_id)
-            target = current
-            if body.get("plan_id") and body["plan_id"] != instance.plan_id:
-                target = self.offering_plan(instance.service_id, body["plan_id"])[1]
-                if not offering.is_plan_updateable(current):
-                    raise OsbError(
-                        HTTPStatus.UNPROCESSABLE_ENTITY,
-                        f"plan {current.name!r} of {offering.name!r} cannot be changed to another plan",
-                    )
-            check_maintenance(target, body)
-            old_params = self.encryptor.decrypt_json(instance.parameters_enc)
-            payload: dict[str, Any] = {}
-            if target is not current:
-                payload["plan_id"] = target.id
-            if "parameters" in body and body["parameters"] is not None:
-                validated(target, "service_instance", "update", body["parameters"])
-                # What was given, over what is: a parameter left out keeps its value (no defaults).
-                new_params = {**old_params, **body["parameters"]}
-                if new_params != old_params:
-                    payload["parameters"] = new_params
-            info = body.get("maintenance_info")
-            if info and info.get("version") != instance.maintenance_version:
-                payload["maintenance_version"] = info["version"]
-            context = body.get("context")
-            if context and offering.allow_context_updates and context != instance.context:
-                payload["context"] = context
-            if not payload:
-                return UpdateServiceSpec(False, dashboard_url=instance.dashboard_url)
-            if (current.asynchronous or target.asynchronous) and not async_allowed:
-                raise async_required()
-            payload[REQUEST_DIGEST] = digest
-            started = self.driver.new_operation(
-                session, UPDATE, instance, payload=payload, max_seconds=target.maximum_polling_duration
-            )
-        driven = self.driver.drive(
-            started, async_allowed, inline=not (current.asynchronous or target.asynchronous)
-        )
-        if driven.state == IN_PROGRESS:
-            return UpdateServiceSpec(True, operation=driven.op_id)
-        if driven.state == SUCCEEDED:
-            return UpdateServiceSpec(False)
-        raise OsbError(
-            HTTPStatus.UNPROCESSABLE_ENTITY if driven.refused else HTTPStatus.INTERNAL_SERVER_ERROR,
-            f"update failed, nothing was changed: {driven.description}",
-            instance_usable=True,
-            update_repeatable=True,
-        )
-
-    def update_digest(self, body: dict[str, Any]) -> str:
-        """A keyed fingerprint of what a PATCH asks for, to recognise it when re-sent.
-
-        ``previous_values`` is left out: it describes the instance, not the change.
-        """
-        return self.encryptor.fingerprint(
-            [
-                body.get(name)
-                for name in ("service_id", "plan_id", "parameters", "maintenance_info", "context")
-            ]
-        )
-
-    def _same_update(self, op: Operation, digest: str) -> bool:
-        payload = self.encryptor.decrypt_json(op.payload_enc)
-        return isinstance(payload, dict) and payload.get(REQUEST_DIGEST) == digest
-
     # -- deprovision -------------------------------------------------------------
 
-    def deprovision(self, instance_id: str, async_allowed: bool) -> DeprovisionServiceSpec:
+    def deprovision(
+        self, instance_id: str, req: DeleteRequest, async_allowed: bool
+    ) -> DeprovisionServiceSpec:
         with self.db.unit_of_work() as session:
             instance = session.get(ServiceInstance, instance_id, with_for_update=True)  # see update()
             if instance is None or instance.status == GONE:
@@ -308,6 +225,7 @@ class Instances:
                 instance,
                 payload={"status_before": status_before},
                 max_seconds=plan.maximum_polling_duration,
+                request_id=req.identity,
             )
         driven = self.driver.drive(started, async_allowed, inline=not plan.asynchronous)
         if driven.state == IN_PROGRESS:

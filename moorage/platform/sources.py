@@ -16,6 +16,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -51,57 +52,84 @@ def _clean_name(name: str) -> str:
     return "/".join(parts)
 
 
+@dataclass
+class _Tally:
+    """What the members seen so far add up to: bytes written, the files (a hard link may
+    only name one of them) and the symlinks still to place."""
+
+    total: int = 0
+    count: int = 0
+    files: set[str] = field(default_factory=set)
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
 def _extract(fileobj: IO[bytes], root: Path, max_bytes: int) -> None:
+    """Write every member under ``root``, then the symlinks; damage becomes a clear 400."""
     try:
         archive = tarfile.open(fileobj=fileobj, mode="r:*")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InvalidParametersError(f"the upload is not a readable tar or tar.gz archive ({exc})") from None
-    total = 0
-    files: set[str] = set()
-    links: list[tuple[str, str]] = []
-    count = 0
+    tally = _Tally()
     with archive:
         try:
             for member in archive:
-                count += 1
-                if count > MAX_MEMBERS:
+                tally.count += 1
+                if tally.count > MAX_MEMBERS:
                     raise InvalidParametersError(f"the tarball has more than {MAX_MEMBERS} entries")
-                rel = _clean_name(member.name)
-                if not rel:
-                    continue
-                target = root / rel
-                if member.isdir():
-                    _ensure_dir(root, target)
-                elif member.isreg():
-                    _ensure_dir(root, target.parent)
-                    total = _write_file(archive, member, root, target, total, max_bytes)
-                    files.add(rel)
-                elif member.issym():
-                    _check_symlink(rel, member.linkname)
-                    links.append((rel, member.linkname))
-                elif member.islnk():
-                    source = _clean_name(member.linkname)
-                    if source not in files:
-                        raise InvalidParametersError(
-                            f"the tarball holds a hard link {member.name!r} to {member.linkname!r}, "
-                            "which is not a file earlier in the archive"
-                        )
-                    _ensure_dir(root, target.parent)
-                    size = (root / source).stat().st_size
-                    total += size
-                    if total > max_bytes:
-                        raise _too_big(max_bytes)
-                    _copy_file(root / source, target, member.mode)
-                    files.add(rel)
-                else:
-                    kind = "device file" if (member.ischr() or member.isblk()) else "fifo or special file"
-                    raise InvalidParametersError(
-                        f"the tarball holds a {kind} {member.name!r}; only files are allowed"
-                    )
+                _extract_member(archive, member, root, tally, max_bytes)
         except (tarfile.TarError, EOFError, OSError) as exc:
             if isinstance(exc, FileExistsError):
                 raise InvalidParametersError(f"the tarball holds {exc.filename!r} twice") from None
             raise InvalidParametersError(f"the tarball is damaged or truncated ({exc})") from None
+    _place_links(root, tally.links)
+
+
+def _extract_member(
+    archive: tarfile.TarFile, member: tarfile.TarInfo, root: Path, tally: _Tally, max_bytes: int
+) -> None:
+    """One member: folders and files are written now, symlinks noted for later (a link
+    written early could redirect a later file out of the tree); anything else is refused."""
+    rel = _clean_name(member.name)
+    if not rel:
+        return
+    target = root / rel
+    if member.isdir():
+        _ensure_dir(root, target)
+    elif member.isreg():
+        _ensure_dir(root, target.parent)
+        tally.total = _write_file(archive, member, root, target, tally.total, max_bytes)
+        tally.files.add(rel)
+    elif member.issym():
+        _check_symlink(rel, member.linkname)
+        tally.links.append((rel, member.linkname))
+    elif member.islnk():
+        _hard_link(member, root, rel, tally, max_bytes)
+    else:
+        kind = "device file" if (member.ischr() or member.isblk()) else "fifo or special file"
+        raise InvalidParametersError(f"the tarball holds a {kind} {member.name!r}; only files are allowed")
+
+
+def _hard_link(member: tarfile.TarInfo, root: Path, rel: str, tally: _Tally, max_bytes: int) -> None:
+    """A hard link becomes a copy of a file extracted earlier, counted against the limit
+    like the file itself (else links would multiply a small upload)."""
+    source = _clean_name(member.linkname)
+    if source not in tally.files:
+        raise InvalidParametersError(
+            f"the tarball holds a hard link {member.name!r} to {member.linkname!r}, "
+            "which is not a file earlier in the archive"
+        )
+    target = root / rel
+    _ensure_dir(root, target.parent)
+    tally.total += (root / source).stat().st_size
+    if tally.total > max_bytes:
+        raise _too_big(max_bytes)
+    _copy_file(root / source, target, member.mode)
+    tally.files.add(rel)
+
+
+def _place_links(root: Path, links: list[tuple[str, str]]) -> None:
+    """Create the symlinks once every file is in place, then refuse any that resolves
+    out of the tree (through other links too)."""
     for rel, linkname in links:
         target = root / rel
         _ensure_dir(root, target.parent)

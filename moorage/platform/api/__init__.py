@@ -30,7 +30,12 @@ from moorage.platform.api import (
     run,
     users,
 )
+from moorage.platform.api import brokers as brokers_api
+from moorage.platform.api import git as git_api
+from moorage.platform.api import marketplace as marketplace_api
+from moorage.platform.api import services as services_api
 from moorage.platform.controller import app_uids, recovery
+from moorage.platform.controller import brokers as broker_registry
 from moorage.platform.controller import builds as builds_ctl
 from moorage.platform.controller.context import Platform
 from moorage.platform.runtime.base import Runtime
@@ -76,35 +81,57 @@ def create_app(
         tls=getattr(runtime, "tls_sink", None),
         builder=builds_ctl.build_step(settings, builder, build_environ),
     )
-    app = Flask("moorage.platform")
-    app.config["MAX_CONTENT_LENGTH"] = settings.platform.max_request_body_mb * 1024 * 1024
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.url_map.strict_slashes = False
-    app.extensions["moorage.platform"] = platform
-    errors.init_app(app)
-    auth.init_app(app)
-    for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, certs, perms):
-        app.register_blueprint(module.bp)
-    from moorage.platform.api import git as git_api  # git push over smart HTTP
-
-    app.register_blueprint(git_api.bp)
-    # Services (the bridge to brokers): registered here, and the built-in broker recorded.
-    from moorage.platform.api import brokers as brokers_api
-    from moorage.platform.api import marketplace as marketplace_api
-    from moorage.platform.api import services as services_api
-    from moorage.platform.controller import brokers as broker_registry
-
-    for module in (brokers_api, marketplace_api, services_api):
-        app.register_blueprint(module.bp)
+    app = _flask_app(platform)
+    # State the API relies on: the built-in broker recorded, and apps made before their
+    # uid was on their row given theirs.
     broker_registry.ensure_builtin(platform)
-    app_uids.adopt(platform)  # apps made before their uid was on their row get theirs
-
+    app_uids.adopt(platform)
     if resume:
         thread = threading.Thread(
             target=recovery.resume, args=(platform,), name="moorage-resume", daemon=True
         )
         app.extensions["moorage.resume"] = thread
         thread.start()
+    return app
+
+
+#: Every topic's blueprint; services, brokers and the marketplace are the bridge to brokers,
+#: git serves ``git push`` over smart HTTP.
+BLUEPRINTS = (
+    health,
+    users,
+    apps,
+    config,
+    builds,
+    releases,
+    formation,
+    logs,
+    run,
+    domains,
+    certs,
+    perms,
+    git_api,
+    brokers_api,
+    marketplace_api,
+    services_api,
+)
+
+
+def _flask_app(platform: Platform) -> Flask:
+    """The Flask side alone: limits, JSON errors, auth, the blueprints and the version header.
+
+    Kept apart from :func:`create_app` so the wiring of the platform (database, runtime,
+    builder) and of HTTP each read on their own.
+    """
+    app = Flask("moorage.platform")
+    app.config["MAX_CONTENT_LENGTH"] = platform.settings.platform.max_request_body_mb * 1024 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    app.extensions["moorage.platform"] = platform
+    errors.init_app(app)
+    auth.init_app(app)
+    for module in BLUEPRINTS:
+        app.register_blueprint(module.bp)
 
     @app.after_request
     def _version_header(response):  # type: ignore[no-untyped-def]

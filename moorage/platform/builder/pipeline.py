@@ -125,9 +125,42 @@ class Builder:
     def build(
         self, app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None
     ) -> BuildResult:
-        """Build ``source_dir``; as root the steps run as ``uid``, the app's (see ``user_for``)."""
+        """Build ``source_dir``; as root the steps run as ``uid``, the app's (see ``user_for``).
+
+        The steps: check the input, lay out a private work folder, run the buildpacks,
+        pack the slug; the cache is kept (or its loss logged) whatever happens.
+        """
         started = time.monotonic()
         deadline = started + self.settings.platform.build_timeout_seconds
+        config = self._checked_config(app, source_dir, env)
+        user = self.user_for(app, uid)
+        work = Path(tempfile.mkdtemp(prefix="moorage-build-", dir=self.work_root))
+        cache_dir = work / "cache"
+        checked_out = False
+        try:
+            build_dir, env_dir = self._lay_out(work, source_dir, config, user, progress)
+            checked_out = self.caches.check_out(app, cache_dir)
+            for path in (build_dir, env_dir, cache_dir, work / "home", work / "tmp"):
+                user.give_tree(path)
+                path.chmod(0o700)  # root-made or moved in: never a symlink
+            step = runner.Step(user, self._step_env(work), self.limits, deadline, progress)
+            packs = self._choose(config, build_dir, work, step)
+            releases = self._compile(packs, build_dir, cache_dir, env_dir, step, progress)
+            types, origin = runner.process_types(build_dir, releases)
+            progress("-----> Discovering process types")
+            progress(f"       {origin} declares types -> {', '.join(types)}")
+            config_vars = self._write_release(build_dir, releases, types, origin)
+            ref, size = self._pack(app, work, build_dir, progress)
+            seconds = time.monotonic() - started
+            log.info("built %s in %.1fs: slug %s (%d bytes)", app, seconds, ref, size, extra={"app": app})
+            return BuildResult(ref, size, types, origin, [bp.name for bp, _ in packs], config_vars, seconds)
+        finally:
+            self._keep_cache(app, cache_dir, checked_out)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _checked_config(self, app: str, source_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
+        """The config vars as strings; bad names or a missing source refuse the build before
+        anything is written."""
         config = {str(k): str(v) for k, v in env.items()}
         bad = [k for k in config if not CONFIG_NAME.match(k)]
         if bad:
@@ -135,63 +168,69 @@ class Builder:
         if not source_dir.is_dir():
             raise InvalidParametersError(f"the source {source_dir} is not a folder")
         self.caches.check_name(app)
-        user = self.user_for(app, uid)
-        work = Path(tempfile.mkdtemp(prefix="moorage-build-", dir=self.work_root))
-        cache_dir = work / "cache"
-        checked_out = False
-        try:
-            if user.gid is not None:
-                os.chown(work, -1, user.gid)
-                work.chmod(0o710)
-            build_dir, env_dir = work / "build", work / "env"
-            shutil.copytree(source_dir, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-            removed = slugs.apply_slugignore(build_dir)
-            if removed:
-                progress(f"-----> .slugignore removed {len(removed)} path(s): {', '.join(removed[:10])}")
-            env_dir.mkdir()
-            for name, value in config.items():
-                (env_dir / name).write_text(value)
-                (env_dir / name).chmod(0o600)
-            for sub in ("home", "tmp"):
-                (work / sub).mkdir()
-            # Buildpacks may live in git repositories owned by someone else (file:// URLs).
-            (work / "home" / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
-            checked_out = self.caches.check_out(app, cache_dir)
-            for path in (build_dir, env_dir, cache_dir, work / "home", work / "tmp"):
-                user.give_tree(path)
-                path.chmod(0o700)  # root-made or moved in: never a symlink
-            step = runner.Step(user, self._step_env(work), self.limits, deadline, progress)
-            packs = self._choose(config, build_dir, work, step)
-            releases = []
-            for bp, name in packs:
-                progress(f"-----> {name} app detected")
-                tools_env = self.tools.provide(bp, build_dir, step)
-                runner.compile_app(bp, build_dir, cache_dir, env_dir, step, tools_env)
-                step.env.update(runner.exported_env(bp, step))
-            for bp, _ in packs:
-                releases.append((bp, runner.release(bp, build_dir, step)))
-            types, origin = runner.process_types(build_dir, releases)
-            progress("-----> Discovering process types")
-            progress(f"       {origin} declares types -> {', '.join(types)}")
-            config_vars = self._write_release(build_dir, releases, types, origin)
-            progress("-----> Compressing...")
-            slug_id = uuid.uuid4().hex
-            slug_file = work / "slug.tgz"
-            size = slugs.make_slug(build_dir, slug_file, self.settings.platform.slug_max_mb)
-            progress(f"       Done: {size / 1024 / 1024:.1f}M")
-            ref = self.store.put(app, slug_id, slug_file)
-            seconds = time.monotonic() - started
-            log.info("built %s in %.1fs: slug %s (%d bytes)", app, seconds, ref, size, extra={"app": app})
-            return BuildResult(ref, size, types, origin, [bp.name for bp, _ in packs], config_vars, seconds)
-        finally:
-            if cache_dir.is_dir():
-                try:
-                    self.caches.check_in(app, cache_dir)
-                except OSError:
-                    log.exception("could not keep the build cache of %s", app, extra={"app": app})
-            elif checked_out:
-                log.warning("the build cache of %s was lost", app, extra={"app": app})
-            shutil.rmtree(work, ignore_errors=True)
+        return config
+
+    def _lay_out(
+        self, work: Path, source_dir: Path, config: Mapping[str, str], user: BuildUser, progress: Progress
+    ) -> tuple[Path, Path]:
+        """The build and env folders (buildpack API: one file per config var), home and tmp.
+
+        The work folder is group-readable by the build user only, so other apps' builds
+        cannot look in.
+        """
+        if user.gid is not None:
+            os.chown(work, -1, user.gid)
+            work.chmod(0o710)
+        build_dir, env_dir = work / "build", work / "env"
+        shutil.copytree(source_dir, build_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        removed = slugs.apply_slugignore(build_dir)
+        if removed:
+            progress(f"-----> .slugignore removed {len(removed)} path(s): {', '.join(removed[:10])}")
+        env_dir.mkdir()
+        for name, value in config.items():
+            (env_dir / name).write_text(value)
+            (env_dir / name).chmod(0o600)
+        for sub in ("home", "tmp"):
+            (work / sub).mkdir()
+        # Buildpacks may live in git repositories owned by someone else (file:// URLs).
+        (work / "home" / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+        return build_dir, env_dir
+
+    def _compile(
+        self,
+        packs: list[tuple[Buildpack, str]],
+        build_dir: Path,
+        cache_dir: Path,
+        env_dir: Path,
+        step: runner.Step,
+        progress: Progress,
+    ) -> list[tuple[Buildpack, runner.Release]]:
+        """Compile with each buildpack in turn (each sees what the previous exported), then
+        ask each for its release description."""
+        for bp, name in packs:
+            progress(f"-----> {name} app detected")
+            tools_env = self.tools.provide(bp, build_dir, step)
+            runner.compile_app(bp, build_dir, cache_dir, env_dir, step, tools_env)
+            step.env.update(runner.exported_env(bp, step))
+        return [(bp, runner.release(bp, build_dir, step)) for bp, _ in packs]
+
+    def _pack(self, app: str, work: Path, build_dir: Path, progress: Progress) -> tuple[str, int]:
+        """The slug, compressed and put in the store: its reference and size in bytes."""
+        progress("-----> Compressing...")
+        slug_file = work / "slug.tgz"
+        size = slugs.make_slug(build_dir, slug_file, self.settings.platform.slug_max_mb)
+        progress(f"       Done: {size / 1024 / 1024:.1f}M")
+        return self.store.put(app, uuid.uuid4().hex, slug_file), size
+
+    def _keep_cache(self, app: str, cache_dir: Path, checked_out: bool) -> None:
+        """Check the cache back in; a failure to do so must not hide the build's own outcome."""
+        if cache_dir.is_dir():
+            try:
+                self.caches.check_in(app, cache_dir)
+            except OSError:
+                log.exception("could not keep the build cache of %s", app, extra={"app": app})
+        elif checked_out:
+            log.warning("the build cache of %s was lost", app, extra={"app": app})
 
     def user_for(self, app: str, uid: int | None) -> BuildUser:
         """Who the build steps of ``app`` run as: its own ``uid`` as root, else ourselves.

@@ -15,16 +15,13 @@ release serving. The order of steps makes every failure safe:
 
 Each binding owns the config var names it set (and, with the others, ``VCAP_SERVICES``);
 a new binding never takes names another binding or the user owns: it is refused with a
-message suggesting ``--as``. All of it happens under the app's lock.
+message suggesting ``--as``. All of it happens under the app's lock. The steps shared
+by bind and rotate are the saga in :mod:`binding_saga`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -38,82 +35,26 @@ from moorage.errors import (
     UnprocessableError,
 )
 from moorage.platform.controller import apps, plan_parameters, releases, services
+from moorage.platform.controller.binding_saga import (
+    Attachment,
+    attach,
+    forget,
+    release_vars,
+    unbind_at_broker,
+)
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.credentials_env import (
     VCAP_SERVICES,
-    BoundService,
-    EnvRule,
     normalize_alias,
     rule_for,
     var_names,
-    vars_for,
-    vcap_services,
 )
-from moorage.platform.controller.instance_broker import connected, offering_of
+from moorage.platform.controller.instance_broker import offering_of
 from moorage.platform.controller.service_vars import check_free
 from moorage.platform.runtime.base import Progress
-from moorage.store.services import BINDING, BOUND, READY, UNBINDING, ServiceBinding, ServiceInstance
+from moorage.store.services import BOUND, READY, UNBINDING, ServiceBinding, ServiceInstance
 
 log = logging.getLogger(__name__)
-
-
-def _vcap(
-    platform: Platform, session: Session, app_id: int, include: set[str], exclude: set[str]
-) -> str | None:
-    bound = []
-    rows = session.execute(
-        select(ServiceBinding, ServiceInstance)
-        .join(ServiceInstance, ServiceInstance.id == ServiceBinding.instance_id)
-        .where(ServiceBinding.app_id == app_id)
-    )
-    for binding, inst in rows:
-        if binding.id in exclude or (binding.state != BOUND and binding.id not in include):
-            continue
-        broker, offering, _ = offering_of(session, inst)
-        bound.append(
-            BoundService(
-                label=inst.offering_name,
-                name=inst.name,
-                binding_name=binding.alias.lower(),
-                plan=inst.plan_name,
-                tags=tuple(offering.get("tags") or ()),
-                credentials=platform.encryptor.decrypt_json(binding.credentials_enc),
-                provider=broker.name,
-            )
-        )
-    return vcap_services(bound)
-
-
-def _release(
-    platform: Platform,
-    who: Principal,
-    app: str,
-    summary: str,
-    *,
-    put: Mapping[str, str],
-    drop: Iterable[str],
-    include: set[str],
-    exclude: set[str],
-    progress: Progress,
-) -> dict[str, Any] | None:
-    """A release with ``put`` set, ``drop`` removed and VCAP_SERVICES rebuilt; None if nothing changed."""
-    with platform.db.unit_of_work() as s:
-        row = apps.find(s, who, app)
-        rel = releases.current(s, row)
-        old = releases.config_of(platform, s, rel)
-        build_id = rel.build_id
-        vcap = _vcap(platform, s, row.id, include, exclude)
-    new = {k: v for k, v in old.items() if k not in set(drop)}
-    new.update(put)
-    if vcap is None:
-        new.pop(VCAP_SERVICES, None)
-    else:
-        new[VCAP_SERVICES] = vcap
-    if new == old:
-        return None
-    return releases.record(
-        platform, who, app, summary, build_id=build_id, config_values=new, progress=progress
-    )
 
 
 def _find_binding(
@@ -129,123 +70,6 @@ def _find_binding(
     if binding is None:
         raise NotFoundError(f"{name} is not bound to {app}; see `moorage services:info {name}`")
     return inst, binding, app_row.id
-
-
-def _bind_at_broker(
-    platform: Platform,
-    who: Principal,
-    instance_id: str,
-    binding_id: str,
-    app: str,
-    parameters: Mapping[str, Any],
-) -> dict[str, Any]:
-    with connected(platform, instance_id) as at:
-        context = {"app_name": app, "instance_name": at.instance_name, "user": who.username}
-        result = at.client.bind(
-            instance_id, binding_id, at.offering, at.plan, parameters, context, app, user=who.username
-        )
-    return dict(result.body["credentials"])
-
-
-def unbind_at_broker(platform: Platform, who: Principal, binding_id: str) -> None:
-    with platform.db.sessions() as s:
-        binding = s.get(ServiceBinding, binding_id)
-        assert binding is not None
-        instance_id = binding.instance_id
-    with connected(platform, instance_id) as at:
-        at.client.unbind(instance_id, binding_id, at.offering["id"], at.plan, user=who.username)
-
-
-def forget(platform: Platform, binding_id: str) -> None:
-    with platform.db.unit_of_work() as s:
-        binding = s.get(ServiceBinding, binding_id)
-        if binding is not None:
-            s.delete(binding)
-
-
-@dataclass(frozen=True)
-class _Attachment:
-    """A binding to make and roll out; ``replaces`` the binding a rotation retires."""
-
-    instance_id: str
-    app_id: int
-    app: str
-    rule: EnvRule
-    prefix: str
-    parameters: Mapping[str, Any]
-    summary: str
-    progress: Progress
-    replaces: str | None = None
-    old_vars: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Attached:
-    binding_id: str
-    values: dict[str, str]
-    release: dict[str, Any] | None
-    broker_seconds: float
-    rollout_seconds: float
-
-
-def _attach(platform: Platform, who: Principal, plan: _Attachment) -> _Attached:
-    """The saga of bind and rotate, under the app's lock; every failure leaves nothing behind.
-
-    Record the binding, bind at the broker (forgotten on error: the OSB client already
-    cleaned up at the broker), store the credentials and the var names, roll out the
-    release using them (undone at the broker on error), then mark it bound — and the
-    binding it replaces unbinding, in the same transaction.
-    """
-    with platform.db.unit_of_work() as s:
-        binding = ServiceBinding(
-            id=str(uuid.uuid4()),
-            app_id=plan.app_id,
-            instance_id=plan.instance_id,
-            alias=plan.prefix,
-            var_names=[],
-            state=BINDING,
-            created_by=who.username,
-        )
-        s.add(binding)
-        binding_id = binding.id
-    started = time.monotonic()
-    try:
-        credentials = _bind_at_broker(platform, who, plan.instance_id, binding_id, plan.app, plan.parameters)
-    except Error:
-        forget(platform, binding_id)
-        raise
-    broker_seconds = time.monotonic() - started
-    values = vars_for(plan.rule, plan.prefix, credentials)
-    with platform.db.unit_of_work() as s:
-        row = s.get(ServiceBinding, binding_id)
-        assert row is not None
-        row.credentials_enc = platform.encryptor.encrypt_json(credentials)
-        row.var_names = sorted(values)
-    started = time.monotonic()
-    try:
-        release = _release(
-            platform,
-            who,
-            plan.app,
-            plan.summary,
-            put=values,
-            drop=[v for v in plan.old_vars if v not in values],
-            include={binding_id},
-            exclude={plan.replaces} if plan.replaces else set(),
-            progress=plan.progress,
-        )
-    except Error:
-        _undo(platform, who, binding_id)
-        raise
-    with platform.db.unit_of_work() as s:
-        row = s.get(ServiceBinding, binding_id)
-        assert row is not None
-        row.state = BOUND
-        if plan.replaces:
-            old = s.get(ServiceBinding, plan.replaces)
-            assert old is not None
-            old.state, old.var_names = UNBINDING, []
-    return _Attached(binding_id, values, release, broker_seconds, time.monotonic() - started)
 
 
 def bind(
@@ -285,7 +109,7 @@ def bind(
             prefix = prefix_wanted or rule.prefix
             config = releases.config_of(platform, s, releases.current(s, app_row))
             check_free(s, app_row.id, app, config, var_names(rule, prefix), prefix_wanted)
-            attachment = _Attachment(
+            attachment = Attachment(
                 instance_id=inst.id,
                 app_id=app_row.id,
                 app=app,
@@ -296,7 +120,7 @@ def bind(
                 progress=progress,
             )
         progress(f"moorage[services]: binding {name} to {app} as {prefix}")
-        done = _attach(platform, who, attachment)
+        done = attach(platform, who, attachment)
     log.info(
         "service bound", extra={"instance": attachment.instance_id, "binding": done.binding_id, "app": app}
     )
@@ -310,15 +134,6 @@ def bind(
     }
 
 
-def _undo(platform: Platform, who: Principal, binding_id: str) -> None:
-    """After a failed release: give the new binding back at the broker, forget it."""
-    try:
-        unbind_at_broker(platform, who, binding_id)
-    except Error as exc:
-        log.warning("could not unbind after a failed release: %s", exc, extra={"binding": binding_id})
-    forget(platform, binding_id)
-
-
 def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Progress) -> dict[str, Any]:
     """Remove the binding's vars (a new release), then unbind at the broker."""
     with platform.app_lock(app, who, f"services:unbind {name}"):
@@ -327,7 +142,7 @@ def unbind(platform: Platform, who: Principal, name: str, app: str, progress: Pr
             binding_id, drop, previous = binding.id, list(binding.var_names or []), binding.state
             binding.state = UNBINDING
         try:
-            release = _release(
+            release = release_vars(
                 platform,
                 who,
                 app,
@@ -367,7 +182,7 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
                     f"the binding of {name} to {app} is {old.state}; unbind it and bind again"
                 )
             broker, offering, _ = offering_of(s, inst)
-            attachment = _Attachment(
+            attachment = Attachment(
                 instance_id=inst.id,
                 app_id=app_id,
                 app=app,
@@ -380,7 +195,7 @@ def rotate(platform: Platform, who: Principal, name: str, app: str, progress: Pr
                 old_vars=tuple(old.var_names or ()),
             )
         progress(f"moorage[services]: new credentials for {name} on {app}")
-        done = _attach(platform, who, attachment)
+        done = attach(platform, who, attachment)
         old_id = attachment.replaces
         assert old_id is not None
         try:

@@ -24,7 +24,7 @@ import logging
 from sqlalchemy import select
 
 from moorage.errors import Error
-from moorage.platform.controller import bindings, releases
+from moorage.platform.controller import binding_saga, releases
 from moorage.platform.controller.context import Platform, Principal
 from moorage.store.apps import App
 from moorage.store.services import (
@@ -84,9 +84,9 @@ def settle(platform: Platform) -> None:
                 to_unbind.append(binding.id)
     for binding_id in to_unbind:
         try:
-            bindings.unbind_at_broker(platform, SYSTEM, binding_id)
+            binding_saga.unbind_at_broker(platform, SYSTEM, binding_id)
         except Error as exc:  # the broker may be down: keep the row, the user can unbind later
             log.warning("could not unbind an interrupted binding: %s", exc, extra={"binding": binding_id})
             continue
-        bindings.forget(platform, binding_id)
+        binding_saga.forget(platform, binding_id)
         log.info("interrupted binding unbound at the broker", extra={"binding": binding_id})
