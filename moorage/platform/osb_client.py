@@ -33,6 +33,7 @@ import httpx
 from moorage.errors import Error, NotFoundError
 from moorage.platform.osb_errors import (
     BrokerError,
+    OrphanLeft,
     Refusal,
     RefusedByBroker,
     RefusedConflict,
@@ -158,8 +159,9 @@ class OsbClient:
         query = {"service_id": offering["id"], "plan_id": plan["id"]}
         resp, result = self._put(path, body, user, "provisioning", plan, query)
         if result.state != "succeeded":
-            self._mitigate(path, query, plan)
-            raise BrokerError(f"provisioning failed: {result.description or 'no reason given'}")
+            raise self._failed(
+                path, query, plan, f"provisioning failed: {result.description or 'no reason given'}"
+            )
         return result
 
     def update(
@@ -215,17 +217,21 @@ class OsbClient:
         }
         resp, result = self._put(path, body, user, "binding", plan, query)
         if result.state != "succeeded":
-            self._mitigate(path, query, plan)
-            raise BrokerError(f"binding failed: {result.description or 'no reason given'}")
+            raise self._failed(
+                path, query, plan, f"binding failed: {result.description or 'no reason given'}"
+            )
         if resp.status_code == 202 or "credentials" not in result.body:
             fetched = self._request("GET", path, user)
             result.body = self._json(fetched, "fetching the binding")
             if fetched.status_code != 200:
-                self._mitigate(path, query, plan)
-                raise BrokerError(f"the new binding could not be fetched: {_describe(fetched, result.body)}")
+                raise self._failed(
+                    path,
+                    query,
+                    plan,
+                    f"the new binding could not be fetched: {_describe(fetched, result.body)}",
+                )
         if not isinstance(result.body.get("credentials"), dict):
-            self._mitigate(path, query, plan)
-            raise BrokerError("the broker returned a binding without credentials")
+            raise self._failed(path, query, plan, "the broker returned a binding without credentials")
         return result
 
     def unbind(
@@ -273,8 +279,13 @@ class OsbClient:
             return resp, self._finish(resp, path, doing, plan, query)
         except Refusal:
             raise
-        except BrokerError:
-            self._mitigate(path, query, plan)
+        except BrokerError as exc:
+            if not self._mitigate(path, query, plan):
+                raise OrphanLeft(
+                    f"{exc.message}; cleaning up at the broker failed too, so Moorage keeps the record",
+                    status=exc.status,
+                    error=exc.error,
+                ) from None
             raise
 
     def _finish(
@@ -339,8 +350,9 @@ class OsbClient:
             remaining = max(deadline - time.monotonic(), 0.0)
             self._sleep(min(max(self.min_poll_interval, _retry_after(resp)), remaining))
 
-    def _mitigate(self, path: str, query: Mapping[str, str], plan: Mapping[str, Any]) -> None:
-        """Orphan mitigation: DELETE what may exist at the broker, retried, never raising.
+    def _mitigate(self, path: str, query: Mapping[str, str], plan: Mapping[str, Any]) -> bool:
+        """Orphan mitigation: DELETE what may exist at the broker, retried, never raising;
+        False when every attempt failed (the broker may keep an orphan).
 
         An accepted (202) DELETE is polled only within the same plan's polling limit: the
         broker finishes it on its own, and the caller is waiting to record the failure.
@@ -349,7 +361,7 @@ class OsbClient:
             try:
                 resp = self._request("DELETE", path, params={**query, "accepts_incomplete": "true"})
                 if resp.status_code in (200, 410):
-                    return
+                    return True
                 if resp.status_code == 202:
                     operation = self._json(resp, "cleaning up").get("operation")
                     result = self._poll(path, operation, "cleaning up", plan, query)
@@ -360,11 +372,20 @@ class OsbClient:
                             path,
                             result.description or "no reason given",
                         )
-                    return
+                    return True
             except Error as exc:
                 log.warning("orphan mitigation attempt %d failed: %s", attempt + 1, exc)
             self._sleep(min(2**attempt * self.min_poll_interval, 5.0))
         log.error("orphan mitigation gave up on %s%s; the broker may keep an orphan", self.url, path)
+        return False
+
+    def _failed(
+        self, path: str, query: Mapping[str, str], plan: Mapping[str, Any], message: str
+    ) -> BrokerError:
+        """The error of a failed create or bind, after cleaning up at the broker."""
+        if self._mitigate(path, query, plan):
+            return BrokerError(message)
+        return OrphanLeft(f"{message}; cleaning up at the broker failed too, so Moorage keeps the record")
 
     @staticmethod
     def _json(resp: httpx.Response, doing: str) -> dict[str, Any]:

@@ -20,6 +20,15 @@ class BrokerError(ProviderError):
         self.error = error
 
 
+class OrphanLeft(BrokerError):
+    """A create or bind failed and deleting what the broker may hold failed too.
+
+    The caller must keep its record (as being removed) instead of forgetting it: otherwise
+    the broker would keep live credentials no one can revoke, and the instance could never
+    be deprovisioned while the broker counts the binding.
+    """
+
+
 class Refusal(Error):
     """The broker answered the request itself with a 4xx: by OSB it created or changed nothing.
 

@@ -74,6 +74,9 @@ class RefusingBroker:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.refuse_delete = False
+        #: The broker is failing: binds with {"role": "flaky"} answer 500, and so does every
+        #: DELETE of a binding while this is set (orphan mitigation cannot clean up).
+        self.broken_binding_deletes = False
         app = Flask("refusing-broker")
         app.add_url_rule("/v2/catalog", view_func=self._catalog)
         app.add_url_rule("/schemas/size.json", view_func=self._schema)
@@ -140,6 +143,10 @@ class RefusingBroker:
         params = self._params()
         if request.method == "PUT" and params.get("role") == "admin":
             return jsonify({"description": "role admin cannot be granted"}), 422
+        if request.method == "PUT" and params.get("role") == "flaky":
+            return jsonify({"description": "internal error"}), 500
+        if request.method == "DELETE" and self.broken_binding_deletes:
+            return jsonify({"description": "internal error"}), 500
         if request.method == "PUT":
             return jsonify({"credentials": {"uri": f"picky://u:p@picky.invalid/{bid}"}}), 201
         return jsonify({}), 200
@@ -340,6 +347,31 @@ def test_a_refused_deprovision_leaves_the_instance_ready(ctl: Controller, refusi
     assert seen(admin) == before  # still ready, same description: it can be bound and updated
     r = admin.post("/v2/services/kept/bindings", json={"app": "shop"})
     assert r.status_code == 201, r.text
+
+
+def test_a_failed_bind_the_broker_cannot_clean_up_is_kept_to_be_unbound(
+    ctl: Controller, refusing_broker: RefusingBroker
+) -> None:
+    """A 500 on bind, then 500s on every DELETE: the broker may hold live credentials, so the
+    platform keeps the binding (unbinding, in no release) until an unbind gets through."""
+    admin = ctl.user("admin")
+    register(admin, "picky", refusing_broker.url)
+    shop_with(admin, "picky", "standard", "kept")
+    releases_before = admin.get("/v2/apps/shop/releases").json()["results"]
+    refusing_broker.broken_binding_deletes = True
+    r = admin.post("/v2/services/kept/bindings", json={"app": "shop", "parameters": {"role": "flaky"}})
+    assert r.status_code == 502, r.text
+    assert "cleaning up at the broker failed too, so Moorage keeps the record" in r.json()["message"]
+    [binding] = admin.get("/v2/services/kept").json()["bindings"]
+    assert binding["app"] == "shop" and binding["state"] == "unbinding", binding
+    assert admin.get("/v2/apps/shop/releases").json()["results"] == releases_before  # no release used it
+
+    refusing_broker.broken_binding_deletes = False
+    refusing_broker.requests.clear()
+    r = admin.delete("/v2/services/kept/bindings/shop")
+    assert r.status_code == 200, r.text
+    assert [m for m, p in refusing_broker.requests if "/service_bindings/" in p] == ["DELETE"]
+    assert admin.get("/v2/services/kept").json()["bindings"] == []
 
 
 def test_a_broker_failure_keeps_the_record_and_mitigates_the_orphan(

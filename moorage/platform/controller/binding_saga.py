@@ -32,6 +32,7 @@ from moorage.platform.controller.credentials_env import (
     vcap_services,
 )
 from moorage.platform.controller.instance_broker import connected, offering_of
+from moorage.platform.osb_errors import OrphanLeft
 from moorage.platform.runtime.base import Progress
 from moorage.store.services import BINDING, BOUND, UNBINDING, ServiceBinding, ServiceInstance
 
@@ -177,6 +178,9 @@ def attach(platform: Platform, who: Principal, plan: Attachment) -> Attached:
     started = time.monotonic()
     try:
         credentials = _bind_at_broker(platform, who, plan.instance_id, binding_id, plan.app, plan.parameters)
+    except OrphanLeft:  # the broker may hold it: keep it, to be unbound (services:unbind, a restart)
+        _left_unbinding(platform, binding_id)
+        raise
     except Error:
         forget(platform, binding_id)
         raise
@@ -215,9 +219,25 @@ def attach(platform: Platform, who: Principal, plan: Attachment) -> Attached:
 
 
 def undo(platform: Platform, who: Principal, binding_id: str) -> None:
-    """After a failed release: give the new binding back at the broker, forget it."""
+    """After a failed release: give the new binding back at the broker, forget it.
+
+    When the broker cannot unbind it now, the row stays, as being removed: its credentials
+    still work at the broker, so forgetting it would leave them live with no one able to
+    revoke them (and the broker would refuse to deprovision the instance). ``services:unbind``
+    or the next controller start (service_recovery) finishes it.
+    """
     try:
         unbind_at_broker(platform, who, binding_id)
     except Error as exc:
         log.warning("could not unbind after a failed release: %s", exc, extra={"binding": binding_id})
+        _left_unbinding(platform, binding_id)
+        return
     forget(platform, binding_id)
+
+
+def _left_unbinding(platform: Platform, binding_id: str) -> None:
+    """Keep a binding no release uses as ``unbinding``, so it is unbound later."""
+    with platform.db.unit_of_work() as s:
+        row = s.get(ServiceBinding, binding_id)
+        if row is not None:
+            row.state, row.var_names = UNBINDING, []
