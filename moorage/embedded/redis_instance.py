@@ -52,11 +52,14 @@ from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, tail,
 from moorage.embedded.redis import ADMIN_USER
 from moorage.embedded.redis_children import adopt
 from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
-from moorage.errors import ConfigurationError, ProviderError
+from moorage.errors import ConfigurationError, PermanentError, ProviderError
 
 log = logging.getLogger(__name__)
 
 INSTANCES_DIR = "redis-instances"
+#: redis-server listens on at most 16 addresses (CONFIG_BINDADDR_MAX; a 17th is a fatal
+#: config error at start), and 127.0.0.1 is always one of them.
+MAX_BINDINGS = 15
 
 
 @dataclass(frozen=True)
@@ -175,12 +178,19 @@ class InstanceServer:
             state = self._addresses()
             address = state["bindings"].get(key)
             if address is None:
+                if len(state["bindings"]) >= MAX_BINDINGS:
+                    raise PermanentError(
+                        f"a dedicated Redis instance takes at most {MAX_BINDINGS} bindings (Redis listens "
+                        "on at most 16 addresses); unbind one first (a rotation needs a free one too)"
+                    )
                 address = loopback_address(state["next"])
                 state["bindings"][key] = address
                 state["next"] += 1
+                self._listen(state)  # first: when Redis refuses, nothing is kept for the next start
                 self._write_json(self.addresses_file, state)
                 self._write_config(self.port)
-            self._listen(state)
+            else:
+                self._listen(state)
             return address
 
     def drop_address(self, key: str) -> str | None:
@@ -189,9 +199,9 @@ class InstanceServer:
             state = self._addresses()
             address = state["bindings"].pop(key, None)
             if address is not None:
+                self._listen(state)
                 self._write_json(self.addresses_file, state)
                 self._write_config(self.port)
-                self._listen(state)
             return address
 
     def destroy(self) -> None:
