@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from moorage.embedded import EmbeddedPostgres, EmbeddedRedis
 from moorage.embedded.mariadb import EmbeddedMariaDB
 from moorage.embedded.redis_instance import InstanceServer, ServerSettings
 from moorage.embedded.users import ServiceUser, service_user
@@ -105,3 +106,41 @@ def test_an_embedded_mariadb_restart_follows_no_planted_link(server_dir: Path, v
         )
     finally:
         mdb.stop()
+
+
+def test_the_shared_redis_restart_follows_no_planted_link(server_dir: Path, victim: Path) -> None:
+    user = service_user()
+    server = EmbeddedRedis(server_dir, durable=False)
+    server.start()
+    try:
+        server.stop()
+        names = ["redis.conf", "users.acl", "port", "redis.log", ".lock"]
+        candidates = [server.base / f"{n}.tmp" for n in names] + [
+            server.base / "redis.log",
+            server.base / ".lock",
+        ]
+        candidates += [server.data / "users.acl.tmp", server.pid_file]
+        made = plant(user, victim, *candidates)
+        assert made == [server.data / "users.acl.tmp", server.pid_file]  # the rest is root's
+        server.start()
+        assert_untouched(victim)
+        assert server.password_file.stat().st_uid == 0
+    finally:
+        server.stop()
+
+
+def test_the_embedded_postgres_restart_follows_no_planted_link(server_dir: Path, victim: Path) -> None:
+    user = service_user()
+    server = EmbeddedPostgres(server_dir, durable=False)
+    server.start()
+    try:
+        server.stop()
+        names = ["superuser-password", "port", ".lock"]
+        candidates = [server.base / f"{n}.tmp" for n in names] + [server.base / ".lock"]
+        candidates += [server.pgdata / "moorage.conf", server.pgdata / "moorage.conf.tmp"]
+        made = plant(user, victim, *candidates)
+        assert made == [server.pgdata / "moorage.conf", server.pgdata / "moorage.conf.tmp"]
+        server.start()
+        assert_untouched(victim)
+    finally:
+        server.stop()
