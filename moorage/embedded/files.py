@@ -68,6 +68,16 @@ def read_text(path: Path) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def read_first(*paths: Path) -> str:
+    """The text of the first of ``paths`` that exists ('' if none): a file that moved."""
+    for path in paths:
+        try:
+            return read_text(path)
+        except FileNotFoundError:
+            continue
+    return ""
+
+
 def open_append(path: Path, owner: ServiceUser | None = None) -> int:
     """A descriptor appending to ``path`` (a log or a lock, created 0600); a planted link is replaced.
 

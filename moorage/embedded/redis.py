@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from moorage.embedded.files import (
     open_append,
+    read_first,
     read_text,
     root_folder,
     server_folder,
@@ -227,7 +228,7 @@ class EmbeddedRedis:
         """Keep the users ACL SAVE wrote; (re)write the ``default`` and admin lines."""
         digest = hashlib.sha256(self._password().encode()).hexdigest()
         kept: list[str] = []
-        for line in self._saved_acl().splitlines():
+        for line in read_first(self.acl_file, self.base / "users.acl").splitlines():
             words = line.split()
             if len(words) >= 2 and words[0] == "user" and words[1] in ("default", ADMIN_USER):
                 continue
@@ -240,15 +241,6 @@ class EmbeddedRedis:
         ]
         write_owned_by(self.acl_file, ("\n".join(lines) + "\n").encode(), user)
         (self.base / "users.acl").unlink(missing_ok=True)  # where versions before 2026-12 kept it
-
-    def _saved_acl(self) -> str:
-        """The aclfile as Redis last saved it ('' before the first start)."""
-        for path in (self.acl_file, self.base / "users.acl"):
-            try:
-                return read_text(path)
-            except FileNotFoundError:
-                continue
-        return ""
 
     def _reap(self) -> None:
         if self._child is not None:

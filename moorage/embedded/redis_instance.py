@@ -54,6 +54,7 @@ from redis.retry import Retry
 
 from moorage.embedded.files import (
     open_append,
+    read_first,
     read_text,
     root_folder,
     server_folder,
@@ -341,7 +342,7 @@ class InstanceServer:
         digest = hashlib.sha256(self._password().encode()).hexdigest()
         kept: list[str] = []
         default = "user default off resetpass resetkeys resetchannels -@all"
-        for line in self._saved_acl().splitlines():
+        for line in read_first(self.acl_file, self.base / "users.acl").splitlines():
             words = line.split()
             if len(words) >= 2 and words[0] == "user" and words[1] == ADMIN_USER:
                 continue
@@ -352,15 +353,6 @@ class InstanceServer:
         lines = [default, f"user {ADMIN_USER} on #{digest} ~* &* +@all", *kept]
         write_owned_by(self.acl_file, ("\n".join(lines) + "\n").encode(), user)
         (self.base / "users.acl").unlink(missing_ok=True)  # where versions before 2026-12 kept it
-
-    def _saved_acl(self) -> str:
-        """The aclfile as Redis last saved it ('' before the first start)."""
-        for path in (self.acl_file, self.base / "users.acl"):
-            try:
-                return read_text(path)
-            except FileNotFoundError:
-                continue
-        return ""
 
     def _listen(self, state: dict[str, Any]) -> None:
         """Make the running server listen on 127.0.0.1 and every binding's address."""
