@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -18,9 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from moorage.embedded.files import write_for_server, write_private
+from moorage.embedded.users import ServiceUser
 
-def write_self_signed(cert_path: Path, key_path: Path, common_name: str = "localhost") -> None:
-    """Write a PEM certificate and its 0600 private key (overwriting both)."""
+
+def write_self_signed(
+    cert_path: Path, key_path: Path, common_name: str = "localhost", *, reader: ServiceUser | None = None
+) -> None:
+    """Write a PEM certificate and its private key (0600, or root's 0640 for ``reader``'s group)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -46,22 +50,13 @@ def write_self_signed(cert_path: Path, key_path: Path, common_name: str = "local
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    write_private(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a file created with mode 0600 (never briefly world-readable)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    if reader is None:
+        write_private(key_path, key_pem)
+        write_private(cert_path, cert_pem, mode=0o644)
+    else:
+        write_for_server(key_path, key_pem, reader)
+        write_for_server(cert_path, cert_pem, reader)

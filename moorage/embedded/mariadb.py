@@ -9,15 +9,21 @@ it again on the port it had last time (a new free one only if that is taken).
 
 Layout under ``<data_dir>/mariadb``::
 
-    data/             the datadir (mariadb-install-db)
+    data/             the datadir (mariadb-install-db), the service user's
+    run/              the service user's: mariadbd.pid, mysqld.sock, error.log
     my.cnf            rewritten on every start (port, paths, SSL)
-    init.sql          0600, the admin account, run by mariadbd at every (re)start
+    init.sql          the admin account, run by mariadbd at every (re)start
     server.crt/.key   the self-signed certificate (SSL is on; clients choose)
     admin-password    0600, the generated password of the ``moorage`` admin account
-    port, mariadbd.pid, error.log, mysqld.sock
+    port, .lock
+
+The folder and the files directly in it are root's (0711; what the server reads is 0640
+to the service user's group), so code running as the service user cannot put a link
+where root writes; root touches what is in ``data/`` and ``run/`` without following links
+(:mod:`moorage.embedded.files`).
 
 TCP listens on 127.0.0.1 only; ``LOAD DATA LOCAL`` is off. ``mariadb-install-db`` makes
-the ``root`` account usable only through the unix socket (in this 0700 folder); the
+the ``root`` account usable only through the unix socket (in the 0700 ``run/``); the
 ``moorage`` admin account is converged on every (re)start by the ``init-file``, because
 account statements cannot run in install-db's bootstrap mode; that file holds only the
 password's hash, the password itself is only in ``admin-password``. When Moorage runs as
@@ -40,7 +46,15 @@ from pathlib import Path
 
 import pymysql
 
-from moorage.embedded.certificates import write_private, write_self_signed
+from moorage.embedded.certificates import write_self_signed
+from moorage.embedded.files import (
+    open_append,
+    read_text,
+    root_folder,
+    server_folder,
+    write_for_server,
+    write_private,
+)
 from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
 from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, run_as, tail, wait_for
 from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
@@ -87,9 +101,10 @@ class EmbeddedMariaDB:
         self.init_file = self.base / "init.sql"
         self.password_file = self.base / "admin-password"
         self.port_file = self.base / "port"
-        self.pid_file = self.base / "mariadbd.pid"
-        self.log_file = self.base / "error.log"
-        self.socket = self.base / "mysqld.sock"
+        self.run_dir = self.base / "run"
+        self.pid_file = self.run_dir / "mariadbd.pid"
+        self.log_file = self.run_dir / "error.log"
+        self.socket = self.run_dir / "mysqld.sock"
         self._user_name = user_name
         self.durable = durable
         self.max_connections = max_connections
@@ -106,7 +121,7 @@ class EmbeddedMariaDB:
     def port(self) -> int:
         """The port the server runs on (or ran on last)."""
         try:
-            return int(self.port_file.read_text().strip())
+            return int(read_text(self.port_file).strip())
         except (OSError, ValueError):
             raise ProviderError(f"the embedded MariaDB in {self.base} has never been started") from None
 
@@ -121,7 +136,6 @@ class EmbeddedMariaDB:
         with self._lock(user):
             if not self.password_file.exists():
                 write_private(self.password_file, secrets.token_urlsafe(32).encode())
-                user.chown(self.password_file)
             if not (self.datadir / "mysql").is_dir():
                 self._install(user)
             if self.is_running():
@@ -160,22 +174,20 @@ class EmbeddedMariaDB:
     def _lock(self, user: ServiceUser) -> Iterator[None]:
         """Serialise start() between processes sharing the data dir; prepare the base folder."""
         check_reachable(self.base, user)
-        self.base.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.base, 0o700)
-        user.chown(self.base)
-        with open(self.base / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        root_folder(self.base)
+        server_folder(self.run_dir, user)
+        fd = open_append(self.base / ".lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _install(self, user: ServiceUser) -> None:
         """mariadb-install-db into a staging folder, then move it into place (all or nothing)."""
         staging = self.base / "data.install"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(mode=0o700)
-        user.chown(staging)
+        server_folder(staging, user)
         argv = [
             find_binary("mariadb-install-db"),
             "--no-defaults",
@@ -191,9 +203,7 @@ class EmbeddedMariaDB:
             raise ProviderError(
                 f"mariadb-install-db failed in {staging}: {(proc.stdout + proc.stderr).strip()[-2000:]}"
             )
-        write_self_signed(self.base / "server.crt", self.base / "server.key")
-        user.chown(self.base / "server.crt")
-        user.chown(self.base / "server.key")
+        write_self_signed(self.base / "server.crt", self.base / "server.key", reader=user)
         os.replace(staging, self.datadir)
         log.info("initialised embedded MariaDB", extra={"datadir": str(self.datadir)})
 
@@ -220,14 +230,14 @@ class EmbeddedMariaDB:
                 port = free_port()
                 continue
             raise ProviderError(f"mariadbd did not start; end of {self.log_file}:\n{tail(self.log_file)}")
-        self.port_file.write_text(f"{port}\n")
+        write_private(self.port_file, f"{port}\n".encode())
         log.info("embedded MariaDB started", extra={"port": port})
 
     def _spawn(self, user: ServiceUser) -> subprocess.Popen[bytes]:
         """``mariadbd-safe``, MariaDB's own supervisor: it restarts a mariadbd that crashed."""
         self.pid_file.unlink(missing_ok=True)
-        with open(self.log_file, "ab") as log_handle:
-            user.chown(self.log_file)  # mariadbd appends to it itself (log-error)
+        log_fd = open_append(self.log_file, owner=user)  # mariadbd appends to it itself (log-error)
+        try:
             self._child = subprocess.Popen(
                 [
                     str(find_binary("mariadbd-safe")),
@@ -237,11 +247,13 @@ class EmbeddedMariaDB:
                 cwd=self.base,
                 env=clean_env(),
                 stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=log_handle,
+                stdout=log_fd,
+                stderr=log_fd,
                 start_new_session=True,
                 **user.popen_kwargs(),  # type: ignore[arg-type]
             )
+        finally:
+            os.close(log_fd)
         return self._child
 
     def _write_init_file(self, user: ServiceUser) -> None:
@@ -257,8 +269,7 @@ class EmbeddedMariaDB:
             f"ALTER USER {account} IDENTIFIED BY PASSWORD '{digest}';",
             f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION;",
         ]
-        write_private(self.init_file, ("\n".join(statements) + "\n").encode())
-        user.chown(self.init_file)
+        write_for_server(self.init_file, ("\n".join(statements) + "\n").encode(), user)
 
     def _write_config(self, port: int, user: ServiceUser) -> None:
         lines = [
@@ -293,8 +304,7 @@ class EmbeddedMariaDB:
                 "innodb_doublewrite = 0",
                 "sync_binlog = 0",
             ]
-        write_private(self.config_file, ("\n".join(lines) + "\n").encode())
-        user.chown(self.config_file)
+        write_for_server(self.config_file, ("\n".join(lines) + "\n").encode(), user)
 
     def _reap(self) -> None:
         if self._child is not None:
@@ -308,7 +318,7 @@ class EmbeddedMariaDB:
 
     def _password(self) -> str:
         try:
-            return self.password_file.read_text().strip()
+            return read_text(self.password_file).strip()
         except FileNotFoundError:
             raise ProviderError(f"the embedded MariaDB in {self.base} has never been started") from None
 

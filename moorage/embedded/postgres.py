@@ -9,10 +9,12 @@ starts it again on the port it had last time (a new free one only if that is tak
 Layout under ``<data_dir>/postgres``::
 
     data/                 PGDATA (initdb), with moorage.conf, server.crt, server.key
-    run/                  the unix socket
+    run/                  the unix socket and server.log (pg_ctl writes it as the server's user)
     superuser-password    0600, the generated password of the ``moorage`` superuser
     port                  the port of the last start
-    server.log
+
+The folder and the files directly in it are root's (0711); the service user owns data/
+and run/, and root writes in there without following links (:mod:`moorage.embedded.files`).
 
 TCP listens on 127.0.0.1 only, every login uses scram-sha-256, SSL is on with a
 self-signed certificate. When Moorage runs as root the server runs as the unprivileged
@@ -32,7 +34,15 @@ from pathlib import Path
 
 import psycopg
 
-from moorage.embedded.certificates import write_private, write_self_signed
+from moorage.embedded.certificates import write_self_signed
+from moorage.embedded.files import (
+    open_append,
+    read_text,
+    root_folder,
+    server_folder,
+    write_for_server,
+    write_private,
+)
 from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
 from moorage.embedded.processes import pid_alive, read_pidfile, run_as, tail, wait_for
 from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
@@ -83,7 +93,7 @@ class EmbeddedPostgres:
         self.socket_dir = self.base / "run"
         self.password_file = self.base / "superuser-password"
         self.port_file = self.base / "port"
-        self.log_file = self.base / "server.log"
+        self.log_file = self.base / "run" / "server.log"
         self._bin_dir = bin_dir
         self._user_name = user_name
         self.durable = durable
@@ -155,25 +165,23 @@ class EmbeddedPostgres:
     def _lock(self, user: ServiceUser) -> Iterator[None]:
         """Serialise start() between processes sharing the data dir; prepare the base folder."""
         check_reachable(self.base, user)  # before creating anything
-        self.base.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.base, 0o700)
-        user.chown(self.base)
-        with open(self.base / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        root_folder(self.base)
+        server_folder(self.socket_dir, user)
+        fd = open_append(self.base / ".lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _initdb(self, user: ServiceUser) -> None:
         password = secrets.token_urlsafe(32)
         write_private(self.password_file, password.encode())
-        user.chown(self.password_file)
         staging = self.base / "data.initdb"
         shutil.rmtree(staging, ignore_errors=True)
+        server_folder(staging, user)  # initdb fills it; it cannot create folders in root's base
         pwfile = self.base / ".initdb-password"
-        write_private(pwfile, password.encode())
-        user.chown(pwfile)
+        write_for_server(pwfile, password.encode(), user)
         argv = [
             self.bin_dir / "initdb",
             "-D",
@@ -197,12 +205,14 @@ class EmbeddedPostgres:
             shutil.rmtree(staging, ignore_errors=True)
             raise ProviderError(f"initdb failed in {staging}: {(proc.stderr or proc.stdout).strip()[-2000:]}")
         write_self_signed(staging / "server.crt", staging / "server.key")
-        with open(staging / "postgresql.conf", "a") as conf:
-            conf.write(
-                "\n# Moorage's settings (rewritten on every start)\ninclude_if_exists = 'moorage.conf'\n"
+        conf = open_append(staging / "postgresql.conf")
+        try:
+            os.write(
+                conf,
+                b"\n# Moorage's settings (rewritten on every start)\ninclude_if_exists = 'moorage.conf'\n",
             )
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        user.chown(self.socket_dir)
+        finally:
+            os.close(conf)
         user.chown_tree(staging)
         os.replace(staging, self.pgdata)
         log.info("initialised embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
@@ -238,7 +248,7 @@ class EmbeddedPostgres:
                 f"the embedded PostgreSQL did not start (pg_ctl: {proc.stderr.strip()}); "
                 f"end of {self.log_file}:\n{tail(self.log_file)}"
             )
-        self.port_file.write_text(f"{port}\n")
+        write_private(self.port_file, f"{port}\n".encode())
         wait_for(lambda: self._accepts(port), timeout=self.start_timeout, what=f"PostgreSQL on port {port}")
         log.info("embedded PostgreSQL started", extra={"port": port})
 
@@ -265,11 +275,10 @@ class EmbeddedPostgres:
                 "full_page_writes = off",
                 "shared_buffers = 32MB",
             ]
-        target = self.pgdata / "moorage.conf"
-        target.write_text("\n".join(lines) + "\n")
-        os.chmod(target, 0o600)
-        uid, gid = self.pgdata.stat().st_uid, self.pgdata.stat().st_gid
-        os.chown(target, uid, gid)
+        st = os.lstat(self.pgdata)
+        write_private(
+            self.pgdata / "moorage.conf", ("\n".join(lines) + "\n").encode(), uid=st.st_uid, gid=st.st_gid
+        )
 
     def _harden(self) -> None:
         """Only the roles Moorage grants may connect to a database: not to ``postgres``."""
@@ -283,13 +292,13 @@ class EmbeddedPostgres:
 
     def _password(self) -> str:
         try:
-            return self.password_file.read_text().strip()
+            return read_text(self.password_file).strip()
         except FileNotFoundError:
             raise ProviderError(f"the embedded PostgreSQL in {self.base} has never been started") from None
 
     def _recorded_port(self) -> int | None:
         try:
-            return int(self.port_file.read_text().strip())
+            return int(read_text(self.port_file).strip())
         except (OSError, ValueError):
             return None
 
@@ -300,8 +309,8 @@ class EmbeddedPostgres:
         if pid is None or not pid_alive(pid):
             return None
         try:
-            return int(pidfile.read_text().splitlines()[3])
-        except (OSError, IndexError, ValueError):
+            return int(read_text(pidfile).splitlines()[3])
+        except (OSError, IndexError, ValueError, ProviderError):
             return None
 
     def _accepts(self, port: int) -> bool:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from moorage.embedded.files import read_text
 from moorage.embedded.users import ServiceUser
 from moorage.errors import ProviderError
 
@@ -72,16 +73,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_pidfile(path: Path) -> int | None:
+    """The pid a server wrote (in a folder it owns, so a link there is refused, not followed)."""
     try:
-        first = path.read_text().splitlines()[0].strip()
+        first = read_text(path).splitlines()[0].strip()
         return int(first)
-    except (OSError, IndexError, ValueError):
+    except (OSError, IndexError, ValueError, ProviderError):
         return None
 
 
 def tail(path: Path, lines: int = 15) -> str:
     """The last lines of a log file, for error messages ('' if unreadable)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
+        return "\n".join(read_text(path).splitlines()[-lines:])
+    except (OSError, ProviderError):
         return ""

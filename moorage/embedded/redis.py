@@ -7,11 +7,14 @@ finds it through its pidfile and reuses it, or starts it again on its previous p
 
 Layout under ``<data_dir>/redis``::
 
-    redis.conf        rewritten on every start (port, paths)
-    users.acl         the aclfile: ACL SAVE persists binding users here
+    redis.conf        rewritten on every start (port, paths); 0640 to the service group
     admin-password    0600, the generated password of the ``moorage`` ACL user
-    data/             append-only file
-    port, redis.pid, redis.log
+    port, redis.log, .lock
+    data/             the service user's: append-only file, users.acl (the aclfile: ACL
+                      SAVE persists binding users here), redis.pid
+
+The folder and the files directly in it are root's (0711), so the server (run as the
+service user) cannot plant links where root writes (:mod:`moorage.embedded.files`).
 
 The ``default`` user is switched off; the admin user is stored as a SHA-256 hash in the
 aclfile, so the password exists in clear only in ``admin-password``.
@@ -35,7 +38,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from moorage.embedded.certificates import write_private
+from moorage.embedded.files import (
+    open_append,
+    read_first,
+    read_text,
+    root_folder,
+    server_folder,
+    write_for_server,
+    write_owned_by,
+    write_private,
+)
 from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
 from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, tail, wait_for
 from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
@@ -63,12 +75,12 @@ class EmbeddedRedis:
     ) -> None:
         self.base = Path(data_dir).absolute() / "redis"
         self.config_file = self.base / "redis.conf"
-        self.acl_file = self.base / "users.acl"
+        self.data = self.base / "data"
+        self.acl_file = self.data / "users.acl"
         self.password_file = self.base / "admin-password"
         self.port_file = self.base / "port"
-        self.pid_file = self.base / "redis.pid"
+        self.pid_file = self.data / "redis.pid"
         self.log_file = self.base / "redis.log"
-        self.data = self.base / "data"
         self._binary = binary
         self._user_name = user_name
         self.durable = durable
@@ -84,7 +96,7 @@ class EmbeddedRedis:
     @property
     def port(self) -> int:
         try:
-            return int(self.port_file.read_text().strip())
+            return int(read_text(self.port_file).strip())
         except (OSError, ValueError):
             raise ProviderError(f"the embedded Redis in {self.base} has never been started") from None
 
@@ -99,7 +111,6 @@ class EmbeddedRedis:
         with self._lock(user):
             if not self.password_file.exists():
                 write_private(self.password_file, secrets.token_urlsafe(32).encode())
-                user.chown(self.password_file)
             if self.is_running():
                 log.info("embedded Redis already running", extra={"port": self.port})
                 return self.admin_url
@@ -146,17 +157,14 @@ class EmbeddedRedis:
     @contextmanager
     def _lock(self, user: ServiceUser) -> Iterator[None]:
         check_reachable(self.base, user)  # before creating anything
-        self.base.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.base, 0o700)
-        user.chown(self.base)
-        self.data.mkdir(mode=0o700, exist_ok=True)
-        user.chown(self.data)
-        with open(self.base / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        root_folder(self.base)
+        server_folder(self.data, user)
+        fd = open_append(self.base / ".lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _start(self, user: ServiceUser) -> None:
         self._write_acl_file(user)
@@ -168,17 +176,20 @@ class EmbeddedRedis:
         for attempt in range(3):
             self._write_config(port, user)
             self.pid_file.unlink(missing_ok=True)
-            with open(self.log_file, "ab") as log_handle:
+            log_fd = open_append(self.log_file)
+            try:
                 self._child = subprocess.Popen(
                     [str(self.binary), str(self.config_file)],
-                    cwd=self.base,
+                    cwd=self.data,
                     env=clean_env(),
                     stdin=subprocess.DEVNULL,
-                    stdout=log_handle,
-                    stderr=log_handle,
+                    stdout=log_fd,
+                    stderr=log_fd,
                     start_new_session=True,
                     **user.popen_kwargs(),  # type: ignore[arg-type]
                 )
+            finally:
+                os.close(log_fd)
             child = self._child
             wait_for(
                 lambda child=child, port=port: child.poll() is not None or self._ping(port, quiet=True),
@@ -193,7 +204,7 @@ class EmbeddedRedis:
                 port = free_port()
                 continue
             raise ProviderError(f"redis-server did not start; end of {self.log_file}:\n{tail(self.log_file)}")
-        self.port_file.write_text(f"{port}\n")
+        write_private(self.port_file, f"{port}\n".encode())
         log.info("embedded Redis started", extra={"port": port})
 
     def _write_config(self, port: int, user: ServiceUser) -> None:
@@ -211,27 +222,25 @@ class EmbeddedRedis:
         ]
         if not self.durable:
             lines.append('save ""')
-        write_private(self.config_file, ("\n".join(lines) + "\n").encode())
-        user.chown(self.config_file)
+        write_for_server(self.config_file, ("\n".join(lines) + "\n").encode(), user)
 
     def _write_acl_file(self, user: ServiceUser) -> None:
         """Keep the users ACL SAVE wrote; (re)write the ``default`` and admin lines."""
         digest = hashlib.sha256(self._password().encode()).hexdigest()
         kept: list[str] = []
-        if self.acl_file.exists():
-            for line in self.acl_file.read_text().splitlines():
-                words = line.split()
-                if len(words) >= 2 and words[0] == "user" and words[1] in ("default", ADMIN_USER):
-                    continue
-                if line.strip():
-                    kept.append(line)
+        for line in read_first(self.acl_file, self.base / "users.acl").splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "user" and words[1] in ("default", ADMIN_USER):
+                continue
+            if line.strip():
+                kept.append(line)
         lines = [
             "user default off resetpass resetkeys resetchannels -@all",
             f"user {ADMIN_USER} on #{digest} ~* &* +@all",
             *kept,
         ]
-        write_private(self.acl_file, ("\n".join(lines) + "\n").encode())
-        user.chown(self.acl_file)
+        write_owned_by(self.acl_file, ("\n".join(lines) + "\n").encode(), user)
+        (self.base / "users.acl").unlink(missing_ok=True)  # where versions before 2026-12 kept it
 
     def _reap(self) -> None:
         if self._child is not None:
@@ -245,7 +254,7 @@ class EmbeddedRedis:
 
     def _password(self) -> str:
         try:
-            return self.password_file.read_text().strip()
+            return read_text(self.password_file).strip()
         except FileNotFoundError:
             raise ProviderError(f"the embedded Redis in {self.base} has never been started") from None
 

@@ -10,11 +10,17 @@ Layout under ``<data_dir>/redis-instances/<name>``::
     settings.json   persistence, maxmemory and eviction policy; its presence means
                     "this instance should run" (the supervisor starts what has one)
     addresses.json  the loopback address of each binding, and the next free one
-    redis.conf      rewritten on every start from the two files above
-    users.acl       the aclfile (ACL SAVE keeps the bindings' users here, as hashes)
+    redis.conf      rewritten on every start from the two files above (root's, 0640 to
+                    the service user's group: the server reads it)
     admin-password  0600, the password of the ``moorage`` ACL user
-    data/           the append-only file (when the plan persists)
-    port, redis.pid, redis.log, .lock
+    port, redis.log, .lock
+    data/           the service user's: the append-only file (when the plan persists),
+                    users.acl (the aclfile; ACL SAVE keeps the bindings' users here, as
+                    hashes) and redis.pid
+
+The folder itself is root's (0711) and so is every file in it: the server, running as
+the service user, writes only in ``data/``, and root touches what is in there without
+following links (:mod:`moorage.embedded.files`).
 
 Each binding gets its own loopback address (``127.b.c.d``; Linux routes all of
 127.0.0.0/8 to ``lo``) on the instance's one port, so that the binding's connections can
@@ -46,17 +52,29 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from moorage.embedded.certificates import write_private
+from moorage.embedded.files import (
+    open_append,
+    read_first,
+    read_text,
+    root_folder,
+    server_folder,
+    write_for_server,
+    write_owned_by,
+    write_private,
+)
 from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
 from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, tail, wait_for
 from moorage.embedded.redis import ADMIN_USER
 from moorage.embedded.redis_children import adopt
 from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
-from moorage.errors import ConfigurationError, ProviderError
+from moorage.errors import ConfigurationError, PermanentError, ProviderError
 
 log = logging.getLogger(__name__)
 
 INSTANCES_DIR = "redis-instances"
+#: redis-server listens on at most 16 addresses (CONFIG_BINDADDR_MAX; a 17th is a fatal
+#: config error at start), and 127.0.0.1 is always one of them.
+MAX_BINDINGS = 15
 
 
 @dataclass(frozen=True)
@@ -104,12 +122,12 @@ class InstanceServer:
         self.settings_file = self.base / "settings.json"
         self.addresses_file = self.base / "addresses.json"
         self.config_file = self.base / "redis.conf"
-        self.acl_file = self.base / "users.acl"
+        self.data = self.base / "data"
+        self.acl_file = self.data / "users.acl"
         self.password_file = self.base / "admin-password"
         self.port_file = self.base / "port"
-        self.pid_file = self.base / "redis.pid"
+        self.pid_file = self.data / "redis.pid"
         self.log_file = self.base / "redis.log"
-        self.data = self.base / "data"
         self._binary = binary
         self._user_name = user_name
         self.start_timeout = start_timeout
@@ -123,7 +141,7 @@ class InstanceServer:
     @property
     def port(self) -> int:
         try:
-            return int(self.port_file.read_text().strip())
+            return int(read_text(self.port_file).strip())
         except (OSError, ValueError):
             raise ProviderError(f"the Redis server in {self.base} has never been started") from None
 
@@ -131,13 +149,11 @@ class InstanceServer:
         """Prepare the folder (once) and start the server unless it runs; idempotent."""
         user = service_user(self._user_name)
         check_reachable(self.base, user)
-        self.base.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
-        self.base.mkdir(mode=0o700, exist_ok=True)
-        user.chown(self.base)
+        root_folder(self.base.parent)
+        root_folder(self.base)
         with self._lock():
             if not self.password_file.exists():
                 write_private(self.password_file, secrets.token_urlsafe(32).encode())
-                user.chown(self.password_file)
             if not self.exists:
                 self._write_json(self.settings_file, asdict(settings))
             if not self.is_running():
@@ -175,12 +191,19 @@ class InstanceServer:
             state = self._addresses()
             address = state["bindings"].get(key)
             if address is None:
+                if len(state["bindings"]) >= MAX_BINDINGS:
+                    raise PermanentError(
+                        f"a dedicated Redis instance takes at most {MAX_BINDINGS} bindings (Redis listens "
+                        "on at most 16 addresses); unbind one first (a rotation needs a free one too)"
+                    )
                 address = loopback_address(state["next"])
                 state["bindings"][key] = address
                 state["next"] += 1
+                self._listen(state)  # first: when Redis refuses, nothing is kept for the next start
                 self._write_json(self.addresses_file, state)
                 self._write_config(self.port)
-            self._listen(state)
+            else:
+                self._listen(state)
             return address
 
     def drop_address(self, key: str) -> str | None:
@@ -189,9 +212,9 @@ class InstanceServer:
             state = self._addresses()
             address = state["bindings"].pop(key, None)
             if address is not None:
+                self._listen(state)
                 self._write_json(self.addresses_file, state)
                 self._write_config(self.port)
-                self._listen(state)
             return address
 
     def destroy(self) -> None:
@@ -243,16 +266,16 @@ class InstanceServer:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        with open(self.base / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        fd = open_append(self.base / ".lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _start(self, user: ServiceUser, *, fresh_port_allowed: bool) -> None:
-        self.data.mkdir(mode=0o700, exist_ok=True)
-        user.chown(self.data)
+        root_folder(self.base)  # also a folder made by a version that gave it to the service user
+        server_folder(self.data, user)
         self._write_acl_file(user)
         try:
             port = self.port
@@ -262,19 +285,21 @@ class InstanceServer:
             port = free_port()
         for attempt in range(3):
             self._write_config(port)
-            user.chown(self.config_file)
             self.pid_file.unlink(missing_ok=True)
-            with open(self.log_file, "ab") as log_handle:
+            log_fd = open_append(self.log_file)
+            try:
                 child = subprocess.Popen(
                     [str(self.binary), str(self.config_file)],
-                    cwd=self.base,
+                    cwd=self.data,
                     env=clean_env(),
                     stdin=subprocess.DEVNULL,
-                    stdout=log_handle,
-                    stderr=log_handle,
+                    stdout=log_fd,
+                    stderr=log_fd,
                     start_new_session=True,  # outlives Moorage's processes
                     **user.popen_kwargs(),  # type: ignore[arg-type]
                 )
+            finally:
+                os.close(log_fd)
             adopt(child)
             wait_for(
                 lambda child=child, port=port: child.poll() is not None or self._ping(port),
@@ -282,7 +307,7 @@ class InstanceServer:
                 what=f"redis-server on port {port}",
             )
             if child.poll() is None:
-                self.port_file.write_text(f"{port}\n")
+                write_private(self.port_file, f"{port}\n".encode())
                 log.info("dedicated Redis started", extra={"port": port, "path": str(self.base)})
                 return
             if attempt < 2 and fresh_port_allowed and not port_is_free(port):
@@ -292,7 +317,7 @@ class InstanceServer:
         raise ProviderError(f"redis-server did not start; end of {self.log_file}:\n{tail(self.log_file)}")
 
     def _write_config(self, port: int) -> None:
-        settings = ServerSettings(**json.loads(self.settings_file.read_text()))
+        settings = ServerSettings(**json.loads(read_text(self.settings_file)))
         addresses = [LOOPBACK, *sorted(set(self._addresses()["bindings"].values()))]
         lines = [
             f"bind {' '.join(addresses)}",
@@ -310,26 +335,24 @@ class InstanceServer:
             "enable-protected-configs no",
             *settings.config_lines(),
         ]
-        write_private(self.config_file, ("\n".join(lines) + "\n").encode())
-        service_user(self._user_name).chown(self.config_file)
+        write_for_server(self.config_file, ("\n".join(lines) + "\n").encode(), service_user(self._user_name))
 
     def _write_acl_file(self, user: ServiceUser) -> None:
         """(Re)write the admin user's line; keep ``default`` and the bindings' users as saved."""
         digest = hashlib.sha256(self._password().encode()).hexdigest()
         kept: list[str] = []
         default = "user default off resetpass resetkeys resetchannels -@all"
-        if self.acl_file.exists():
-            for line in self.acl_file.read_text().splitlines():
-                words = line.split()
-                if len(words) >= 2 and words[0] == "user" and words[1] == ADMIN_USER:
-                    continue
-                if len(words) >= 2 and words[0] == "user" and words[1] == "default":
-                    default = line
-                elif line.strip():
-                    kept.append(line)
+        for line in read_first(self.acl_file, self.base / "users.acl").splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "user" and words[1] == ADMIN_USER:
+                continue
+            if len(words) >= 2 and words[0] == "user" and words[1] == "default":
+                default = line
+            elif line.strip():
+                kept.append(line)
         lines = [default, f"user {ADMIN_USER} on #{digest} ~* &* +@all", *kept]
-        write_private(self.acl_file, ("\n".join(lines) + "\n").encode())
-        user.chown(self.acl_file)
+        write_owned_by(self.acl_file, ("\n".join(lines) + "\n").encode(), user)
+        (self.base / "users.acl").unlink(missing_ok=True)  # where versions before 2026-12 kept it
 
     def _listen(self, state: dict[str, Any]) -> None:
         """Make the running server listen on 127.0.0.1 and every binding's address."""
@@ -339,7 +362,7 @@ class InstanceServer:
 
     def _addresses(self) -> dict[str, Any]:
         try:
-            return json.loads(self.addresses_file.read_text())
+            return json.loads(read_text(self.addresses_file))
         except FileNotFoundError:
             return {"next": 1, "bindings": {}}
 
@@ -366,7 +389,7 @@ class InstanceServer:
 
     def _password(self) -> str:
         try:
-            return self.password_file.read_text().strip()
+            return read_text(self.password_file).strip()
         except FileNotFoundError:
             raise ProviderError(f"the Redis server in {self.base} was never created") from None
 

@@ -41,9 +41,9 @@ class ServiceUser:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
     def chown(self, path: Path) -> None:
-        """Give ``path`` (not recursively) to this user; a no-op when not dropping root."""
+        """Give ``path`` (not recursively, never a link's target) to this user; a no-op unless root."""
         if self.uid is not None and self.gid is not None:
-            os.chown(path, self.uid, self.gid)
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
 
     def chown_tree(self, path: Path) -> None:
         if self.uid is None:

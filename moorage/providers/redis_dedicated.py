@@ -11,8 +11,7 @@ supervisor thread), and each binding gets
 - a named ACL user ``b-<12 hex>`` with the same password, for clients that send a user
   name too (``REDIS_USERNAME``);
 - a loopback address of its own (``127.b.c.d``, the credentials' host) on the instance's
-  port, so that at unbind its open connections — named or ``default`` — are closed with
-  ``CLIENT KILL LADDR`` while the other bindings' stay.
+  port, which the binding's clients reach it on.
 
 Both users get every key, channel and command except ``@admin`` (CONFIG, SHUTDOWN, DEBUG,
 MODULE, ACL, REPLICAOF/SLAVEOF, SAVE, BGSAVE, BGREWRITEAOF, MONITOR, CLIENT KILL/LIST/
@@ -20,7 +19,10 @@ PAUSE, FAILOVER, SYNC, SLOWLOG, …) and MIGRATE (it would make the server conne
 FLUSHALL, FLUSHDB, KEYS and SWAPDB stay allowed: the server holds this instance's data
 only. Unbind removes the password from ``default`` (by its SHA-256, as ``ACL GETUSER``
 reports it for the named user), deletes the named user (which closes its connections), stops
-listening on the address and kills the connections made to it.
+listening on the address and kills every ``default`` connection: the password worked on
+127.0.0.1 and on the other bindings' addresses too, and Redis does not say which password a
+connection used, so the other bindings' password-only clients reconnect (their named-user
+connections stay).
 """
 
 from __future__ import annotations
@@ -124,7 +126,6 @@ class DedicatedRedis:
         if not server.exists:
             return  # the instance (and its server) is gone
         username = binding_user(ctx.binding_id)
-        port = server.port
         with self._admin(server) as client:
             # Refuse new logins first, then stop listening, then close what is already in.
             # (ACL DELUSER itself closes the connections that logged in as the named user.)
@@ -134,9 +135,12 @@ class DedicatedRedis:
             if not default.get("passwords"):
                 client.execute_command("ACL", "SETUSER", "default", "off")
             client.execute_command("ACL", "SAVE")
-            address = server.drop_address(username) or ctx.outputs.get("address")
-            if address:
-                client.execute_command("CLIENT", "KILL", "LADDR", f"{address}:{port}")
+            server.drop_address(username)
+            # The password worked as ``default`` on every address the server listens on
+            # (127.0.0.1 and the other bindings'), so every password-only connection goes;
+            # the other bindings' clients reconnect with their own (still valid) passwords.
+            # Moorage's admin logs in as its own user and stays.
+            client.execute_command("CLIENT", "KILL", "USER", "default", "SKIPME", "yes")
         log.info("deleted dedicated Redis binding", extra={"binding": ctx.binding_id})
 
     # -- helpers -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from moorage.embedded.ports import free_port
 from moorage.errors import ConfigurationError
 from moorage.platform.router import Router
+from moorage.platform.router.tls import check_pair
 from moorage.settings import Settings
 from tests.polling import wait_for
 
@@ -288,3 +289,21 @@ def test_a_new_base_domain_gets_a_new_default_certificate(data_dir: Path) -> Non
         router.start()
         router.stop()
         assert names() == [f"*.{domain}", domain]
+
+
+def test_a_key_left_without_its_certificate_is_replaced_with_a_matching_pair(data_dir: Path) -> None:
+    settings = tls_settings(data_dir, base_domain="pair.example.test")
+    first = Router(settings)
+    first.start()  # makes the self-signed pair
+    first.stop()
+    folder = data_dir / "router" / "tls"
+    stray = ec.generate_private_key(ec.SECP256R1())  # as if a crash came after the key was replaced
+    (folder / "default.key").write_bytes(
+        stray.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    router = Router(settings)
+    router.start()
+    router.stop()
+    check_pair((folder / "default.crt").read_bytes(), (folder / "default.key").read_bytes())

@@ -108,7 +108,10 @@ def test_runs_unprivileged_with_ssl_on_loopback_only(mdb: EmbeddedMariaDB) -> No
         "have_ssl": "YES",
     }
     assert stat.S_IMODE(mdb.password_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE(mdb.base.stat().st_mode) == 0o700
+    assert mdb.password_file.stat().st_uid == os.geteuid()  # the server never reads it
+    assert stat.S_IMODE(mdb.base.stat().st_mode) == 0o711  # root's: the server writes in run/ and data/
+    assert mdb.base.stat().st_uid == os.geteuid()
+    assert stat.S_IMODE(mdb.run_dir.stat().st_mode) == 0o700  # the socket's folder
     with pytest.raises(pymysql.OperationalError) as refused:
         pymysql.connect(host=mdb.host, port=mdb.port, user="moorage", password="wrong", connect_timeout=5)
     assert refused.value.args[0] == 1045

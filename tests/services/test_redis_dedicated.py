@@ -122,7 +122,9 @@ def test_unbind_revokes_that_binding_and_closes_its_connections_only(
             host=first["host"], port=first["port"], username=first["username"], password=first["password"]
         ),
     )
-    other = app_client(second["uri"])
+    other = app_client(
+        host=second["host"], port=second["port"], username=second["username"], password=second["password"]
+    )
     for c in (old_plain, old_named, other):
         assert c.ping()
 
@@ -134,7 +136,7 @@ def test_unbind_revokes_that_binding_and_closes_its_connections_only(
         app_client(host=first["host"], port=first["port"], password=first["password"]).ping()
     with pytest.raises(redis.AuthenticationError):  # the old secret on an address still served
         app_client(host=second["host"], port=second["port"], password=first["password"]).ping()
-    assert other.set("still", "works")  # the other binding's connection stayed open
+    assert other.set("still", "works")  # the other binding's named connection stayed open
     assert app_client(second["uri"]).get("still") == "works"
 
 

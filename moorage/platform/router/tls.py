@@ -35,7 +35,7 @@ def default_pair(root: Path, base_domain: str, cert_file: str, key_file: str) ->
         return cert, key
     folder = root / "tls"
     cert, key = folder / "default.crt", folder / "default.key"
-    if not _covers(cert, base_domain):
+    if not _covers(cert, key, base_domain):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
         _write_self_signed(cert, key, base_domain)
@@ -75,12 +75,16 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigurationError(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
 
 
-def _covers(cert: Path, base_domain: str) -> bool:
-    """Whether the self-signed certificate exists, names ``*.<base_domain>`` and is valid a month on."""
+def _covers(cert: Path, key: Path, base_domain: str) -> bool:
+    """Whether the self-signed pair exists and matches, names ``*.<base_domain>``, is valid a month on.
+
+    The key is replaced before the certificate, so a crash in between leaves a new key
+    with the old certificate: the pair check makes the next start write both again.
+    """
     try:
-        leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+        leaf = check_pair(cert.read_bytes(), key.read_bytes())
         names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
+    except (OSError, ValueError, x509.ExtensionNotFound, ConfigurationError):
         return False
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
     return f"*.{base_domain}" in names.get_values_for_type(x509.DNSName) and leaf.not_valid_after_utc > soon

@@ -86,15 +86,35 @@ def prepare(data_dir: Path, release: ReleaseSpec, user: AppUser, fetch: Fetch | 
 
 def remove_tree(path: Path) -> None:
     """``rmtree`` that also works on the read-only trees made by ``prepare``."""
-
-    def writable_retry(func, failed, _exc) -> None:  # type: ignore[no-untyped-def]
-        os.chmod(os.path.dirname(failed), 0o755)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, 0o755)
-        func(failed)
-
     if path.exists():
         shutil.rmtree(path, onerror=writable_retry)
+
+
+def writable_retry(func: Callable[[str], object], failed: str, exc_info: object) -> None:
+    """rmtree's error handler: make the folders writable and try again, never through a link.
+
+    The trees belong to the app's user, who may have put a link where a folder was; a
+    chmod by path would follow it (to a file anywhere), so folders are opened with
+    ``O_NOFOLLOW`` and changed through the descriptor, and a path through a link is not
+    retried at all.
+    """
+    parent = os.path.dirname(failed)
+    if os.path.realpath(parent) != os.path.abspath(parent):
+        raise OSError(f"not removing {failed}: its folder is reached through a link")
+    _make_writable(parent)
+    _make_writable(failed)
+    func(failed)
+
+
+def _make_writable(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # a link, a file or gone: nothing to make writable
+    try:
+        os.fchmod(fd, 0o755)
+    finally:
+        os.close(fd)
 
 
 def app_releases(data_dir: Path, app: str, user: AppUser) -> Path:
