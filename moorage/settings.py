@@ -212,6 +212,9 @@ class KubernetesSettings:
     #: Test setting: ``<svc>.<ns>.svc.cluster.local:port=host:port,…`` — where the broker's
     #: own admin connection goes instead of the Service (credentials keep the Service's name).
     services_address_map: str = ""
+    #: The controller's base URL as the apps' pods reach it: their ``SLUG_URL`` is a signed
+    #: URL under it (the chart sets it to its controller Service).
+    controller_url: str = "http://moorage-controller.moorage.svc.cluster.local"
 
 
 @dataclass(frozen=True)

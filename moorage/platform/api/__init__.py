@@ -28,6 +28,7 @@ from moorage.platform.api import (
     perms,
     releases,
     run,
+    slugs,
     users,
 )
 from moorage.platform.controller import app_uids, recovery
@@ -83,7 +84,7 @@ def create_app(
     app.extensions["moorage.platform"] = platform
     errors.init_app(app)
     auth.init_app(app)
-    for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, certs, perms):
+    for module in (health, users, apps, config, builds, releases, formation, logs, run, domains, certs, perms, slugs):
         app.register_blueprint(module.bp)
     from moorage.platform.api import git as git_api  # git push over smart HTTP
 
