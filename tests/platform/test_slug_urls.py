@@ -53,6 +53,9 @@ def test_the_signed_url_of_a_release_streams_its_slug(platform):
     assert r.status_code == 200 and r.headers["content-type"] == "application/gzip"
     stored = Path(runtime.deployed["shop"].slug).read_bytes()
     assert r.content == stored and stored[:2] == b"\x1f\x8b"
+    # The same URL every time the release is handed out (a restart, a scale): pod templates stay put.
+    plat = ctl.flask_app.extensions["moorage.platform"]
+    assert slug_links.for_release(plat, "shop", 2, runtime.deployed["shop"].slug) == signed
 
 
 def test_a_signature_opens_its_own_app_and_version_only(platform):
