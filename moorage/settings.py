@@ -215,6 +215,9 @@ class KubernetesSettings:
     #: Seconds a finished release-phase Job (and its pod, with its log) is kept before
     #: Kubernetes deletes it (``ttlSecondsAfterFinished``; at least 10).
     release_job_ttl_seconds: int = 3600
+    #: The controller's base URL as the apps' pods reach it: their ``SLUG_URL`` is a signed
+    #: URL under it (the chart sets it to its controller Service).
+    controller_url: str = "http://moorage-controller.moorage.svc.cluster.local"
 
 
 @dataclass(frozen=True)

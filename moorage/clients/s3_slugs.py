@@ -10,6 +10,7 @@ streams files of any size (multipart above 8 MB) instead of holding them in memo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import botocore.exceptions
 from boto3.exceptions import S3UploadFailedError
@@ -39,6 +40,13 @@ class SlugBucket:
             self._clients.client("s3").download_file(self.bucket, key, str(dest))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise translate(exc, f"downloading slug s3://{self.bucket}/{key}") from None
+
+    def open(self, key: str) -> BinaryIO:
+        """The object's body as a stream (read in chunks; never held whole in memory)."""
+        try:
+            return self._clients.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise translate(exc, f"reading slug s3://{self.bucket}/{key}") from None
 
     def delete(self, key: str) -> None:
         self._clients.call("s3", "delete_object", Bucket=self.bucket, Key=key)

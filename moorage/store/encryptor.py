@@ -31,6 +31,15 @@ class Encryptor:
             raise ConfigurationError(f"invalid encryption key: {exc}") from None
         # Fingerprints use the oldest key, so adding a key (rotation) keeps them stable.
         self._digest_key = hashlib.sha256(b"moorage fingerprint\0" + keys[-1]).digest()
+        self._oldest = keys[-1]
+
+    def subkey(self, purpose: str) -> bytes:
+        """A key for ``purpose`` alone (HMAC-SHA256 of it under the oldest key).
+
+        Why derived: one secret to keep (the key file), yet a MAC key that leaks or is
+        misused for one purpose says nothing about the encryption key or other purposes.
+        """
+        return hmac.new(self._oldest, b"moorage subkey\0" + purpose.encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_file(cls, path: Path) -> Encryptor:

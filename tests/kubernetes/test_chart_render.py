@@ -228,3 +228,19 @@ def test_in_cluster_services_render_valid_and_lint_clean(helm: Path, tmp_path: P
     assert by_kind(docs, "Namespace")["moorage-services"]["metadata"]["annotations"] == {
         "helm.sh/resource-policy": "keep"
     }
+
+
+def test_the_apps_pods_are_pointed_at_the_controller_service_and_may_reach_it(helm: Path) -> None:
+    """Pods fetch their slug from ``MOORAGE_KUBERNETES_CONTROLLER_URL`` (signed URLs)."""
+    docs = render(helm, "-f", str(PRODUCTION), "--namespace", "platform")
+    controller = by_kind(docs, "Deployment")["mo-moorage-controller"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value", "from-a-secret") for e in controller["containers"][0]["env"]}
+    url = Settings.from_env(env).kubernetes.controller_url
+    assert url == "http://mo-moorage-controller.platform.svc.cluster.local"
+    service = by_kind(docs, "Service")["mo-moorage-controller"]["spec"]
+    assert [p["port"] for p in service["ports"]] == [80]  # the URL names no port: 80
+    # production values narrow who reaches the API; the apps' namespaces still may.
+    policy = by_kind(docs, "NetworkPolicy")["mo-moorage-controller"]["spec"]
+    sources = [s for rule in policy["ingress"] for s in rule["from"]]
+    app_namespaces = {"matchExpressions": [{"key": "moorage.io/app", "operator": "Exists"}]}
+    assert {"namespaceSelector": app_namespaces} in sources

@@ -28,6 +28,7 @@ from moorage.platform.api import (
     perms,
     releases,
     run,
+    slugs,
     users,
 )
 from moorage.platform.api import brokers as brokers_api
@@ -110,6 +111,7 @@ BLUEPRINTS = (
     domains,
     certs,
     perms,
+    slugs,
     git_api,
     brokers_api,
     marketplace_api,

@@ -15,6 +15,8 @@ from moorage.platform.controller.context import Platform, Principal
 PUBLIC = {"health.healthz", "health.readiness", "users.register", "users.login"}
 #: git's smart HTTP routes check HTTP basic auth themselves (see api.git).
 PUBLIC |= {"git.info_refs", "git.rpc"}
+#: A release's slug for its pods: the URL's signature is checked instead (see api.slugs).
+PUBLIC |= {"slugs.fetch"}
 
 
 def platform() -> Platform:

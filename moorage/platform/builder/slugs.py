@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from moorage.errors import ConfigurationError, Error, NotFoundError
 from moorage.platform.builder.processes import BuildFailed
@@ -124,6 +124,9 @@ class SlugStore(Protocol):
     def fetch(self, ref: str, dest: Path) -> Path:
         """Copy the slug named by ``ref`` to ``dest``."""
 
+    def open(self, ref: str) -> BinaryIO:
+        """The slug named by ``ref`` as a stream; NotFoundError when there is none."""
+
     def delete(self, ref: str) -> None:
         """Remove the slug named by ``ref`` (gone already counts as removed).
 
@@ -164,6 +167,12 @@ class DirectorySlugStore:
         shutil.copyfile(source, dest)
         return dest
 
+    def open(self, ref: str) -> BinaryIO:
+        source = Path(ref)
+        if not source.is_file() or not source.resolve().is_relative_to(self.root.resolve()):
+            raise NotFoundError(f"slug {ref} is not in the slug store")
+        return source.open("rb")
+
     def delete(self, ref: str) -> None:
         path = Path(ref)
         if not path.resolve().is_relative_to(self.root.resolve()) or path.is_dir():
@@ -203,6 +212,9 @@ class S3SlugStore:
     def fetch(self, ref: str, dest: Path) -> Path:
         self._s3.download(self._key(ref), dest)
         return dest
+
+    def open(self, ref: str) -> BinaryIO:
+        return self._s3.open(self._key(ref))
 
     def delete(self, ref: str) -> None:
         self._s3.delete(self._key(ref))

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
-from moorage.platform.controller import binding_files
+from moorage.platform.controller import binding_files, slug_links
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
 from moorage.platform.controller.service_vars import owned_vars
@@ -95,6 +95,7 @@ def spec_of(platform: Platform, session: Session, app: App, release: Release) ->
         binding_files=bound.files,
         binding_paths=bound.paths,
         uid=app.uid,
+        slug_url=slug_links.for_release(platform, app.name, release.version, build.artifact),
     )
 
 

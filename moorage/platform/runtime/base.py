@@ -44,6 +44,10 @@ class ReleaseSpec:
     #: The uid (and gid) the app's processes run as, allocated by the controller for this
     #: app alone; a runtime that cannot switch users (not root, Kubernetes) ignores it.
     uid: int | None = None
+    #: The slug at an HTTP(S) URL the controller signed for this app and release alone
+    #: (no token or store credentials needed); for runtimes whose processes cannot read
+    #: ``slug`` themselves (Kubernetes pods). Empty when the release has no stored slug.
+    slug_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def _container(
     settings: KubernetesSettings, release: ReleaseSpec, ptype: str, command: str, resources: Resources
 ) -> dict[str, Any]:
     env = [
-        {"name": "SLUG_URL", "value": release.slug},
+        {"name": "SLUG_URL", "value": release.slug_url or release.slug},
         {"name": "DYNO_TYPE", "value": ptype},
         {"name": "DYNO", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
