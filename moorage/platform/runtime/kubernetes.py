@@ -33,7 +33,7 @@ from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
-from moorage.platform.runtime.kubernetes_access import grant_app_role
+from moorage.platform.runtime.kubernetes_access import grant_app_role, role_binding
 from moorage.platform.runtime.kubernetes_ingress import AppIngress
 from moorage.platform.runtime.kubernetes_rollout import Target, pod_problem, wait_rollout
 from moorage.settings import Settings
@@ -53,6 +53,7 @@ class KubernetesRuntime(Runtime):
     def __init__(self, settings: Settings, api: KubeApi | None = None) -> None:
         self.settings = settings
         self.kube = settings.kubernetes
+        role_binding(self.kube)  # a malformed MOORAGE_KUBERNETES_SERVICE_ACCOUNT stops the start
         self.resources = manifests.parse_resources(self.kube)
         self.policy = manifests.network_policy(self.kube)
         self.api = api or KubeApi(self.kube.kubeconfig, self.kube.context)
