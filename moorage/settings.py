@@ -177,6 +177,11 @@ class KubernetesSettings:
     context: str = ""
     #: Each app runs in the namespace ``<prefix><app>``.
     namespace_prefix: str = ""
+    #: A ClusterRole the runtime binds (a RoleBinding named after it) to ``service_account`` in
+    #: each app namespace, right after making it; empty: none (the user may act everywhere).
+    app_role: str = ""
+    #: ``<namespace>/<name>`` of the ServiceAccount the runtime runs as (that binding's subject).
+    service_account: str = ""
     #: The image that fetches a release's slug ($SLUG_URL), unpacks it and runs the command.
     slug_runner_image: str = "ghcr.io/moorage/slug-runner:0.1.0"
     image_pull_policy: str = "IfNotPresent"

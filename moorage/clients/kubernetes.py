@@ -54,6 +54,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "statefulset": ("AppsV1Api", "namespaced_stateful_set", True),
     "persistentvolumeclaim": ("CoreV1Api", "namespaced_persistent_volume_claim", True),
     "storageclass": ("StorageV1Api", "storage_class", False),
+    "rolebinding": ("RbacAuthorizationV1Api", "namespaced_role_binding", True),
 }
 
 
@@ -189,6 +190,17 @@ class KubeApi:
             return
         with contextlib.suppress(ConflictError):
             self.create("namespace", "", {"metadata": {"name": name, "labels": labels or {}}})
+
+    def allowed(self, namespace: str, verb: str, resource: str, group: str = "") -> bool:
+        """Whether this client's own user may ``verb`` ``resource`` there (a SelfSubjectAccessReview)."""
+        attributes = {"namespace": namespace, "verb": verb, "resource": resource, "group": group}
+        review = self._call(
+            f"asking whether {verb} {resource} is allowed in {namespace}",
+            lambda: self._api("AuthorizationV1Api").create_self_subject_access_review(
+                {"spec": {"resourceAttributes": attributes}}
+            ),
+        )
+        return bool(review.status.allowed)
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
         """Set a Deployment's replicas through its /scale subresource."""

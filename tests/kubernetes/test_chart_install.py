@@ -21,6 +21,8 @@ from typing import Any
 import kubernetes
 import pytest
 
+from moorage.clients.kubernetes import KubeApi
+from moorage.errors import ConflictError, Error
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.kube_local import LocalLaunch
@@ -378,13 +380,28 @@ def _service_account_kubeconfig(installed: Installed, path: Path) -> Path:
     return path
 
 
-def test_the_runtime_works_as_the_chart_service_account(installed: Installed, tmp_path: Path) -> None:
-    """Every call the Kubernetes runtime makes is allowed to the chart's ServiceAccount."""
-    prefix = f"sa{uuid.uuid4().hex[:5]}-"
+def _as_service_account(installed: Installed, tmp_path: Path, prefix: str) -> KubernetesRuntime:
+    """The runtime with a token of the chart's ServiceAccount and the settings the chart gives it."""
     kubeconfig = _service_account_kubeconfig(installed, tmp_path / "kubeconfig")
-    runtime = KubernetesRuntime(
-        kube_settings(tmp_path / "data", installed.kube, prefix, kubeconfig=str(kubeconfig))
+    return KubernetesRuntime(
+        kube_settings(
+            tmp_path / "data",
+            installed.kube,
+            prefix,
+            kubeconfig=str(kubeconfig),
+            app_role="mo-moorage-app",
+            service_account=f"{installed.namespace}/mo-moorage",
+        )
     )
+
+
+def test_the_runtime_works_as_the_chart_service_account(installed: Installed, tmp_path: Path) -> None:
+    """Every call the Kubernetes runtime makes is allowed to the chart's ServiceAccount.
+
+    Allowed only in the app's namespace: the runtime binds the chart's app role there itself.
+    """
+    prefix = f"sa{uuid.uuid4().hex[:5]}-"
+    runtime = _as_service_account(installed, tmp_path, prefix)
     release = ReleaseSpec(
         app="rbac",
         version=1,
@@ -395,7 +412,9 @@ def test_the_runtime_works_as_the_chart_service_account(installed: Installed, tm
     )
     progress: list[str] = []
     try:
+        assert _can(installed, "list", "secrets", prefix + "rbac") == "no"
         runtime.deploy(release, {"web": 1, "worker": 1}, progress.append)
+        assert _can(installed, "list", "secrets", prefix + "rbac") == "yes"
         runtime.deploy(
             replace(release, version=2, env={"GREETING": "hello"}),
             {"web": 1, "worker": 1},
@@ -412,6 +431,50 @@ def test_the_runtime_works_as_the_chart_service_account(installed: Installed, tm
         runtime.destroy("rbac")
         runtime.close()
     assert any("v2 is up" in line for line in progress), progress
+    with installed.kube.api_client() as api:
+        gone = kubernetes.client.CoreV1Api(api).read_namespace(prefix + "rbac").status.phase
+        assert gone == "Terminating"
+
+
+def test_an_app_namespace_made_before_gets_the_binding_at_its_next_deploy(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """A namespace the runtime made under a chart that granted it everything has no RoleBinding."""
+    prefix = f"ob{uuid.uuid4().hex[:5]}-"
+    with installed.kube.api_client() as api:
+        labels = {"app.kubernetes.io/managed-by": "moorage", "moorage.io/app": "old"}
+        kubernetes.client.CoreV1Api(api).create_namespace(
+            {"metadata": {"name": prefix + "old", "labels": labels}}
+        )
+    runtime = _as_service_account(installed, tmp_path, prefix)
+    release = ReleaseSpec(
+        app="old", version=1, slug="https://slugs.example/old/v1.tgz", env={}, processes={"web": "true"}
+    )
+    try:
+        with pytest.raises(Error, match="forbidden"):
+            runtime.status("old")  # before: the runtime may not even list the pods
+        runtime.deploy(release, {"web": 1}, lambda _: None)
+        assert [p.type for p in runtime.status("old")] == ["web"]
+    finally:
+        runtime.destroy("old")
+        runtime.close()
+
+
+def test_a_namespace_moorage_did_not_make_is_not_taken_over(installed: Installed, tmp_path: Path) -> None:
+    """With no prefix, an app named ``default`` would otherwise hand the runtime that namespace."""
+    runtime = _as_service_account(installed, tmp_path, "")
+    release = ReleaseSpec(
+        app="default", version=1, slug="https://slugs.example/d/v1.tgz", env={}, processes={"web": "true"}
+    )
+    try:
+        with pytest.raises(ConflictError, match="exists and Moorage did not make it"):
+            runtime.deploy(release, {"web": 1}, lambda _: None)
+    finally:
+        runtime.close()
+    assert _can(installed, "list", "secrets", "default") == "no"
+    with installed.kube.api_client() as api:
+        rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+        assert rbac.list_namespaced_role_binding("default").items == []
 
 
 def _can(installed: Installed, verb: str, resource: str, namespace: str = "") -> str:
@@ -430,19 +493,50 @@ def _can(installed: Installed, verb: str, resource: str, namespace: str = "") ->
     [
         ("create", "pods/exec", "kube-system"),
         ("create", "pods/portforward", "any-app"),
+        ("list", "secrets", "kube-system"),
+        ("get", "secrets", "default"),
         ("watch", "secrets", "kube-system"),
         ("update", "secrets", "kube-system"),
+        ("list", "pods", "any-app"),
+        ("patch", "deployments/scale", "any-app"),
+        ("get", "pods/log", "any-app"),
         ("get", "configmaps", "any-app"),
         ("list", "namespaces", ""),
         ("get", "nodes", ""),
         ("create", "clusterrolebindings", ""),
-        ("create", "rolebindings", "any-app"),
+        ("create", "clusterroles", ""),
+        ("create", "roles", "any-app"),
         ("create", "persistentvolumes", ""),
     ],
 )
 def test_the_service_account_may_do_nothing_else(
     installed: Installed, verb: str, resource: str, namespace: str
 ) -> None:
+    """Outside the namespaces it made (and bound its role in) the runtime reads nothing."""
     assert _can(installed, verb, resource, namespace) == "no"
-    assert _can(installed, "patch", "deployments/scale", "any-app") == "yes"
-    assert _can(installed, "get", "pods/log", "any-app") == "yes"
+
+
+def test_the_service_account_cannot_grant_itself_more_than_the_app_role(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """It may make RoleBindings (its app namespaces need one), but only of the chart's app role."""
+    assert _can(installed, "list", "secrets", installed.namespace) == "no"  # not even the chart's own
+    kubeconfig = _service_account_kubeconfig(installed, tmp_path / "kubeconfig")
+    api = KubeApi(str(kubeconfig))
+    ns = f"app{uuid.uuid4().hex[:5]}"
+    subject = {"kind": "ServiceAccount", "name": "mo-moorage", "namespace": installed.namespace}
+    try:
+        api.create("namespace", "", {"metadata": {"name": ns}})
+        for role in ("cluster-admin", "admin", "edit", "view"):
+            body = {
+                "metadata": {"name": f"grab-{role}"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [subject],
+            }
+            with pytest.raises(Error, match="forbidden"):
+                api.create("rolebinding", ns, body)
+        with pytest.raises(Error, match="forbidden"):
+            api.list("secret", ns)
+    finally:
+        api.delete("namespace", "", ns)
+        api.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -165,20 +166,49 @@ def test_pod_disruption_budgets_use_the_api_the_cluster_has(helm: Path) -> None:
         assert {b["apiVersion"] for b in budgets.values()} == {api}, version
 
 
-def test_the_runtime_role_grants_what_the_runtime_calls_and_no_more(helm: Path) -> None:
-    role = by_kind(render(helm, "-f", str(MINIMAL)), "ClusterRole")["mo-moorage-runtime"]
-    granted = {
-        (g, r, v)
+def _granted(role: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    return {
+        (g, r, v, n)
         for rule in role["rules"]
         for g in rule["apiGroups"]
         for r in rule["resources"]
         for v in rule["verbs"]
+        for n in rule.get("resourceNames") or ["*any*"]
     }
-    assert all("*" not in item for item in granted)
+
+
+def test_the_runtime_role_grants_what_the_runtime_calls_and_no_more(helm: Path) -> None:
+    docs = render(helm, "-f", str(MINIMAL))
+    roles = by_kind(docs, "ClusterRole")
+    # Cluster-wide: namespaces, and RoleBindings of the app role only (bind by name).
+    assert _granted(roles["mo-moorage-runtime"]) == {
+        ("", "namespaces", "get", "*any*"),
+        ("", "namespaces", "create", "*any*"),
+        ("", "namespaces", "patch", "*any*"),
+        ("", "namespaces", "delete", "*any*"),
+        ("rbac.authorization.k8s.io", "rolebindings", "create", "*any*"),
+        ("rbac.authorization.k8s.io", "clusterroles", "bind", "mo-moorage-app"),
+    }
+    bindings = by_kind(docs, "ClusterRoleBinding")
+    assert {b["roleRef"]["name"] for n, b in bindings.items() if n.startswith("mo-moorage-r")} == {
+        "mo-moorage-runtime"
+    }
+    assert "mo-moorage-app" not in {b["roleRef"]["name"] for b in bindings.values()}
+    # The app role, bound per app namespace by the runtime: namespaced kinds, no RBAC, no exec.
+    granted = _granted(roles["mo-moorage-app"])
+    assert all("*" not in item[:3] for item in granted)
     assert not {item for item in granted if item[2] in ("watch", "escalate", "bind", "impersonate")}
-    resources = {r for _, r, _ in granted}
-    assert "pods/exec" not in resources and "nodes" not in resources
+    resources = {r for _, r, _, _ in granted}
+    assert "pods/exec" not in resources and "nodes" not in resources and "namespaces" not in resources
     assert not {r for r in resources if r.startswith(("roles", "rolebindings", "cluster"))}
+    env = {
+        e["name"]: e.get("value")
+        for e in by_kind(docs, "Deployment")["mo-moorage-controller"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    }
+    assert env["MOORAGE_KUBERNETES_APP_ROLE"] == "mo-moorage-app"
+    assert env["MOORAGE_KUBERNETES_SERVICE_ACCOUNT"].endswith("/mo-moorage")
 
 
 @VALUES_FILES

@@ -34,6 +34,7 @@ from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime import kubernetes_oneoff as oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
+from moorage.platform.runtime.kubernetes_access import grant_app_role, role_binding
 from moorage.platform.runtime.kubernetes_ingress import AppIngress
 from moorage.platform.runtime.kubernetes_rollout import Target, pod_problem, wait_rollout
 from moorage.settings import Settings
@@ -53,6 +54,7 @@ class KubernetesRuntime(Runtime):
     def __init__(self, settings: Settings, api: KubeApi | None = None) -> None:
         self.settings = settings
         self.kube = settings.kubernetes
+        role_binding(self.kube)  # a malformed MOORAGE_KUBERNETES_SERVICE_ACCOUNT stops the start
         self.resources = manifests.parse_resources(self.kube)
         self.policy = manifests.network_policy(self.kube)
         self.api = api or KubeApi(self.kube.kubeconfig, self.kube.context)
@@ -88,16 +90,17 @@ class KubernetesRuntime(Runtime):
         raise UnprocessableError(f"v{release.version} failed: {failure}; {outcome}", reason=failure)
 
     def _prepare(self, release: ReleaseSpec) -> str:
-        """The app's namespace and the release's Secret, created when missing."""
+        """The app's namespace (the runtime's RoleBinding in it) and the release's Secret, created when missing."""
         ns = self.namespace_of(release.app)
         existing = self.api.get("namespace", "", ns)
         if existing is None:
-            self.api.create("namespace", "", manifests.namespace(ns, release.app, release.owner))
+            existing = self.api.create("namespace", "", manifests.namespace(ns, release.app, release.owner))
         elif (existing.get("status") or {}).get("phase") == "Terminating":
             raise ConflictError(
                 f"the namespace {ns} of {release.app} is still being deleted; try again shortly"
             )
-        elif release.owner and "moorage.io/owner" not in (existing["metadata"].get("labels") or {}):
+        grant_app_role(self.api, self.kube, existing)
+        if release.owner and "moorage.io/owner" not in (existing["metadata"].get("labels") or {}):
             self.api.patch("namespace", "", ns, {"metadata": {"labels": {"moorage.io/owner": release.owner}}})
         if self.policy is not None and self.api.get("networkpolicy", ns, "moorage-isolation") is None:
             self.api.create("networkpolicy", ns, self.policy)

@@ -17,6 +17,7 @@ from moorage.clients.kubernetes import KubeApi
 from moorage.errors import ConflictError, Error
 from moorage.platform.router.config import SniCertificate, validate_hostname
 from moorage.platform.runtime import kubernetes_manifests as manifests
+from moorage.platform.runtime.kubernetes_access import grant_app_role
 from moorage.settings import Settings
 
 
@@ -88,8 +89,10 @@ class AppIngress:
 
     def _namespace(self, app: str) -> str:
         ns = self.namespace_of(app)
-        if self.api.get("namespace", "", ns) is None:
-            self.api.create("namespace", "", manifests.namespace(ns, app, ""))
+        found = self.api.get("namespace", "", ns)
+        if found is None:
+            found = self.api.create("namespace", "", manifests.namespace(ns, app, ""))
+        grant_app_role(self.api, self.kube, found)
         return ns
 
     def _write(
