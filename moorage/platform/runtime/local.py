@@ -1,4 +1,6 @@
-"""LocalRuntime: the embedded default, running releases as child processes of Moorage.
+"""LocalRuntime: the embedded default, running releases as child processes of Moorage's
+supervisor process (``moorage supervisor``, see ``daemon``; the controller reaches it
+through ``supervised``), so apps outlive the controller.
 
 Why: one machine and nothing to configure. Each process of the formation is a
 supervised child (see ``supervisor``) started from the release's immutable directory
@@ -6,8 +8,8 @@ supervised child (see ``supervisor``) started from the release's immutable direc
 upstreams once healthy.
 
 Every change rolls the same way (``_roll``): start the processes the new formation
-needs, wait until they are up, switch the router to the healthy web processes, wait for
-nginx's old workers to finish their in-flight requests, then stop the processes no
+needs, wait until they are up, switch the router to the healthy web processes (at run time, no
+reload), wait until no request is in flight to the retired ones, then stop the processes no
 longer wanted (SIGTERM to the group, SIGKILL after ``stop_grace_seconds``). If a new
 process exits while booting or is not healthy within ``deploy_timeout_seconds``, the
 new processes are stopped and an error naming the process and its last output is
