@@ -114,10 +114,9 @@ class Bindings:
             return BindingSpec(BindState.SUCCESSFUL_BOUND, credentials=dict(driven.result.credentials))
         if driven.state == SUCCEEDED:  # finished by a worker that took the operation over
             return self._ready_answer(binding_id, BindState.SUCCESSFUL_BOUND)
-        raise OsbError(
-            HTTPStatus.UNPROCESSABLE_ENTITY if driven.refused else HTTPStatus.INTERNAL_SERVER_ERROR,
-            f"binding failed: {driven.description}",
-        )
+        # 500, not 422, even when the provider refused: a provider may refuse after it made
+        # part of the binding, and by OSB a platform cleans up (DELETE) only after a 5xx.
+        raise OsbError(HTTPStatus.INTERNAL_SERVER_ERROR, f"binding failed: {driven.description}")
 
     def _existing(
         self, session: Any, binding: ServiceBinding, instance_id: str, fingerprint: str, async_allowed: bool

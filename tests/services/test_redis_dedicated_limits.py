@@ -41,7 +41,7 @@ def test_a_bind_past_the_limit_is_refused_clearly_and_the_server_still_restarts(
     kept = json.loads(inst.server.addresses_file.read_text())
 
     resp = inst.osb.bind(inst.id, "one-too-many", inst.service_id, inst.plan_id)
-    assert resp.status_code == 422, resp.text
+    assert resp.status_code == 500, resp.text  # a failed bind: the platform cleans up (OSB)
     assert f"at most {MAX_BINDINGS} bindings" in resp.text and "unbind one first" in resp.text
     assert json.loads(inst.server.addresses_file.read_text()) == kept  # nothing written
 
