@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 
-from moorage.platform.builder.slugs import make_slug, store_from_settings
+from moorage.platform.builder.slugs import make_slug
 from moorage.platform.controller.builds import procfile_build
 from moorage.platform.runtime.base import Progress
+from moorage.platform.slug_store import store_from_settings
 from moorage.settings import Settings
 from tests.aws.fault_proxy import FaultProxy
 from tests.fixtures.aws import MotoServer, aws_settings
@@ -110,13 +111,13 @@ def test_a_slug_that_cannot_be_deleted_does_not_stop_the_destroy(
         fault_proxy.fail("S3 DELETE object", times=100, status=403, code="AccessDenied")
         fault_proxy.fail("S3 POST bucket?delete", times=100, status=403, code="AccessDenied")
 
-        with caplog.at_level(logging.WARNING, logger="moorage.platform.builder.slugs"):
+        with caplog.at_level(logging.WARNING, logger="moorage.platform.slug_store"):
             assert alice.delete("/v2/apps/shop").status_code == 204
 
         assert alice.get("/v2/apps/shop").status_code == 404
         assert fault_proxy.count("S3 DELETE object") >= 1
         assert len(keys(aws_credentials, bucket)) == 1  # still there, and said so
-        warnings = [r.getMessage() for r in caplog.records if r.name == "moorage.platform.builder.slugs"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "moorage.platform.slug_store"]
         assert warnings and all("AccessDenied" in w for w in warnings), warnings
         # The name is free again.
         assert alice.post("/v2/apps", json={"id": "shop"}).status_code == 201
@@ -133,8 +134,8 @@ def test_destroying_an_app_with_slugs_in_the_data_dir_removes_them_quietly(
             deploy(alice, app)
         slugs = settings.data_dir / "slugs"
         assert len(list((slugs / "shop").glob("*.tgz"))) == 1
-        with caplog.at_level(logging.WARNING, logger="moorage.platform.builder.slugs"):
+        with caplog.at_level(logging.WARNING, logger="moorage.platform.slug_store"):
             assert alice.delete("/v2/apps/shop").status_code == 204
         assert not (slugs / "shop").exists()
         assert len(list((slugs / "shop-2").glob("*.tgz"))) == 1
-        assert [r for r in caplog.records if r.name == "moorage.platform.builder.slugs"] == []
+        assert [r for r in caplog.records if r.name == "moorage.platform.slug_store"] == []

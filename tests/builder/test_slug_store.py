@@ -11,7 +11,7 @@ import pytest
 
 from moorage.errors import NotFoundError
 from moorage.platform.builder import Builder
-from moorage.platform.builder.slugs import store_from_settings
+from moorage.platform.slug_store import store_from_settings
 from tests.fixtures.builder import APPS, BuildLog
 
 

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from moorage.platform.builder.slugs import store_from_settings
 from moorage.platform.controller import slug_links
+from moorage.platform.slug_store import store_from_settings
 from tests.fixtures.builder import slug_builder
 from tests.fixtures.platform import InertRuntime, deploy_tarball, serve_controller, tar_of
 

@@ -78,8 +78,6 @@ def create_app(
         db=db,
         runtime=runtime,
         encryptor=encryptor or Encryptor.from_file(settings.key_file),
-        domains=runtime if hasattr(runtime, "set_domains") else None,  # type: ignore[arg-type]
-        tls=getattr(runtime, "tls_sink", None),
         builder=builds_ctl.build_step(settings, builder, build_environ),
     )
     app = _flask_app(platform)

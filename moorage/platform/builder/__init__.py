@@ -2,8 +2,8 @@
 
 Why a package: the controller calls one function (``Builder.__call__``, its swappable
 build step); behind it are the buildpack API (``runner``), the choice of buildpacks
-(``buildpacks``), the build's processes (``processes``), slugs and their store
-(``slugs``), per-app caches (``cache``), the machine's Python interpreters
+(``buildpacks``), the build's processes (``processes``), making slugs
+(``slugs``; their store is ``moorage.platform.slug_store``), per-app caches (``cache``), the machine's Python interpreters
 (``python_versions``), the shared tool cache (``tools``) and what a failed compile said
 (``failures``). The built-in buildpacks themselves live in the top-level
 ``buildpacks/`` folder and run without Moorage too.
@@ -11,7 +11,6 @@ build step); behind it are the buildpack API (``runner``), the choice of buildpa
 
 from moorage.platform.builder.pipeline import Builder, BuildResult, inherited_environment
 from moorage.platform.builder.processes import BuildFailed, BuildTimeout, Limits
-from moorage.platform.builder.slugs import unpack_slug
 
 __all__ = [
     "Builder",
@@ -20,5 +19,4 @@ __all__ = [
     "BuildTimeout",
     "Limits",
     "inherited_environment",
-    "unpack_slug",
 ]

@@ -47,6 +47,7 @@ from pathlib import Path
 import yaml
 
 from moorage.errors import InvalidParametersError
+from moorage.platform import slug_store
 from moorage.platform.builder import python_versions, runner, safefiles, slugs
 from moorage.platform.builder.buildpacks import (
     BUILTIN_ORDER,
@@ -99,7 +100,7 @@ class Builder:
         builtin_dir: Path | None = None,
         limits: Limits | None = None,
         work_root: Path | None = None,
-        store: slugs.SlugStore | None = None,
+        store: slug_store.SlugStore | None = None,
     ) -> None:
         self.settings = settings
         self.base_env = inherited_environment(environ or {})
@@ -107,7 +108,7 @@ class Builder:
         self.builtin_dir = builtin_dir or default_builtin_dir()
         self.limits = limits or Limits()
         self.work_root = work_root or Path(tempfile.gettempdir())
-        self.store = store or slugs.store_from_settings(settings)
+        self.store = store or slug_store.store_from_settings(settings)
         self.caches = BuildCaches(settings.data_dir / "build-cache")
         #: Ourselves when not root; as root only the fallback, each build runs as its app's uid.
         self.user = BuildUser.resolve(settings.platform.run_as_user)

@@ -14,7 +14,7 @@ set whenever certificates, domains or the redirect setting change (the runtime's
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -31,20 +31,6 @@ from moorage.store.apps import App, Domain
 from moorage.store.certs import AppTls, Certificate
 
 MAX_PEM_BYTES = 64 * 1024
-
-
-class TlsSink(Protocol):
-    """Told an app's whole TLS state whenever it changes: the runtime's ``tls_sink``.
-
-    Moorage's router on the local runtime; the app's Ingress and its ``kubernetes.io/tls``
-    Secrets on Kubernetes (``runtime.kubernetes_ingress``).
-    """
-
-    def https_refusal(self) -> str | None:
-        """Why it cannot serve HTTPS now (told to the user), or ``None`` when it can."""
-        ...
-
-    def set_tls(self, app: str, certs: list[SniCertificate], force_https: bool) -> None: ...
 
 
 def covers(pattern: str, host: str) -> bool:
@@ -105,7 +91,7 @@ def _names(leaf: x509.Certificate) -> list[str]:
 
 def _require_https(platform: Platform) -> None:
     """Certificates and redirects need something serving HTTPS: refused where nothing would."""
-    sink: TlsSink | None = platform.tls
+    sink = platform.runtime.tls_sink
     if sink is None:
         raise UnprocessableError(
             "certificates are served by Moorage's router or, on Kubernetes, by the apps' Ingress "
@@ -209,7 +195,7 @@ def set_force_https(platform: Platform, who: Principal, name: str, value: Any) -
 
 def publish(platform: Platform, name: str) -> None:
     """Tell the router which certificate serves each custom domain of the app (the newest covering it)."""
-    sink: TlsSink | None = platform.tls
+    sink = platform.runtime.tls_sink
     if sink is None:
         return
     with platform.db.unit_of_work() as s:

@@ -15,13 +15,13 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 
 from moorage.errors import ConflictError
-from moorage.platform.builder.slugs import private_dir
 from moorage.platform.runtime.base import Runtime
+from moorage.platform.slug_store import private_dir
 from moorage.settings import Settings
 from moorage.store.apps import App, Perm
 from moorage.store.db import Database
@@ -30,12 +30,6 @@ from moorage.store.locks import Holder, LockBusy, NamedLocks, locks_for
 
 #: Lock names of service instances start with this; the rest name apps.
 SERVICE_LOCK = "service/"
-
-
-class DomainSink(Protocol):
-    """Told the full list of custom domains of an app whenever it changes (the router)."""
-
-    def set_domains(self, app: str, domains: list[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,10 +47,6 @@ class Platform:
     db: Database
     runtime: Runtime
     encryptor: Encryptor
-    #: Receives custom domains; ``None`` when the runtime's router is not reachable here.
-    domains: DomainSink | None = None
-    #: Receives custom domains' certificates (``certs.TlsSink``: the runtime's ``tls_sink``); ``None`` without one.
-    tls: Any = None
     #: ``build(app, source_dir, env, progress) -> (artifact_dir, process_types)``.
     builder: Any = None
     _locks: NamedLocks = field(init=False, repr=False)

@@ -93,6 +93,5 @@ def remove(platform: Platform, who: Principal, name: str, raw: str) -> None:
 
 
 def _publish(platform: Platform, who: Principal, name: str) -> None:
-    if platform.domains is not None:
-        platform.domains.set_domains(name, list_domains(platform, who, name))
+    platform.runtime.set_domains(name, list_domains(platform, who, name))
     certs.publish(platform, name)  # a wildcard certificate may cover the new domain

@@ -54,8 +54,8 @@ def resume(platform: Platform) -> list[str]:
         try:
             # Never wait: another controller changing this app is deploying it already.
             with platform.app_lock(name, what="bringing it back after a restart", wait=0):
-                if platform.domains is not None and item.domains:
-                    platform.domains.set_domains(name, item.domains)
+                if item.domains:
+                    platform.runtime.set_domains(name, item.domains)
                 certs.publish(platform, name)
                 if not _already_running(platform, item):
                     platform.runtime.deploy(item.spec, item.formation, lambda line: None)

@@ -285,8 +285,7 @@ def _reload(platform: Platform, who: Principal, name: str, version: int) -> dict
 
 def _mark_crashed(platform: Platform, name: str, release: dict[str, Any]) -> dict[str, Any]:
     """A live release whose processes crash-loop shows as ``crashed`` (the runtime knows)."""
-    probe = getattr(platform.runtime, "crashed_release", None)
-    if probe is not None and release["status"] == SUCCEEDED and probe(name) == release["version"]:
+    if release["status"] == SUCCEEDED and platform.runtime.crashed_release(name) == release["version"]:
         release["status"] = CRASHED
     return release
 

@@ -27,8 +27,8 @@ from urllib.parse import quote, urlencode
 from sqlalchemy import select
 
 from moorage.errors import NotFoundError, PermissionDeniedError
-from moorage.platform.builder.slugs import store_from_settings
 from moorage.platform.controller.context import Platform
+from moorage.platform.slug_store import store_from_settings
 from moorage.store.apps import App, Build, Release
 
 PURPOSE = "slug urls"

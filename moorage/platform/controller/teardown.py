@@ -14,7 +14,7 @@ import shutil
 from sqlalchemy import select
 
 from moorage.errors import ConflictError, Error, PermissionDeniedError
-from moorage.platform.builder import slugs
+from moorage.platform import slug_store
 from moorage.platform.controller import app_uids, bindings, services
 from moorage.platform.controller.apps import find
 from moorage.platform.controller.context import Platform, Principal
@@ -64,8 +64,8 @@ def destroy_service(platform: Platform, who: Principal, name: str, unbind: bool,
 def _forget_slugs(platform: Platform, name: str, refs: list[str]) -> None:
     """Delete the app's slugs from the slug store (S3 too); failures are logged, not raised."""
     try:
-        store = slugs.store_from_settings(platform.settings)
+        store = slug_store.store_from_settings(platform.settings)
     except Error as exc:
         log.warning("the slugs of %s were not deleted: %s", name, exc.message, extra={"app": name})
         return
-    slugs.forget_app(store, name, refs)
+    slug_store.forget_app(store, name, refs)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from moorage.errors import UnprocessableError
+from moorage.platform.router.config import SniCertificate
 
 #: Receives one line of deploy/build progress for the client (``moorage[deploy]: …``).
 Progress = Callable[[str], None]
@@ -88,7 +90,24 @@ class Formation:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+class TlsSink(Protocol):
+    """Told an app's whole TLS state whenever it changes (``certs.publish``).
+
+    Moorage's router on the local runtime; the app's Ingress and its ``kubernetes.io/tls``
+    Secrets on Kubernetes (``runtime.kubernetes_ingress``).
+    """
+
+    def https_refusal(self) -> str | None:
+        """Why it cannot serve HTTPS now (told to the user), or ``None`` when it can."""
+        ...
+
+    def set_tls(self, app: str, certs: Sequence[SniCertificate], force_https: bool) -> None: ...
+
+
 class Runtime(ABC):
+    """What the controller knows of a runtime: the abstract methods, and three with defaults
+    (custom domains, crash loops, certificates) for runtimes that route or watch nothing."""
+
     @abstractmethod
     def deploy(self, release: ReleaseSpec, formation: Mapping[str, int], progress: Progress) -> None:
         """Roll the app to ``release``: start new processes, wait healthy, switch, drain old.
@@ -132,3 +151,22 @@ class Runtime(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Stop supervising (processes of the embedded runtime stop with it)."""
+
+    def set_domains(self, app: str, domains: Iterable[str]) -> None:  # noqa: B027
+        """Route ``domains`` (custom domains) to the app besides ``<app>.<base_domain>``.
+
+        By default nothing: whatever routes to this runtime's apps routes the domains too;
+        the controller keeps the list either way (``moorage domains``).
+        """
+
+    def crashed_release(self, app: str) -> int | None:
+        """The running release's version when its processes crash-loop (shown as ``crashed``).
+
+        ``None`` by default: a runtime that does not watch its processes reports none.
+        """
+        return None
+
+    @property
+    def tls_sink(self) -> TlsSink | None:
+        """Where ``certs:add`` certificates go; ``None`` when nothing here serves HTTPS."""
+        return None

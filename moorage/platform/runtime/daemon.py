@@ -117,6 +117,8 @@ class Supervisor:
             return rt.set_domains(args["app"], args["domains"])
         if op == "crashed_release":
             return rt.crashed_release(args["app"])
+        if op == "https_refusal":
+            return self.router.https_refusal()
         if op == "set_tls":
             certs = [SniCertificate(tuple(c["hosts"]), c["cert"], c["key"]) for c in args["certs"]]
             return self.router.set_tls(args["app"], certs, bool(args["force_https"]))

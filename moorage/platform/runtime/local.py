@@ -16,9 +16,9 @@ new processes are stopped and an error naming the process and its last output is
 raised; the old ones were never touched. Deploying the version already running keeps
 its live processes, so the controller may call ``deploy`` again after a restart.
 
-Additions to the Runtime interface (for the controller): ``set_domains`` routes custom
-domains besides ``<app>.<base_domain>``; ``crashed_release`` tells whether the running
-release is crash-looping. Progress callbacks receive plain messages (the same text is
+Of the Runtime interface's optional parts, ``set_domains`` routes custom domains besides
+``<app>.<base_domain>``, ``crashed_release`` tells whether the running release is
+crash-looping and ``tls_sink`` is the router. Progress callbacks receive plain messages (the same text is
 logged with source ``moorage[deploy]``).
 """
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
-from moorage.platform import procfile
+from moorage.platform import procfile, slug_store
 from moorage.platform.identity import AppUser, app_identity, app_user
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
@@ -89,9 +89,7 @@ class LocalRuntime(Runtime):
 
     def _fetch_slug(self, ref: str, dest: Path) -> Path:
         """Download a slug kept in the configured slug store (S3-compatible storage)."""
-        from moorage.platform.builder.slugs import store_from_settings
-
-        return store_from_settings(self.settings).fetch(ref, dest)
+        return slug_store.store_from_settings(self.settings).fetch(ref, dest)
 
     # -- the Runtime interface -------------------------------------------------------------
 
@@ -181,7 +179,7 @@ class LocalRuntime(Runtime):
             record_processes(self.settings.data_dir, state.name, [])
             state.book.close()
 
-    # -- additions -------------------------------------------------------------------------
+    # -- custom domains, crash loops, certificates -----------------------------------------
 
     def set_domains(self, app: str, domains: Iterable[str]) -> None:
         """Route ``domains`` (custom domains) to the app besides ``<app>.<base_domain>``."""

@@ -16,13 +16,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from moorage.errors import ConfigurationError, Error
 from moorage.platform.router.config import SniCertificate
 from moorage.platform.runtime import wire
-from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
+from moorage.platform.runtime.base import (
+    LogLine,
+    ProcessStatus,
+    Progress,
+    ReleaseSpec,
+    RunResult,
+    Runtime,
+    TlsSink,
+)
 from moorage.platform.runtime.daemon import folder, socket_path
 from moorage.settings import Settings
 
@@ -33,8 +41,7 @@ START_TIMEOUT = 60.0
 class SupervisedRuntime(Runtime):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        #: Where the controller publishes certificates (``certs.publish``).
-        self.router = _TlsSink(self)
+        self._tls = _TlsSink(self)
 
     # -- the Runtime interface -------------------------------------------------------------
 
@@ -66,7 +73,12 @@ class SupervisedRuntime(Runtime):
     def close(self) -> None:
         """Nothing to stop: the supervisor and its apps keep running without the controller."""
 
-    # -- additions (as LocalRuntime) -------------------------------------------------------
+    # -- custom domains, crash loops, certificates -----------------------------------------
+
+    @property
+    def tls_sink(self) -> TlsSink:
+        """The supervisor's router, over the socket."""
+        return self._tls
 
     def set_domains(self, app: str, domains: Iterable[str]) -> None:
         self.call("set_domains", {"app": app, "domains": list(domains)})
@@ -118,7 +130,11 @@ class _TlsSink:
     def __init__(self, runtime: SupervisedRuntime) -> None:
         self._runtime = runtime
 
-    def set_tls(self, app: str, certs: Iterable[SniCertificate], force_https: bool) -> None:
+    def https_refusal(self) -> str | None:
+        refusal = self._runtime.call("https_refusal", {})
+        return str(refusal) if refusal else None
+
+    def set_tls(self, app: str, certs: Sequence[SniCertificate], force_https: bool) -> None:
         body = [{"hosts": list(c.hosts), "cert": c.cert_pem, "key": c.key_pem} for c in certs]
         self._runtime.call("set_tls", {"app": app, "certs": body, "force_https": force_https})
 
