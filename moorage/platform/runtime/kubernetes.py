@@ -28,12 +28,12 @@ from typing import Any
 
 from moorage.clients.kubernetes import KubeApi
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
-from moorage.platform import procfile
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import kubernetes_logs
 from moorage.platform.runtime import kubernetes_manifests as manifests
 from moorage.platform.runtime import kubernetes_oneoff as oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
+from moorage.platform.runtime.formation import check_count, check_formation, describe
 from moorage.platform.runtime.kubernetes_access import grant_app_role, role_binding
 from moorage.platform.runtime.kubernetes_ingress import AppIngress
 from moorage.platform.runtime.kubernetes_rollout import Target, pod_problem, wait_rollout
@@ -41,7 +41,6 @@ from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_PER_TYPE = 100
 #: Procfile types the runtime never runs as a Deployment (the release phase runs once).
 ONE_OFF_TYPES = frozenset({"release"})
 
@@ -66,7 +65,7 @@ class KubernetesRuntime(Runtime):
     # -- deploy ----------------------------------------------------------------------------
 
     def deploy(self, release: ReleaseSpec, formation: Mapping[str, int], progress: Progress) -> None:
-        counts = self._check_formation(release, formation)
+        counts = check_formation(release, formation)
         ns = self._prepare(release)
         previous = {
             d["metadata"]["name"]: d for d in self.api.list("deployment", ns, {"heritage": "moorage"})
@@ -79,11 +78,11 @@ class KubernetesRuntime(Runtime):
             raise UnprocessableError(
                 f"v{release.version} was refused by Kubernetes: {exc.message}; {outcome}", reason=exc.message
             ) from None
-        progress(f"moorage[deploy]: rolling out v{release.version} ({_describe(counts)})")
+        progress(f"moorage[deploy]: rolling out v{release.version} ({describe(counts)})")
         failure = wait_rollout(self.api, ns, targets, self._timeout(), started)
         if failure is None:
             self._forget_old_secrets(ns, release)
-            progress(f"moorage[deploy]: v{release.version} is up ({_describe(counts)})")
+            progress(f"moorage[deploy]: v{release.version} is up ({describe(counts)})")
             return
         progress(f"moorage[deploy]: v{release.version} failed: {failure}")
         outcome = self._restore(ns, release, previous, progress)
@@ -210,7 +209,7 @@ class KubernetesRuntime(Runtime):
         targets: dict[str, Target] = {}
         started = _now()
         for ptype, count in formation.items():
-            _check_count(ptype, count)
+            check_count(ptype, count)
             deployment = deployments.get(ptype)
             if deployment is None:
                 if count == 0:
@@ -230,7 +229,7 @@ class KubernetesRuntime(Runtime):
             raise UnprocessableError(
                 f"scaling failed: {failure}; the previous counts were put back", reason=failure
             )
-        progress(f"moorage[deploy]: scaled to {_describe({t: c for t, c in formation.items() if c})}")
+        progress(f"moorage[deploy]: scaled to {describe({t: c for t, c in formation.items() if c})}")
 
     def restart(self, app: str, process_type: str | None, progress: Progress) -> None:
         ns = self.namespace_of(app)
@@ -354,28 +353,6 @@ class KubernetesRuntime(Runtime):
     def _timeout(self) -> float:
         return self.settings.platform.deploy_timeout_seconds
 
-    def _check_formation(self, release: ReleaseSpec, formation: Mapping[str, int]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for ptype, count in formation.items():
-            _check_count(ptype, count)
-            if count > 0 and ptype not in release.processes:
-                raise InvalidParametersError(
-                    f"process type {ptype!r} is not in the Procfile of {release.app} "
-                    f"(types: {', '.join(sorted(release.processes)) or 'none'})"
-                )
-            if count > 0:
-                counts[ptype] = count
-        return counts
-
-
-def _check_count(ptype: str, count: Any) -> None:
-    if not procfile.is_process_type(ptype):
-        raise InvalidParametersError(f"process type {ptype!r} is not valid ({procfile.RULE})")
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PER_TYPE:
-        raise InvalidParametersError(
-            f"count {count!r} for {ptype} must be a whole number from 0 to {MAX_PER_TYPE}"
-        )
-
 
 def _state(pod: dict[str, Any]) -> str:
     status = pod.get("status") or {}
@@ -390,6 +367,3 @@ def _state(pod: dict[str, Any]) -> str:
     )
     return "up" if status.get("phase") == "Running" and ready else "starting"
 
-
-def _describe(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{t}={c}" for t, c in sorted(counts.items())) or "no processes"

@@ -25,7 +25,6 @@ logged with source ``moorage[deploy]``).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,14 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moorage.errors import Error, InvalidParametersError, NotFoundError, UnprocessableError
-from moorage.platform import procfile, slug_store
+from moorage.platform import slug_store
 from moorage.platform.identity import AppUser, app_identity, app_user
 from moorage.platform.router import Router
 from moorage.platform.router.config import validate_app, validate_hostname
 from moorage.platform.runtime import binding_files, oneoff
 from moorage.platform.runtime.base import LogLine, ProcessStatus, Progress, ReleaseSpec, RunResult, Runtime
+from moorage.platform.runtime.formation import check_formation, describe
 from moorage.platform.runtime.logbook import FileTail, LogBook
 from moorage.platform.runtime.orphans import kill_orphans, record_processes
+from moorage.platform.runtime.ports import LoopbackPorts
 from moorage.platform.runtime.release_dir import (
     app_tmp,
     command_argv,
@@ -55,7 +56,6 @@ from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_PER_TYPE = 100
 RUN_OUTPUT_LIMIT = 1024 * 1024
 
 
@@ -80,7 +80,7 @@ class LocalRuntime(Runtime):
         self.user = app_user(settings.platform)
         self._apps: dict[str, _App] = {}
         self._lock = threading.Lock()
-        self._ports: set[int] = set()
+        self._ports = LoopbackPorts()
         self._closed = threading.Event()
         self._tailer = threading.Thread(
             target=self._tail_access_logs, name="moorage-access-logs", daemon=True
@@ -94,7 +94,7 @@ class LocalRuntime(Runtime):
     # -- the Runtime interface -------------------------------------------------------------
 
     def deploy(self, release: ReleaseSpec, formation: Mapping[str, int], progress: Progress) -> None:
-        counts = self._check_formation(release, formation)
+        counts = check_formation(release, formation)
         app = self._app(release.app)
         with app.op_lock:
             self._event(app, progress, f"Deploying v{release.version}")
@@ -104,16 +104,16 @@ class LocalRuntime(Runtime):
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
             self._event(
-                app, progress, f"v{release.version} is up ({_describe(counts)}) from {directory.name}"
+                app, progress, f"v{release.version} is up ({describe(counts)}) from {directory.name}"
             )
 
     def scale(self, app: str, formation: Mapping[str, int], progress: Progress) -> None:
         state = self._running(app)
         with state.op_lock:
             release = self._release_of(state)
-            counts = self._check_formation(release, formation, base=state.formation)
+            counts = check_formation(release, formation, base=state.formation)
             self._roll(state, release, counts, replace=set(), progress=progress)
-            self._event(state, progress, f"Scaled to {_describe(counts)}")
+            self._event(state, progress, f"Scaled to {describe(counts)}")
 
     def restart(self, app: str, process_type: str | None, progress: Progress) -> None:
         state = self._running(app)
@@ -296,7 +296,7 @@ class LocalRuntime(Runtime):
     def _new_process(
         self, app: _App, release: ReleaseSpec, directory: Path, tmp: Path, ptype: str, number: int
     ) -> ManagedProcess:
-        port = self._reserve_port() if ptype == "web" else None
+        port = self._ports.reserve() if ptype == "web" else None
         name = f"{ptype}.{number}"
         root = binding_files.binding_root(self.settings.data_dir, release)
         launch = Launch(
@@ -345,7 +345,7 @@ class LocalRuntime(Runtime):
         grace = self.settings.platform.stop_grace_seconds
         with ThreadPoolExecutor(max_workers=min(16, len(processes))) as pool:
             list(pool.map(lambda p: p.stop(grace), processes))
-        self._release_ports(processes)
+        self._ports.release(p.port for p in processes)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -373,44 +373,9 @@ class LocalRuntime(Runtime):
         assert state.release is not None
         return state.release
 
-    def _check_formation(
-        self, release: ReleaseSpec, formation: Mapping[str, int], base: Mapping[str, int] | None = None
-    ) -> dict[str, int]:
-        counts = dict(base or {})
-        for ptype, count in formation.items():
-            if not procfile.is_process_type(ptype):
-                raise InvalidParametersError(f"process type {ptype!r} is not valid ({procfile.RULE})")
-            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PER_TYPE:
-                raise InvalidParametersError(
-                    f"count {count!r} for {ptype} must be a whole number from 0 to {MAX_PER_TYPE}"
-                )
-            if count > 0 and ptype not in release.processes:
-                raise InvalidParametersError(
-                    f"process type {ptype!r} is not in the Procfile of {release.app} "
-                    f"(types: {', '.join(sorted(release.processes)) or 'none'})"
-                )
-            counts[ptype] = count
-        return {t: c for t, c in counts.items() if c > 0}
-
     def _event(self, app: _App, progress: Progress, message: str) -> None:
         app.book.write("moorage[deploy]", message)
         progress(message)
-
-    def _reserve_port(self) -> int:
-        with self._lock:
-            while True:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", 0))
-                    port = s.getsockname()[1]
-                if port not in self._ports:
-                    self._ports.add(port)
-                    return port
-
-    def _release_ports(self, processes: list[ManagedProcess]) -> None:
-        with self._lock:
-            for p in processes:
-                if p.port is not None:
-                    self._ports.discard(p.port)
 
     def _tail_access_logs(self) -> None:
         while not self._closed.wait(0.25):
@@ -421,6 +386,3 @@ class LocalRuntime(Runtime):
                     for line in state.access.read_new():
                         state.book.write("moorage[router]", line)
 
-
-def _describe(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{t}={c}" for t, c in sorted(counts.items())) or "no processes"

@@ -20,6 +20,13 @@ UTC = moorage.store.base.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:
+    """Each table with its indexes, in the order their foreign keys need."""
+    _create_platform_brokers()
+    _create_platform_service_instances()
+    _create_platform_service_bindings()
+
+
+def _create_platform_brokers() -> None:
     op.create_table(
         "platform_brokers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -35,6 +42,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_brokers")),
         sa.UniqueConstraint("name", name=op.f("uq_platform_brokers_name")),
     )
+
+
+def _create_platform_service_instances() -> None:
     op.create_table(
         "platform_service_instances",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -63,6 +73,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_service_instances")),
         sa.UniqueConstraint("owner_id", "name", name="uq_platform_service_instances_owner_name"),
     )
+
+
+def _create_platform_service_bindings() -> None:
     op.create_table(
         "platform_service_bindings",
         sa.Column("id", sa.String(length=36), nullable=False),
