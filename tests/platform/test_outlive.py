@@ -7,14 +7,18 @@ controller is killed (SIGKILL of its whole process group) or stopped (SIGTERM, a
 upgrade does): no request may fail, an app process that crashes meanwhile is restarted
 by the supervisor, and a new controller finds the same processes (pids and kernel start
 times) and the log lines written while it was down. SIGKILL of the broker changes
-nothing the apps serve.
+nothing the apps serve. Certificates added through this controller are served by the
+supervisor's router, and stay served while no controller runs.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,16 +28,19 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
 
 from moorage.cli.main import cli
 from moorage.embedded.ports import free_port
 from moorage.platform.runtime import supervised
 from moorage.settings import Settings
 from tests.platform.test_router_load import Load
+from tests.platform.test_router_tls import key_pem, make_ca, make_leaf, pem
 from tests.polling import wait_for
 
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "rt_echo"
 HOST = "load.moorage.localhost"
+DOMAIN = "www.load.example"
 
 
 class Stack:
@@ -42,12 +49,13 @@ class Stack:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.port, self.router_port = free_port(), free_port()
+        self.port, self.router_port, self.https_port = free_port(), free_port(), free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
         self.env.update(
             MOORAGE_DATA_DIR=str(self.data_dir),
             MOORAGE_PLATFORM_PORT=str(self.port),
             MOORAGE_PLATFORM_ROUTER_PORT=str(self.router_port),
+            MOORAGE_PLATFORM_ROUTER_HTTPS_PORT=str(self.https_port),
             MOORAGE_PLATFORM_STOP_GRACE_SECONDS="2",
             MOORAGE_PLATFORM_RESTART_BACKOFF_SECONDS="0.2",
         )
@@ -205,3 +213,31 @@ def test_sigkill_of_the_broker_leaves_the_apps_serving(stack: Stack) -> None:
         if broker.poll() is None:
             os.killpg(broker.pid, signal.SIGKILL)
             broker.wait(30)
+
+
+def https_get(port: int, sni: str, ca: x509.Certificate) -> tuple[int, x509.Certificate]:
+    """One verified HTTPS request for ``sni`` (SNI and Host): its status and the leaf served."""
+    context = ssl.create_default_context(cadata=pem(ca).decode())
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    conn.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=sni
+    )
+    try:
+        conn.request("GET", "/", headers={"Host": sni})
+        status = conn.getresponse().status
+        return status, x509.load_der_x509_certificate(conn.sock.getpeercert(binary_form=True))
+    finally:
+        conn.close()
+
+
+def test_certificates_reach_the_supervisors_router_and_outlive_the_controller(stack: Stack) -> None:
+    ca_key, ca = make_ca()
+    key, leaf = make_leaf(ca_key, ca, DOMAIN)
+    (stack.root / "app" / "server.crt").write_bytes(pem(leaf))
+    (stack.root / "app" / "server.key").write_bytes(key_pem(key))
+    stack.cli("domains:add", DOMAIN)
+    assert DOMAIN in stack.cli("certs:add", "server.crt", "server.key")
+    assert https_get(stack.https_port, DOMAIN, ca) == (200, leaf)
+
+    stack.kill_controller(signal.SIGKILL)
+    assert https_get(stack.https_port, DOMAIN, ca) == (200, leaf)
