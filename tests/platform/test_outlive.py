@@ -19,21 +19,15 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 
-from moorage.cli.main import cli
-from moorage.embedded.ports import free_port
-from moorage.platform.runtime import supervised
-from moorage.settings import Settings
+from tests.fixtures.stack import Stack
 from tests.platform.test_router_load import Load
 from tests.platform.test_router_tls import key_pem, make_ca, make_leaf, pem
 from tests.polling import wait_for
@@ -43,93 +37,23 @@ HOST = "load.moorage.localhost"
 DOMAIN = "www.load.example"
 
 
-class Stack:
-    """A data dir, its controller process (started and killed at will) and a CLI user."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data_dir = root / "data"
-        self.port, self.router_port, self.https_port = free_port(), free_port(), free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
-        self.env.update(
-            MOORAGE_DATA_DIR=str(self.data_dir),
-            MOORAGE_PLATFORM_PORT=str(self.port),
-            MOORAGE_PLATFORM_ROUTER_PORT=str(self.router_port),
-            MOORAGE_PLATFORM_ROUTER_HTTPS_PORT=str(self.https_port),
-            MOORAGE_PLATFORM_STOP_GRACE_SECONDS="2",
-            MOORAGE_PLATFORM_RESTART_BACKOFF_SECONDS="0.2",
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.controller: subprocess.Popen[bytes] | None = None
-        self.cli_env = {"HOME": str(root / "home"), "MOORAGE_URL": self.url}
-        self.token = ""
-
-    def start_controller(self) -> None:
-        log = (self.root / "controller.log").open("ab")
-        self.controller = subprocess.Popen(
-            [sys.executable, "-m", "moorage.cli.main", "controller"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        wait_for(self._healthy, 90, interval=0.1, what="the controller to answer")
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def kill_controller(self, sig: signal.Signals) -> None:
-        assert self.controller is not None
-        os.killpg(self.controller.pid, sig)
-        self.controller.wait(30)
-
-    def cli(self, *args: str) -> str:
-        old = os.getcwd()
-        os.chdir(self.root / "app")
-        try:
-            result = CliRunner().invoke(cli, list(args), env=self.cli_env)
-        finally:
-            os.chdir(old)
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    def deploy(self) -> None:
-        shutil.copytree(APP_DIR, self.root / "app")
-        self.cli("register", self.url, "--username", "alice", "--password", "wonderland1")
-        self.cli("apps:create", "load")
-        self.cli("deploy")
-        self.cli("scale", "web=2")
-
-    def api(self, path: str) -> httpx.Response:
-        r = httpx.post(
-            self.url + "/v2/auth/login", json={"username": "alice", "password": "wonderland1"}, timeout=10
-        )
-        headers = {"Authorization": f"token {r.json()['token']}"}
-        return httpx.get(self.url + path, headers=headers, timeout=30)
-
-    def ps(self) -> dict[str, dict]:
-        return {p["name"]: p for p in self.api("/v2/apps/load/pods").json()["results"] if p["type"] == "web"}
-
-    def close(self) -> None:
-        if self.controller is not None and self.controller.poll() is None:
-            self.kill_controller(signal.SIGKILL)
-        supervised.stop(Settings(data_dir=self.data_dir))
-
-
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="moorage-outlive-"))
     root.chmod(0o755)
     s = Stack(root)
     s.start_controller()
-    s.deploy()
+    s.deploy(APP_DIR, "load")
+    s.cli("scale", "web=2")
     yield s
     s.close()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def ps(stack: Stack) -> dict[str, dict]:
+    """The app's web processes by name, as ``moorage ps`` shows them."""
+    pods = stack.api("/v2/apps/load/pods").json()["results"]
+    return {p["name"]: p for p in pods if p["type"] == "web"}
 
 
 def start_time(pid: int) -> str:
@@ -141,7 +65,7 @@ def start_time(pid: int) -> str:
 def test_sigkill_of_the_controller_loses_no_request_and_a_new_one_readopts(
     stack: Stack, keep_alive: bool
 ) -> None:
-    before = stack.ps()
+    before = ps(stack)
     starts = {name: start_time(p["pid"]) for name, p in before.items()}
     with Load(stack.router_port, HOST, keep_alive) as load:
         stack.kill_controller(signal.SIGKILL)
@@ -154,7 +78,7 @@ def test_sigkill_of_the_controller_loses_no_request_and_a_new_one_readopts(
     wait_for(lambda: log_file.read_text().count("listening on") >= 3, what="web.1 to listen again")
 
     stack.start_controller()
-    after = stack.ps()
+    after = ps(stack)
     assert after["web.2"]["pid"] == before["web.2"]["pid"]
     assert after["web.2"]["started"] == before["web.2"]["started"]
     assert start_time(after["web.2"]["pid"]) == starts["web.2"]
@@ -170,49 +94,26 @@ def test_sigkill_of_the_controller_loses_no_request_and_a_new_one_readopts(
 
 def test_a_restarted_controller_keeps_the_apps_serving(stack: Stack) -> None:
     """An upgrade: SIGTERM stops the controller; apps and router keep serving; a new one takes over."""
-    before = stack.ps()
+    before = ps(stack)
     with Load(stack.router_port, HOST, keep_alive=True) as load:
         stack.kill_controller(signal.SIGTERM)
         stack.start_controller()
     assert load.failures == []
-    after = stack.ps()
+    after = ps(stack)
     assert {n: (p["pid"], p["started"]) for n, p in after.items()} == {
         n: (p["pid"], p["started"]) for n, p in before.items()
     }
     stack.cli("scale", "web=1")  # the new controller drives the processes it found
-    assert list(stack.ps()) == ["web.1"]
+    assert list(ps(stack)) == ["web.1"]
 
 
 def test_sigkill_of_the_broker_leaves_the_apps_serving(stack: Stack) -> None:
-    port = free_port()
-    log = (stack.root / "broker.log").open("ab")
-    broker = subprocess.Popen(
-        [sys.executable, "-m", "moorage.cli.main", "broker"],
-        env={**stack.env, "MOORAGE_BROKER_PORT": str(port)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    try:
-
-        def answers() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, 90, interval=0.1, what="the broker to answer")
-        before = stack.ps()
-        with Load(stack.router_port, HOST, keep_alive=True) as load:
-            os.killpg(broker.pid, signal.SIGKILL)
-            broker.wait(30)
-        assert load.failures == []
-        assert stack.ps() == before
-    finally:
-        if broker.poll() is None:
-            os.killpg(broker.pid, signal.SIGKILL)
-            broker.wait(30)
+    stack.start_broker()
+    before = ps(stack)
+    with Load(stack.router_port, HOST, keep_alive=True) as load:
+        stack.kill_broker()
+    assert load.failures == []
+    assert ps(stack) == before
 
 
 def https_get(port: int, sni: str, ca: x509.Certificate) -> tuple[int, x509.Certificate]:

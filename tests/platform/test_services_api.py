@@ -352,37 +352,30 @@ def test_update_changes_plan_and_parameters(ctl: Controller, tmp_path: Path) -> 
     assert before["plan"] == "no-maintenance" and before["state"] == "ready"
 
 
-def test_operations_interrupted_by_a_restart_are_settled(ctl: Controller, noop_broker: RunningBroker) -> None:
-    """What a controller restart leaves half-done ends in a clear state, not "in progress" forever."""
+def test_a_binding_whose_release_went_out_before_a_crash_is_kept(ctl: Controller, noop_broker: RunningBroker) -> None:
+    """The one state a real crash leaves only in a window too narrow to hit: the release
+    carrying the binding's vars went out, and the controller died before marking the
+    binding bound. So this edits the row to that state (bookkeeping only); the crashes a
+    test can reach for real are in ``test_controller_crash.py``."""
     from moorage.platform.controller import service_recovery
-    from moorage.store.services import ServiceBinding, ServiceInstance
+    from moorage.store.services import ServiceBinding
 
     alice = ctl.user("alice")
     alice.post("/v2/apps", json={"id": "shop"})
-    for name in ("kept", "dropped", "stuck"):
-        assert create(alice, name)[0] == 200
+    assert create(alice, "kept")[0] == 200
     assert alice.post("/v2/services/kept/bindings", json={"app": "shop"}).status_code == 201
-    assert alice.post("/v2/services/dropped/bindings", json={"app": "shop", "as": "OLD"}).status_code == 201
     bound_at_broker = broker_bindings(noop_broker)
-    # The release without OLD_* went out, then the controller stopped before the broker unbind.
-    r = alice.post("/v2/apps/shop/config", json={"values": {"OLD_URL": None}, "force": True})
-    assert r.status_code == 201, r.text
     platform = ctl.flask_app.extensions["moorage.platform"]
     with platform.db.unit_of_work() as s:
         for binding in s.scalars(select(ServiceBinding)):
-            binding.state = "binding" if binding.alias == "NOOP" else "unbinding"
-        stuck = s.scalar(select(ServiceInstance).where(ServiceInstance.name == "stuck"))
-        stuck.state = "creating"
+            binding.state = "binding"
 
     service_recovery.settle(platform)
 
     listed = {i["name"]: i for i in alice.get("/v2/services").json()["results"]}
     assert listed["kept"]["apps"] == ["shop"], "its vars are in the release: the binding stands"
-    assert listed["dropped"]["apps"] == [], "its vars were gone: the unbind was finished"
-    assert broker_bindings(noop_broker) == bound_at_broker - 1
-    assert listed["stuck"]["state"] == "failed"
-    assert "services:destroy stuck" in alice.get("/v2/services/stuck").json()["description"]
-    assert alice.delete("/v2/services/stuck").status_code == 200
+    assert listed["kept"]["bindings"][0]["state"] == "bound"
+    assert broker_bindings(noop_broker) == bound_at_broker
 
 
 def _shop_with_cache_bound(ctl: Controller) -> tuple[httpx.Client, int]:
