@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -32,6 +31,7 @@ from tests.fixtures.broker import (
 )
 from tests.fixtures.gcp import PROJECT, BigQueryEmulator, gcp_env, gcp_group
 from tests.gcp.iam_standin import IamStandIn
+from tests.polling import wait_for
 
 
 @pytest.mark.slow
@@ -67,10 +67,11 @@ def test_sigkill_during_bind_is_resumed_with_exactly_one_service_account(
 
         request = threading.Thread(target=bind, daemon=True)
         request.start()
-        deadline = time.monotonic() + 30
-        while not (email in iam_standin.accounts() and iam_standin.live_keys(email)):
-            assert time.monotonic() < deadline, "the bind never got as far as its key"
-            time.sleep(0.05)
+        wait_for(
+            lambda: email in iam_standin.accounts() and iam_standin.live_keys(email),
+            30,
+            what="the bind to get as far as its key",
+        )
         process.kill()
         request.join(10)
         assert answers and isinstance(answers[0], httpx.TransportError), answers
@@ -84,7 +85,9 @@ def test_sigkill_during_bind_is_resumed_with_exactly_one_service_account(
         creds = fetched.json()["credentials"]
         assert set(iam_standin.accounts("moorage-")) - before == {email}, "exactly one service account"
         live = iam_standin.live_keys(email)
-        assert live == [json.loads(creds["credentials"])["private_key_id"]], "exactly one live key: the one handed out"
+        assert live == [json.loads(creds["credentials"])["private_key_id"]], (
+            "exactly one live key: the one handed out"
+        )
         assert live != first_key  # the key whose private half died with the broker was deleted
         iam_standin.state.propagation_seconds = 0.0
         key = service_account.Credentials.from_service_account_info(

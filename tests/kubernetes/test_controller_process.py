@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from moorage.embedded.ports import free_port
 from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.kubernetes import ControlPlane
 from tests.fixtures.platform import APPS_DIR, deploy_tarball, tar_of
+from tests.polling import wait_for
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -51,15 +51,15 @@ def test_the_controller_deploys_onto_kubernetes(
     url = f"http://127.0.0.1:{port}"
     core = kubernetes.client.CoreV1Api(kube.api_client())
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def healthy() -> bool:
+            assert proc.poll() is None, log.read_text()
             try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+                return False
+
+        wait_for(healthy, 60, 0.2, what="the controller to answer", detail=log.read_text)
         with httpx.Client(base_url=url, timeout=300) as client:
             client.post("/v2/auth/register", json={"username": "alice", "password": "correct-horse"})
             token = client.post(

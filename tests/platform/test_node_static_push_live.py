@@ -8,7 +8,6 @@ curled through the router by its host name. A build that fails says which comman
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from tests.fixtures.platform import Cli, LivePlatform, run_live_platform
 from tests.platform.test_git_push import cli_for, git
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +43,13 @@ def pushed(live: LivePlatform, base: Path, app: str, source: str, check: bool = 
 
 def serves(live: LivePlatform, host: str, path: str = "/", timeout: float = 30.0) -> tuple[int, bytes]:
     """The first answer that is not the router's 404/502 while the release starts."""
-    deadline = time.monotonic() + timeout
-    status, body = live.get(host, path)
-    while status in (404, 502, 503) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        status, body = live.get(host, path)
-    return status, body
+    last: list[tuple[int, bytes]] = []
+
+    def answered() -> tuple[int, bytes] | None:
+        last[:] = [live.get(host, path)]
+        return last[0] if last[0][0] not in (404, 502, 503) else None
+
+    return wait_for(answered, timeout, 0.1, what=f"{host} to answer", detail=lambda: repr(last))
 
 
 def test_express_without_a_lockfile(live, tmp_path):
