@@ -32,39 +32,25 @@ root the server runs as the unprivileged service user.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import shutil
-import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pymysql
 
 from moorage.embedded.certificates import write_self_signed
-from moorage.embedded.files import (
-    open_append,
-    read_text,
-    root_folder,
-    server_folder,
-    write_for_server,
-    write_private,
-)
-from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
-from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, run_as, tail, wait_for
-from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
+from moorage.embedded.files import server_folder, write_for_server
+from moorage.embedded.ports import LOOPBACK
+from moorage.embedded.processes import run_as
+from moorage.embedded.server import MAX_SOCKET_PATH, EmbeddedServer
+from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser
 from moorage.errors import ConfigurationError, ProviderError
 
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "moorage"
-#: Longest unix socket path the kernel accepts (sun_path is 108 bytes with the NUL).
-_MAX_SOCKET_PATH = 107
 
 
 def find_binary(name: str) -> Path:
@@ -80,11 +66,17 @@ def find_binary(name: str) -> Path:
     return Path(found)
 
 
-class EmbeddedMariaDB:
+class EmbeddedMariaDB(EmbeddedServer):
     """One mariadbd in ``<data_dir>/mariadb``: ``start()``, ``stop()``, ``is_running()``.
 
-    ``durable=False`` relaxes flushing and shrinks the buffer pool: for tests only.
+    ``durable=False`` relaxes flushing and shrinks the buffer pool: for tests only. Its
+    :meth:`stop` is SIGTERM: a clean InnoDB shutdown, sessions are closed.
     """
+
+    title = "embedded MariaDB"
+    product = "MariaDB"
+    process_name = "mariadbd"
+    stop_timeout = 60.0
 
     def __init__(
         self,
@@ -95,35 +87,18 @@ class EmbeddedMariaDB:
         max_connections: int = 300,
         start_timeout: float = 60.0,
     ) -> None:
-        self.base = Path(data_dir).absolute() / "mariadb"
+        super().__init__(
+            Path(data_dir).absolute() / "mariadb", user_name=user_name, start_timeout=start_timeout
+        )
         self.datadir = self.base / "data"
         self.config_file = self.base / "my.cnf"
         self.init_file = self.base / "init.sql"
-        self.password_file = self.base / "admin-password"
-        self.port_file = self.base / "port"
-        self.run_dir = self.base / "run"
+        self.run_dir = self.server_dir = self.base / "run"
         self.pid_file = self.run_dir / "mariadbd.pid"
         self.log_file = self.run_dir / "error.log"
         self.socket = self.run_dir / "mysqld.sock"
-        self._user_name = user_name
         self.durable = durable
         self.max_connections = max_connections
-        self.start_timeout = start_timeout
-        self._child: subprocess.Popen[bytes] | None = None
-
-    # -- public API ------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        """The port the server runs on (or ran on last)."""
-        try:
-            return int(read_text(self.port_file).strip())
-        except (OSError, ValueError):
-            raise ProviderError(f"the embedded MariaDB in {self.base} has never been started") from None
 
     @property
     def admin_url(self) -> str:
@@ -132,56 +107,14 @@ class EmbeddedMariaDB:
 
     def start(self) -> str:
         """Initialise if needed, start unless already running, wait until ready; the admin URL."""
-        user = service_user(self._user_name)
-        with self._lock(user):
-            if not self.password_file.exists():
-                write_private(self.password_file, secrets.token_urlsafe(32).encode())
+        with self._starting() as user:
+            self._ensure_password()
             if not (self.datadir / "mysql").is_dir():
                 self._install(user)
-            if self.is_running():
-                log.info("embedded MariaDB already running", extra={"port": self.port})
-                return self.admin_url
-            self._start(user)
-            return self.admin_url
-
-    def stop(self) -> None:
-        """SIGTERM (a clean InnoDB shutdown; sessions are closed) and wait for the process to exit."""
-        pid = read_pidfile(self.pid_file)
-        if pid is None or not pid_alive(pid):
-            self._reap()
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        wait_for(lambda: not pid_alive(pid), timeout=60, what=f"mariadbd (pid {pid}) to exit")
-        self._reap()
-
-    def is_running(self) -> bool:
-        """True when our mariadbd is alive and lets the admin account in."""
-        pid = read_pidfile(self.pid_file)
-        if pid is None or not pid_alive(pid):
-            return False
-        try:
-            port = self.port
-        except ProviderError:
-            return False
-        return self._accepts(port)
+            self._start_unless_running(user)
+        return self.admin_url
 
     # -- steps -----------------------------------------------------------------------
-
-    @contextmanager
-    def _lock(self, user: ServiceUser) -> Iterator[None]:
-        """Serialise start() between processes sharing the data dir; prepare the base folder."""
-        check_reachable(self.base, user)
-        root_folder(self.base)
-        server_folder(self.run_dir, user)
-        fd = open_append(self.base / ".lock")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _install(self, user: ServiceUser) -> None:
         """mariadb-install-db into a staging folder, then move it into place (all or nothing)."""
@@ -208,53 +141,16 @@ class EmbeddedMariaDB:
         log.info("initialised embedded MariaDB", extra={"datadir": str(self.datadir)})
 
     def _start(self, user: ServiceUser) -> None:
-        try:
-            recorded: int | None = self.port
-        except ProviderError:
-            recorded = None
-        port = recorded if recorded is not None and port_is_free(recorded) else free_port()
         self._write_init_file(user)
-        for attempt in range(3):
-            self._write_config(port, user)
-            child = self._spawn(user)
-            wait_for(
-                lambda child=child, port=port: child.poll() is not None or self._accepts(port),
-                timeout=self.start_timeout,
-                what=f"MariaDB on port {port}",
-            )
-            if child.poll() is None:
-                break
-            self._child = None
-            if attempt < 2 and not port_is_free(port):
-                log.warning("port %s was taken before MariaDB could bind it; trying another", port)
-                port = free_port()
-                continue
-            raise ProviderError(f"mariadbd did not start; end of {self.log_file}:\n{tail(self.log_file)}")
-        write_private(self.port_file, f"{port}\n".encode())
+        port = self._run(user)
         log.info("embedded MariaDB started", extra={"port": port})
 
-    def _spawn(self, user: ServiceUser) -> subprocess.Popen[bytes]:
+    def _launch(self, port: int, user: ServiceUser) -> str | None:
         """``mariadbd-safe``, MariaDB's own supervisor: it restarts a mariadbd that crashed."""
-        self.pid_file.unlink(missing_ok=True)
-        log_fd = open_append(self.log_file, owner=user)  # mariadbd appends to it itself (log-error)
-        try:
-            self._child = subprocess.Popen(
-                [
-                    str(find_binary("mariadbd-safe")),
-                    f"--defaults-file={self.config_file}",
-                    "--skip-syslog",
-                ],
-                cwd=self.base,
-                env=clean_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                start_new_session=True,
-                **user.popen_kwargs(),  # type: ignore[arg-type]
-            )
-        finally:
-            os.close(log_fd)
-        return self._child
+        self._write_config(port, user)
+        argv = [find_binary("mariadbd-safe"), f"--defaults-file={self.config_file}", "--skip-syslog"]
+        # mariadbd appends to the log itself (log-error), so it is the service user's
+        return self._spawn(argv, port, user=user, cwd=self.base, log_owner=user)
 
     def _write_init_file(self, user: ServiceUser) -> None:
         """The admin account, converged on every (re)start; one statement per line, as mariadbd wants.
@@ -293,7 +189,7 @@ class EmbeddedMariaDB:
             "aria_pagecache_buffer_size = 8M",
             "key_buffer_size = 8M",
         ]
-        if len(str(self.socket)) > _MAX_SOCKET_PATH:
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ConfigurationError(
                 f"the data dir path is too long for MariaDB's unix socket ({self.socket}); choose a shorter one"
             )
@@ -306,21 +202,7 @@ class EmbeddedMariaDB:
             ]
         write_for_server(self.config_file, ("\n".join(lines) + "\n").encode(), user)
 
-    def _reap(self) -> None:
-        if self._child is not None:
-            try:
-                self._child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-            self._child = None
-
     # -- probes ----------------------------------------------------------------------
-
-    def _password(self) -> str:
-        try:
-            return read_text(self.password_file).strip()
-        except FileNotFoundError:
-            raise ProviderError(f"the embedded MariaDB in {self.base} has never been started") from None
 
     def _accepts(self, port: int) -> bool:
         try:

@@ -23,36 +23,25 @@ service user (PostgreSQL refuses root anyway).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 
 from moorage.embedded.certificates import write_self_signed
-from moorage.embedded.files import (
-    open_append,
-    read_text,
-    root_folder,
-    server_folder,
-    write_for_server,
-    write_private,
-)
-from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
-from moorage.embedded.processes import pid_alive, read_pidfile, run_as, tail, wait_for
-from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
+from moorage.embedded.files import open_append, read_text, server_folder, write_for_server, write_private
+from moorage.embedded.ports import LOOPBACK
+from moorage.embedded.processes import read_pidfile, run_as, wait_for
+from moorage.embedded.server import MAX_SOCKET_PATH, EmbeddedServer
+from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, service_user
 from moorage.errors import ConfigurationError, ProviderError
 
 log = logging.getLogger(__name__)
 
 SUPERUSER = "moorage"
-#: Longest unix socket path the kernel accepts (sun_path is 108 bytes with the NUL).
-_MAX_SOCKET_PATH = 107
 
 
 def find_bin_dir() -> Path:
@@ -72,11 +61,16 @@ def find_bin_dir() -> Path:
     )
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """One PostgreSQL server in ``<data_dir>/postgres``: ``start()``, ``stop()``, ``is_running()``.
 
     ``durable=False`` turns off fsync and friends: for tests and throwaway data only.
     """
+
+    title = "embedded PostgreSQL"
+    product = "PostgreSQL"
+    process_name = "postgres"
+    password_name = "superuser-password"
 
     def __init__(
         self,
@@ -88,34 +82,24 @@ class EmbeddedPostgres:
         max_connections: int = 200,
         start_timeout: float = 60.0,
     ) -> None:
-        self.base = Path(data_dir).absolute() / "postgres"
+        super().__init__(
+            Path(data_dir).absolute() / "postgres", user_name=user_name, start_timeout=start_timeout
+        )
         self.pgdata = self.base / "data"
-        self.socket_dir = self.base / "run"
-        self.password_file = self.base / "superuser-password"
-        self.port_file = self.base / "port"
+        self.socket_dir = self.server_dir = self.base / "run"
+        self.pid_file = self.pgdata / "postmaster.pid"
         self.log_file = self.base / "run" / "server.log"
         self._bin_dir = bin_dir
-        self._user_name = user_name
         self.durable = durable
         self.max_connections = max_connections
-        self.start_timeout = start_timeout
 
     # -- public API ------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return LOOPBACK
 
     @property
     def port(self) -> int:
         """The port the server runs on (or ran on last)."""
         running = self._running_port()
-        if running is not None:
-            return running
-        recorded = self._recorded_port()
-        if recorded is None:
-            raise ProviderError(f"the embedded PostgreSQL in {self.base} has never been started")
-        return recorded
+        return running if running is not None else super().port
 
     @property
     def admin_url(self) -> str:
@@ -124,20 +108,15 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Initialise if needed, start unless already running, wait until ready; the admin URL."""
-        user = service_user(self._user_name)
-        with self._lock(user):
+        with self._starting() as user:
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(user)
-            if self.is_running():
-                log.info("embedded PostgreSQL already running", extra={"port": self.port})
-                return self.admin_url
-            self._start(user)
-            self._harden()
-            return self.admin_url
+            self._start_unless_running(user)
+        return self.admin_url
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: sessions are disconnected) and wait for it to exit."""
-        if read_pidfile(self.pgdata / "postmaster.pid") is None:
+        if read_pidfile(self.pid_file) is None:
             return
         user = service_user(self._user_name)
         proc = run_as(
@@ -160,19 +139,6 @@ class EmbeddedPostgres:
         return self._bin_dir
 
     # -- steps -----------------------------------------------------------------------
-
-    @contextmanager
-    def _lock(self, user: ServiceUser) -> Iterator[None]:
-        """Serialise start() between processes sharing the data dir; prepare the base folder."""
-        check_reachable(self.base, user)  # before creating anything
-        root_folder(self.base)
-        server_folder(self.socket_dir, user)
-        fd = open_append(self.base / ".lock")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _initdb(self, user: ServiceUser) -> None:
         password = secrets.token_urlsafe(32)
@@ -218,43 +184,37 @@ class EmbeddedPostgres:
         log.info("initialised embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
 
     def _start(self, user: ServiceUser) -> None:
-        recorded = self._recorded_port()
-        port = recorded if recorded is not None and port_is_free(recorded) else free_port()
-        for attempt in range(3):
-            self._write_config(port)
-            proc = run_as(
-                user,
-                [
-                    self.bin_dir / "pg_ctl",
-                    "start",
-                    "-D",
-                    self.pgdata,
-                    "-l",
-                    self.log_file,
-                    "-w",
-                    "-t",
-                    str(int(self.start_timeout)),
-                ],
-                cwd=self.base,
-                timeout=self.start_timeout + 10,
-            )
-            if proc.returncode == 0:
-                break
-            if attempt < 2 and not port_is_free(port):
-                log.warning("port %s was taken before PostgreSQL could bind it; trying another", port)
-                port = free_port()
-                continue
-            raise ProviderError(
-                f"the embedded PostgreSQL did not start (pg_ctl: {proc.stderr.strip()}); "
-                f"end of {self.log_file}:\n{tail(self.log_file)}"
-            )
-        write_private(self.port_file, f"{port}\n".encode())
+        port = self._run(user)
         wait_for(lambda: self._accepts(port), timeout=self.start_timeout, what=f"PostgreSQL on port {port}")
         log.info("embedded PostgreSQL started", extra={"port": port})
+        self._harden()
+
+    def _launch(self, port: int, user: ServiceUser) -> str | None:
+        """``pg_ctl start -w``: it returns when the server is up, or failed."""
+        self._write_config(port)
+        proc = run_as(
+            user,
+            [
+                self.bin_dir / "pg_ctl",
+                "start",
+                "-D",
+                self.pgdata,
+                "-l",
+                self.log_file,
+                "-w",
+                "-t",
+                str(int(self.start_timeout)),
+            ],
+            cwd=self.base,
+            timeout=self.start_timeout + 10,
+        )
+        if proc.returncode != 0:
+            return f"the embedded PostgreSQL did not start (pg_ctl: {proc.stderr.strip()})"
+        return None
 
     def _write_config(self, port: int) -> None:
         socket_dirs = str(self.socket_dir)
-        if len(f"{socket_dirs}/.s.PGSQL.{port}") > _MAX_SOCKET_PATH:
+        if len(f"{socket_dirs}/.s.PGSQL.{port}") > MAX_SOCKET_PATH:
             log.warning("data dir path too long for a unix socket; PostgreSQL listens on TCP only")
             socket_dirs = ""
         lines = [
@@ -290,26 +250,12 @@ class EmbeddedPostgres:
 
     # -- probes ----------------------------------------------------------------------
 
-    def _password(self) -> str:
-        try:
-            return read_text(self.password_file).strip()
-        except FileNotFoundError:
-            raise ProviderError(f"the embedded PostgreSQL in {self.base} has never been started") from None
-
-    def _recorded_port(self) -> int | None:
-        try:
-            return int(read_text(self.port_file).strip())
-        except (OSError, ValueError):
-            return None
-
     def _running_port(self) -> int | None:
         """The port from postmaster.pid when that postmaster is alive."""
-        pidfile = self.pgdata / "postmaster.pid"
-        pid = read_pidfile(pidfile)
-        if pid is None or not pid_alive(pid):
+        if self._live_pid() is None:
             return None
         try:
-            return int(read_text(pidfile).splitlines()[3])
+            return int(read_text(self.pid_file).splitlines()[3])
         except (OSError, IndexError, ValueError, ProviderError):
             return None
 

@@ -1,8 +1,8 @@
 """Running server binaries as the service user, and waiting for them without sleeping blindly.
 
-Why a module: the PostgreSQL and Redis classes start, probe and stop processes the same
-way: with a clean environment, as the unprivileged service user, and by polling a
-condition until a deadline (never a fixed sleep), reporting what was awaited on timeout.
+Why a module: the embedded servers start, probe and stop processes the same way: with a
+clean environment, as the unprivileged service user, and by polling a condition until a
+deadline (never a fixed sleep), reporting what was awaited on timeout.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from moorage.embedded.files import read_text
+from moorage.embedded.files import open_append, read_text
 from moorage.embedded.users import ServiceUser
 from moorage.errors import ProviderError
 
@@ -43,6 +43,31 @@ def run_as(
         )
     except subprocess.TimeoutExpired as exc:
         raise ProviderError(f"{Path(str(argv[0])).name} did not finish within {timeout:.0f} s") from exc
+
+
+def start_detached(
+    user: ServiceUser,
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path,
+    log: Path,
+    log_owner: ServiceUser | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as ``user`` in a session of its own, so it outlives Moorage; output appended to ``log``."""
+    log_fd = open_append(log, owner=log_owner)
+    try:
+        return subprocess.Popen(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            start_new_session=True,
+            **user.popen_kwargs(),  # type: ignore[arg-type]
+        )
+    finally:
+        os.close(log_fd)
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -33,14 +33,11 @@ can act on one instance safely.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import secrets
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,25 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from moorage.embedded.files import (
-    open_append,
-    read_first,
-    read_text,
-    root_folder,
-    server_folder,
-    write_for_server,
-    write_owned_by,
-    write_private,
-)
-from moorage.embedded.ports import LOOPBACK, free_port, port_is_free
-from moorage.embedded.processes import clean_env, pid_alive, read_pidfile, tail, wait_for
-from moorage.embedded.redis import ADMIN_USER
+from moorage.embedded.files import read_text, root_folder, server_folder, write_private
+from moorage.embedded.ports import LOOPBACK
 from moorage.embedded.redis_children import adopt
-from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, check_reachable, service_user
-from moorage.errors import ConfigurationError, PermanentError, ProviderError
+from moorage.embedded.redis_server import RedisServer
+from moorage.embedded.users import DEFAULT_SERVICE_USER, ServiceUser, service_user
+from moorage.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +92,20 @@ def loopback_address(number: int) -> str:
     return f"127.{1 + index // (254 * 256)}.{(index // 254) % 256}.{index % 254 + 1}"
 
 
-class InstanceServer:
+def _listened(state: dict[str, Any]) -> list[str]:
+    """127.0.0.1 (Moorage's admin connection) and the address of every binding."""
+    return [LOOPBACK, *sorted(set(state["bindings"].values()))]
+
+
+class InstanceServer(RedisServer):
     """The redis-server of one instance: create, (re)start, reconfigure, add and drop addresses."""
+
+    title = "Redis server"
+    missing_password = "was never created"
+    #: Apps may log in as ``default`` with the password only (``AUTH <password>``), so the
+    #: ``default`` user is whatever the bindings made it, as ACL SAVE kept it.
+    keeps_default_user = True
+    client_options = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 5}
 
     def __init__(
         self,
@@ -118,19 +115,9 @@ class InstanceServer:
         user_name: str = DEFAULT_SERVICE_USER,
         start_timeout: float = 10.0,
     ) -> None:
-        self.base = Path(base).absolute()
+        super().__init__(base, binary=binary, user_name=user_name, start_timeout=start_timeout)
         self.settings_file = self.base / "settings.json"
         self.addresses_file = self.base / "addresses.json"
-        self.config_file = self.base / "redis.conf"
-        self.data = self.base / "data"
-        self.acl_file = self.data / "users.acl"
-        self.password_file = self.base / "admin-password"
-        self.port_file = self.base / "port"
-        self.pid_file = self.data / "redis.pid"
-        self.log_file = self.base / "redis.log"
-        self._binary = binary
-        self._user_name = user_name
-        self.start_timeout = start_timeout
 
     # -- what the provider calls -------------------------------------------------------
 
@@ -138,22 +125,10 @@ class InstanceServer:
     def exists(self) -> bool:
         return self.settings_file.exists()
 
-    @property
-    def port(self) -> int:
-        try:
-            return int(read_text(self.port_file).strip())
-        except (OSError, ValueError):
-            raise ProviderError(f"the Redis server in {self.base} has never been started") from None
-
     def create(self, settings: ServerSettings) -> None:
         """Prepare the folder (once) and start the server unless it runs; idempotent."""
-        user = service_user(self._user_name)
-        check_reachable(self.base, user)
-        root_folder(self.base.parent)
-        root_folder(self.base)
-        with self._lock():
-            if not self.password_file.exists():
-                write_private(self.password_file, secrets.token_urlsafe(32).encode())
+        with self._starting() as user:
+            self._ensure_password()
             if not self.exists:
                 self._write_json(self.settings_file, asdict(settings))
             if not self.is_running():
@@ -179,7 +154,7 @@ class InstanceServer:
         """Keep new settings for the next start and apply them to the running server."""
         with self._lock():
             self._write_json(self.settings_file, asdict(settings))
-            self._write_config(self.port)
+            self._rewrite_config()
             with self.admin() as client:
                 client.config_set("maxmemory", f"{settings.maxmemory_mb}mb")
                 client.config_set("maxmemory-policy", settings.maxmemory_policy)
@@ -201,7 +176,7 @@ class InstanceServer:
                 state["next"] += 1
                 self._listen(state)  # first: when Redis refuses, nothing is kept for the next start
                 self._write_json(self.addresses_file, state)
-                self._write_config(self.port)
+                self._rewrite_config()
             else:
                 self._listen(state)
             return address
@@ -214,7 +189,7 @@ class InstanceServer:
             if address is not None:
                 self._listen(state)
                 self._write_json(self.addresses_file, state)
-                self._write_config(self.port)
+                self._rewrite_config()
             return address
 
     def destroy(self) -> None:
@@ -226,21 +201,9 @@ class InstanceServer:
             self.stop()
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def stop(self) -> None:
-        """SIGTERM (Redis flushes its append-only file) and wait until the process is gone."""
-        pid = read_pidfile(self.pid_file)
-        if pid is None or not self._is_ours(pid):
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        wait_for(lambda: not pid_alive(pid), timeout=30, what=f"redis-server (pid {pid}) to exit")
-
     def is_running(self) -> bool:
         """True when the pidfile names a live redis-server (cheap: no connection)."""
-        pid = read_pidfile(self.pid_file)
-        return pid is not None and self._is_ours(pid)
+        return self._live_pid() is not None
 
     @contextmanager
     def admin(self) -> Iterator[redis.Redis]:
@@ -251,83 +214,29 @@ class InstanceServer:
         finally:
             client.close()
 
-    @property
-    def binary(self) -> Path:
-        if self._binary is None:
-            found = shutil.which("redis-server")
-            if not found:
-                raise ConfigurationError(
-                    "redis-server was not found; install it (Debian: apt-get install redis-server)"
-                )
-            self._binary = Path(found)
-        return self._binary
-
     # -- steps -------------------------------------------------------------------------
 
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        fd = open_append(self.base / ".lock")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def _prepare(self, user: ServiceUser) -> None:
+        super()._prepare(user)
+        root_folder(self.base.parent)  # the folder of all instances: root's too
 
-    def _start(self, user: ServiceUser, *, fresh_port_allowed: bool) -> None:
+    def _start(self, user: ServiceUser, *, fresh_port_allowed: bool = True) -> None:
+        """``fresh_port_allowed=False``: a restart keeps the port its bindings were given."""
         root_folder(self.base)  # also a folder made by a version that gave it to the service user
         server_folder(self.data, user)
         self._write_acl_file(user)
-        try:
-            port = self.port
-        except ProviderError:
-            port = free_port()
-        if fresh_port_allowed and not port_is_free(port):
-            port = free_port()
-        for attempt in range(3):
-            self._write_config(port)
-            self.pid_file.unlink(missing_ok=True)
-            log_fd = open_append(self.log_file)
-            try:
-                child = subprocess.Popen(
-                    [str(self.binary), str(self.config_file)],
-                    cwd=self.data,
-                    env=clean_env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_fd,
-                    stderr=log_fd,
-                    start_new_session=True,  # outlives Moorage's processes
-                    **user.popen_kwargs(),  # type: ignore[arg-type]
-                )
-            finally:
-                os.close(log_fd)
-            adopt(child)
-            wait_for(
-                lambda child=child, port=port: child.poll() is not None or self._ping(port),
-                timeout=self.start_timeout,
-                what=f"redis-server on port {port}",
-            )
-            if child.poll() is None:
-                write_private(self.port_file, f"{port}\n".encode())
-                log.info("dedicated Redis started", extra={"port": port, "path": str(self.base)})
-                return
-            if attempt < 2 and fresh_port_allowed and not port_is_free(port):
-                port = free_port()  # lost the port between choosing and binding it
-                continue
-            break
-        raise ProviderError(f"redis-server did not start; end of {self.log_file}:\n{tail(self.log_file)}")
+        port = self._run(user, may_move=fresh_port_allowed)
+        log.info("dedicated Redis started", extra={"port": port, "path": str(self.base)})
 
-    def _write_config(self, port: int) -> None:
+    def _keep_child(self, child: subprocess.Popen[bytes]) -> None:
+        adopt(child)  # the supervisor reaps it: this object lives no longer than one request
+
+    def _bind_addresses(self) -> list[str]:
+        return _listened(self._addresses())
+
+    def _own_config(self) -> list[str]:
         settings = ServerSettings(**json.loads(read_text(self.settings_file)))
-        addresses = [LOOPBACK, *sorted(set(self._addresses()["bindings"].values()))]
-        lines = [
-            f"bind {' '.join(addresses)}",
-            f"port {port}",
-            "protected-mode yes",
-            "daemonize no",
-            f'pidfile "{self.pid_file}"',
-            'logfile ""',
-            f'dir "{self.data}"',
-            f'aclfile "{self.acl_file}"',
+        return [
             "databases 16",
             "tcp-backlog 128",
             "enable-debug-command no",
@@ -335,30 +244,15 @@ class InstanceServer:
             "enable-protected-configs no",
             *settings.config_lines(),
         ]
-        write_for_server(self.config_file, ("\n".join(lines) + "\n").encode(), service_user(self._user_name))
 
-    def _write_acl_file(self, user: ServiceUser) -> None:
-        """(Re)write the admin user's line; keep ``default`` and the bindings' users as saved."""
-        digest = hashlib.sha256(self._password().encode()).hexdigest()
-        kept: list[str] = []
-        default = "user default off resetpass resetkeys resetchannels -@all"
-        for line in read_first(self.acl_file, self.base / "users.acl").splitlines():
-            words = line.split()
-            if len(words) >= 2 and words[0] == "user" and words[1] == ADMIN_USER:
-                continue
-            if len(words) >= 2 and words[0] == "user" and words[1] == "default":
-                default = line
-            elif line.strip():
-                kept.append(line)
-        lines = [default, f"user {ADMIN_USER} on #{digest} ~* &* +@all", *kept]
-        write_owned_by(self.acl_file, ("\n".join(lines) + "\n").encode(), user)
-        (self.base / "users.acl").unlink(missing_ok=True)  # where versions before 2026-12 kept it
+    def _rewrite_config(self) -> None:
+        """For the next start (the running server was told already)."""
+        self._write_config(self.port, service_user(self._user_name))
 
     def _listen(self, state: dict[str, Any]) -> None:
         """Make the running server listen on 127.0.0.1 and every binding's address."""
-        addresses = [LOOPBACK, *sorted(set(state["bindings"].values()))]
         with self.admin() as client:
-            client.config_set("bind", " ".join(addresses))
+            client.config_set("bind", " ".join(_listened(state)))
 
     def _addresses(self) -> dict[str, Any]:
         try:
@@ -378,7 +272,7 @@ class InstanceServer:
         Redis runs in its ``dir`` (our ``data/``), which tells it apart from another
         instance's server that got the same pid.
         """
-        if not pid_alive(pid):
+        if not super()._is_ours(pid):
             return False
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() != "redis-server":
@@ -386,30 +280,3 @@ class InstanceServer:
             return os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(self.data)
         except OSError:  # gone, or another user's (ours run as Moorage's service user)
             return False
-
-    def _password(self) -> str:
-        try:
-            return read_text(self.password_file).strip()
-        except FileNotFoundError:
-            raise ProviderError(f"the Redis server in {self.base} was never created") from None
-
-    def _client(self, port: int) -> redis.Redis:
-        return redis.Redis(
-            host=LOOPBACK,
-            port=port,
-            username=ADMIN_USER,
-            password=self._password(),
-            decode_responses=True,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            retry=Retry(NoBackoff(), 0),
-        )
-
-    def _ping(self, port: int) -> bool:
-        client = self._client(port)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
