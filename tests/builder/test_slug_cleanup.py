@@ -3,6 +3,7 @@
 The controller runs over HTTP with a build step that packs the uploaded tree into a slug
 and keeps it in the configured store (what the buildpack builder does after compiling),
 so the builds recorded for an app reference real ``s3://`` objects in the moto server.
+The slugs are the controller's to delete, so the runtime is ``InertRuntime``.
 """
 
 from __future__ import annotations

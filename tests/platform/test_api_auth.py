@@ -1,4 +1,8 @@
-"""Accounts and tokens through the real HTTP API."""
+"""Accounts and tokens through the real HTTP API.
+
+Accounts are the controller's own bookkeeping: where a test starts a controller of its
+own, it runs on ``InertRuntime`` (no processes), since no app is deployed.
+"""
 
 from __future__ import annotations
 

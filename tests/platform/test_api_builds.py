@@ -1,4 +1,9 @@
-"""Uploading source: hostile tarballs are refused, nothing lands outside, output streams."""
+"""Uploading source: hostile tarballs are refused, nothing lands outside, output streams.
+
+What is checked here happens before anything runs (the upload, its unpacking, the build
+output's stream), so the controllers run on ``InertRuntime``, which only records what it
+is given; uploads that run are deployed on the real runtime in ``test_cli_deploy.py``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The platform's state at rest: the migration matches the models, secrets are not in clear."""
+"""The platform's state at rest: the migration matches the models, secrets are not in clear.
+
+Only the state database is looked at, so the controller runs on ``InertRuntime``.
+"""
 
 from __future__ import annotations
 

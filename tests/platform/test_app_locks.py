@@ -3,7 +3,8 @@
 The other controller is a real second process: a Python child building its own
 :class:`Platform` (its own engine and connections) on the same state, taking an app's
 lock the way a controller's build or config change does, and holding it until told to
-let go — or until it is killed. The controller under test serves the real API.
+let go — or until it is killed. The controller under test serves the real API; the locks
+are its own bookkeeping, so it runs on ``InertRuntime`` (no processes).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A real no-op broker over HTTP serves the test catalog with the ``async`` plan's
 ``maximum_polling_duration`` cut to 2 s (a copy in the test's own catalog directory, so
 the shared catalog and the tests that list its plans stay as they are). The controller's
 own limit stays at 30 s: a create that waited for a slow clean-up under that limit would
-take half a minute before the instance is marked failed.
+take half a minute before the instance is marked failed. No app runs: the runtime is
+``InertRuntime``, as the limit is the controller's own bookkeeping.
 """
 
 from __future__ import annotations

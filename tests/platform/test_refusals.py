@@ -5,7 +5,9 @@ releases and config — before and after, and counts what the broker holds. Thre
 brokers refuse: Moorage's own (the built-in one; the platform checks the plan's
 published schema before it asks), a second Moorage broker registered like any
 third-party broker, whose plan publishes no schema and so answers 400 itself, and a
-stand-in third-party broker answering 422 (see :class:`RefusingBroker`).
+stand-in third-party broker answering 422 (see :class:`RefusingBroker`). A refusal
+changes no release, so the controller runs on ``InertRuntime``, which records any
+release it would be given.
 """
 
 from __future__ import annotations

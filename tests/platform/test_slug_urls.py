@@ -2,6 +2,8 @@
 
 The builder here packs the upload with the real ``make_slug`` and keeps it in the real slug
 store (the data directory, or the moto server's S3), so the route streams what a build made.
+The URL is the controller's own (pods fetch it on Kubernetes), so the runtime is ``InertRuntime``;
+the real Kubernetes runtime fetches it in ``tests/kubernetes/``.
 """
 
 from __future__ import annotations
