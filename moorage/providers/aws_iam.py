@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from moorage.catalog.provider import BindingContext
 from moorage.clients.aws import AwsClients, aws_code
 from moorage.errors import ConflictError, NotFoundError, PermanentError, ProviderError, TemporaryError
 
@@ -69,6 +70,22 @@ def user_name(prefix: str, binding_id: str) -> str:
 
 def policy_document(statements: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, separators=(",", ":"))
+
+
+def bind_user(clients: AwsClients, ctx: BindingContext, prefix: str, policy: str) -> BindingKeys:
+    """The binding's user ``<prefix>-<binding id>``, tagged with its instance and binding."""
+    return ensure_binding_user(
+        clients,
+        name=user_name(prefix, ctx.binding_id),
+        policy=policy,
+        tags={**instance_tags(ctx.instance.instance_id), "moorage:binding-id": ctx.binding_id},
+        previous=ctx.outputs,
+    )
+
+
+def unbind_user(clients: AwsClients, ctx: BindingContext, prefix: str) -> None:
+    """Delete the binding's user: the one its outputs name, else the one ``bind_user`` would make."""
+    delete_binding_user(clients, str(ctx.outputs.get("iam_user") or user_name(prefix, ctx.binding_id)))
 
 
 def ensure_binding_user(

@@ -35,26 +35,16 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg import sql
 
-from moorage.catalog.provider import (
-    BindingContext,
-    BindResult,
-    Endpoint,
-    InstanceContext,
-    Provider,
-    ProvisionResult,
-)
-from moorage.clients.aws import AwsClients, aws_code
-from moorage.errors import (
-    ConfigurationError,
-    ConflictError,
-    NotFoundError,
-    PermanentError,
-    ProviderError,
-    TemporaryError,
-)
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, ProvisionResult
+from moorage.clients.aws import aws_code
+from moorage.errors import ConflictError, NotFoundError, PermanentError, ProviderError, TemporaryError
 from moorage.providers import aws_iam, pg_roles
+from moorage.providers.address_maps import parse_address_map
+from moorage.providers.aws_provider import AwsProvider
 from moorage.providers.aws_rds_master import MasterPasswords, db_identifier, master_username
-from moorage.providers.postgres import binding_role, credentials, first_line, instance_names
+from moorage.providers.driver_errors import as_provider_error, first_line
+from moorage.providers.login_bindings import login_binding
+from moorage.providers.postgres import binding_role, credentials, instance_names
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,30 +63,11 @@ FAILED_STATES = frozenset(
 )
 
 
-def parse_endpoint_map(raw: str) -> dict[tuple[str, int], tuple[str, int]]:
-    """``"a:5432=127.0.0.1:6543,…"`` → ``{("a", 5432): ("127.0.0.1", 6543)}``."""
-    mapping: dict[tuple[str, int], tuple[str, int]] = {}
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        try:
-            source, target = item.split("=", 1)
-            (shost, sport), (thost, tport) = (side.strip().rsplit(":", 1) for side in (source, target))
-            mapping[(shost, int(sport))] = (thost, int(tport))
-        except ValueError:
-            raise ConfigurationError(
-                f"MOORAGE_AWS_RDS_ENDPOINT_MAP entry {item!r} is not host:port=host:port"
-            ) from None
-    return mapping
-
-
-class RdsPostgresProvider(Provider):
+class RdsPostgresProvider(AwsProvider):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.aws = AwsClients(settings.aws)
-        self.endpoint_map = parse_endpoint_map(settings.aws.rds_endpoint_map)
+        self.endpoint_map = parse_address_map(settings.aws.rds_endpoint_map, "MOORAGE_AWS_RDS_ENDPOINT_MAP")
         self.passwords = MasterPasswords(self.aws, settings.aws.use_secrets_manager)
-
-    def close(self) -> None:
-        self.aws.close()
 
     # -- instances -------------------------------------------------------------------------
 
@@ -248,11 +219,7 @@ class RdsPostgresProvider(Provider):
             extra={"instance_id": instance.instance_id, "binding_id": ctx.binding_id},
         )
         host, port = self._mapped(instance.outputs)
-        return BindResult(
-            credentials=credentials(host, port, database, role, password),
-            endpoints=[Endpoint(host=host, ports=[str(port)])],
-            outputs={"username": role},
-        )
+        return login_binding(credentials(host, port, database, role, password), host, port, role)
 
     def unbind(self, ctx: BindingContext) -> None:
         instance = ctx.instance
@@ -345,18 +312,9 @@ class RdsPostgresProvider(Provider):
     def _connect(self, instance: InstanceContext, database: str) -> Iterator[psycopg.Connection]:
         """An autocommit connection as master; psycopg errors become ProviderError here."""
         host, port = self._mapped(instance.outputs)
-        try:
-            with psycopg.connect(
-                host=host,
-                port=port,
-                dbname=database,
-                user=master_username(instance.instance_id),
-                password=self.passwords.stored(instance.instance_id, instance.outputs),
-                autocommit=True,
-                connect_timeout=10,
-            ) as conn:
+        where = f"RDS instance at {host}:{port}"
+        with as_provider_error((psycopg.Error, f"could not manage roles on {where}"), describe=first_line):
+            master = master_username(instance.instance_id)
+            password = self.passwords.stored(instance.instance_id, instance.outputs)
+            with pg_roles.connect(host, port, database, master, password) as conn:
                 yield conn
-        except psycopg.Error as exc:
-            raise ProviderError(
-                f"could not manage roles on RDS instance at {host}:{port}: {first_line(exc)}"
-            ) from None

@@ -21,11 +21,11 @@ import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, Provider, ProvisionResult
-from moorage.clients.aws import AwsClients, aws_code
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, ProvisionResult
+from moorage.clients.aws import aws_code
 from moorage.errors import ConflictError, NotFoundError, PermanentError
 from moorage.providers import aws_iam
-from moorage.settings import Settings
+from moorage.providers.aws_provider import AwsProvider
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,8 @@ def bucket_name(instance_id: str, prefix: str = "moorage-") -> str:
     return f"{prefix}{hashlib.sha256(instance_id.encode()).hexdigest()[: 63 - len(prefix)]}"
 
 
-class S3Provider(Provider):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.aws = AwsClients(settings.aws)
-
-    def close(self) -> None:
-        self.aws.close()
+class S3Provider(AwsProvider):
+    """Buckets and binding users in one AWS account."""
 
     # -- instances -------------------------------------------------------------------------
 
@@ -214,13 +209,7 @@ class S3Provider(Provider):
                 {"Effect": "Allow", "Action": OBJECT_ACTIONS, "Resource": [f"{arn}/*"]},
             ]
         )
-        keys = aws_iam.ensure_binding_user(
-            self.aws,
-            name=aws_iam.user_name("moorage-s3", ctx.binding_id),
-            policy=policy,
-            tags={**aws_iam.instance_tags(instance.instance_id), "moorage:binding-id": ctx.binding_id},
-            previous=ctx.outputs,
-        )
+        keys = aws_iam.bind_user(self.aws, ctx, "moorage-s3", policy)
         endpoint = self.aws.endpoint("s3", region)
         query = {"region": region}
         if self.aws.settings.endpoint_url:
@@ -237,6 +226,4 @@ class S3Provider(Provider):
         return BindResult(credentials=credentials, outputs=keys.outputs())
 
     def unbind(self, ctx: BindingContext) -> None:
-        aws_iam.delete_binding_user(
-            self.aws, str(ctx.outputs.get("iam_user") or aws_iam.user_name("moorage-s3", ctx.binding_id))
-        )
+        aws_iam.unbind_user(self.aws, ctx, "moorage-s3")

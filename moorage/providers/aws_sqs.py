@@ -19,11 +19,11 @@ import logging
 import re
 from typing import Any
 
-from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, Provider, ProvisionResult
-from moorage.clients.aws import AwsClients, aws_code
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, ProvisionResult
+from moorage.clients.aws import aws_code
 from moorage.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from moorage.providers import aws_iam
-from moorage.settings import Settings
+from moorage.providers.aws_provider import AwsProvider
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,8 @@ def queue_name(instance_id: str, suffix: str = "", fifo: bool = False, prefix: s
     return base + suffix + (".fifo" if fifo else "")
 
 
-class SqsProvider(Provider):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.aws = AwsClients(settings.aws)
-
-    def close(self) -> None:
-        self.aws.close()
+class SqsProvider(AwsProvider):
+    """Queues and binding users in one AWS account."""
 
     def _region(self, ctx: InstanceContext) -> str:
         return str(ctx.outputs.get("region") or ctx.config.get("region") or self.aws.region())
@@ -174,13 +169,7 @@ class SqsProvider(Provider):
             )
         resources = [out["queue_arn"], *([out["dlq_arn"]] if out.get("dlq_arn") else [])]
         policy = aws_iam.policy_document([{"Effect": "Allow", "Action": APP_ACTIONS, "Resource": resources}])
-        keys = aws_iam.ensure_binding_user(
-            self.aws,
-            name=aws_iam.user_name("moorage-sqs", ctx.binding_id),
-            policy=policy,
-            tags={**aws_iam.instance_tags(instance.instance_id), "moorage:binding-id": ctx.binding_id},
-            previous=ctx.outputs,
-        )
+        keys = aws_iam.bind_user(self.aws, ctx, "moorage-sqs", policy)
         region = self._region(instance)
         credentials = {
             "queue_url": out["queue_url"],
@@ -196,9 +185,7 @@ class SqsProvider(Provider):
         return BindResult(credentials=credentials, outputs=keys.outputs())
 
     def unbind(self, ctx: BindingContext) -> None:
-        aws_iam.delete_binding_user(
-            self.aws, str(ctx.outputs.get("iam_user") or aws_iam.user_name("moorage-sqs", ctx.binding_id))
-        )
+        aws_iam.unbind_user(self.aws, ctx, "moorage-sqs")
 
 
 def _settable(attributes: dict[str, str]) -> dict[str, str]:

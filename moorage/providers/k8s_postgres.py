@@ -18,25 +18,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
-from moorage.catalog.provider import (
-    BindingContext,
-    BindResult,
-    Endpoint,
-    InstanceContext,
-    Provider,
-    ProvisionResult,
-)
-from moorage.errors import PermanentError, ProviderError
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, ProvisionResult
 from moorage.providers import pg_roles
-from moorage.providers.k8s_workload import Engine, Names, Workload, image_of
-from moorage.providers.postgres import binding_role, credentials, first_line, instance_names
+from moorage.providers.admin_pool import AdminPool
+from moorage.providers.driver_errors import as_provider_error, first_line
+from moorage.providers.k8s_provider import WorkloadProvider
+from moorage.providers.k8s_workload import Engine, Names, image_of
+from moorage.providers.login_bindings import login_binding
+from moorage.providers.postgres import binding_role, credentials, instance_names, usable_pg
 from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,56 +77,27 @@ class _NoDatabase(Exception):
 ENGINE = Engine(name="postgresql", port=PORT, container=container, data_path=DATA_PATH)
 
 
-class K8sPostgresProvider(Provider):
+class K8sPostgresProvider(WorkloadProvider):
+    engine = ENGINE
+
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.workload = Workload(settings, ENGINE)
-        self._idle: dict[tuple[str, str], list[psycopg.Connection]] = {}
-        self._lock = threading.Lock()
+        self._pool: AdminPool[psycopg.Connection] = AdminPool(
+            usable_pg, per_key=IDLE_PER_DATABASE, keys=IDLE_DATABASES
+        )
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.close()
-        self.workload.close()
-
-    def _idle_connection(self, key: tuple[str, str]) -> psycopg.Connection | None:
-        with self._lock:
-            conns = self._idle.get(key) or []
-            while conns:
-                conn = conns.pop()
-                if not (conn.closed or conn.broken):
-                    return conn
-        return None
-
-    def _keep(self, key: tuple[str, str], conn: psycopg.Connection) -> None:
-        with self._lock:
-            conns = self._idle.setdefault(key, [])
-            if len(conns) < IDLE_PER_DATABASE and len(self._idle) <= IDLE_DATABASES:
-                conns.append(conn)
-                return
-        conn.close()
-
-    def _forget(self, instance_id: str) -> None:
-        """Close the idle connections to an instance that is being deleted."""
-        with self._lock:
-            keys = [key for key in self._idle if key[0] == instance_id]
-            conns = [conn for key in keys for conn in self._idle.pop(key)]
-        for conn in conns:
-            conn.close()
+        self._pool.close()
+        super().close()
 
     def provision(self, ctx: InstanceContext) -> ProvisionResult:
-        result = self.workload.provision(ctx)
+        result = super().provision(ctx)
         return ProvisionResult(outputs={**result.outputs, "database": instance_names(ctx.instance_id)[0]})
 
-    def update(self, ctx: InstanceContext) -> ProvisionResult:
-        return self.workload.update(ctx)
-
     def deprovision(self, ctx: InstanceContext) -> None:
-        self._forget(ctx.instance_id)
-        self.workload.deprovision(ctx)
+        # Idle connections to the instance's server would only fail once it is gone.
+        self._pool.forget(lambda key: key[0] == ctx.instance_id)
+        super().deprovision(ctx)
 
     def bind(self, ctx: BindingContext) -> BindResult:
         instance = ctx.instance
@@ -153,11 +119,7 @@ class K8sPostgresProvider(Provider):
             extra={"instance_id": instance.instance_id, "binding_id": ctx.binding_id},
         )
         host = self.workload.names(instance.instance_id).host
-        return BindResult(
-            credentials=credentials(host, PORT, database, role, password),
-            endpoints=[Endpoint(host=host, ports=[str(PORT)])],
-            outputs={"username": role},
-        )
+        return login_binding(credentials(host, PORT, database, role, password), host, PORT, role)
 
     def unbind(self, ctx: BindingContext) -> None:
         instance = ctx.instance
@@ -179,34 +141,17 @@ class K8sPostgresProvider(Provider):
         (up to ``IDLE_PER_DATABASE`` per database of an instance), which saves a TCP, TLS
         and SCRAM handshake on most binds and unbinds.
         """
-        host, port = self.workload.admin_address(instance_id)
-        password = self.workload.admin_password(instance_id)
-        if password is None:
-            raise PermanentError("the instance's admin Secret is gone; it cannot be managed")
-        key = (instance_id, database)
-        try:
-            conn = self._idle_connection(key) or psycopg.connect(
-                host=host,
-                port=port,
-                dbname=database,
-                user=self.workload.names(instance_id).admin_user,
-                password=password,
-                autocommit=True,
-                connect_timeout=10,
-            )
+        host, port, password = self.workload.admin_login(instance_id)
+        user = self.workload.names(instance_id).admin_user
+        where = f"the in-cluster PostgreSQL at {host}:{port}"
+        with as_provider_error((psycopg.Error, f"could not manage roles on {where}"), describe=first_line):
             try:
-                yield conn
-            except BaseException:
-                conn.close()
+                with self._pool.lend(
+                    lambda: pg_roles.connect(host, port, database, user, password),
+                    key=(instance_id, database),
+                ) as conn:
+                    yield conn
+            except psycopg.OperationalError as exc:
+                if database != "postgres" and f'database "{database}" does not exist' in str(exc):
+                    raise _NoDatabase() from None
                 raise
-            self._keep(key, conn)
-        except psycopg.OperationalError as exc:
-            if database != "postgres" and f'database "{database}" does not exist' in str(exc):
-                raise _NoDatabase() from None
-            raise ProviderError(
-                f"could not manage roles on the in-cluster PostgreSQL at {host}:{port}: {first_line(exc)}"
-            ) from None
-        except psycopg.Error as exc:
-            raise ProviderError(
-                f"could not manage roles on the in-cluster PostgreSQL at {host}:{port}: {first_line(exc)}"
-            ) from None

@@ -20,23 +20,17 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote
 
 import redis
 
-from moorage.catalog.provider import (
-    BindingContext,
-    BindResult,
-    Endpoint,
-    InstanceContext,
-    Provider,
-    ProvisionResult,
-)
-from moorage.errors import PermanentError, ProviderError
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext
+from moorage.providers.driver_errors import as_provider_error
 from moorage.providers.k8s_postgres import resources
-from moorage.providers.k8s_workload import Engine, Names, Workload, image_of
+from moorage.providers.k8s_provider import WorkloadProvider
+from moorage.providers.k8s_workload import Engine, Names, image_of
+from moorage.providers.login_bindings import login_binding
+from moorage.providers.redis import redis_credentials
 from moorage.providers.redis_dedicated import BINDING_RULES, binding_user
-from moorage.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +69,8 @@ def container(ctx: InstanceContext, names: Names) -> dict[str, Any]:
 ENGINE = Engine(name="redis", port=PORT, container=container, data_path=DATA_PATH)
 
 
-class K8sRedisProvider(Provider):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.workload = Workload(settings, ENGINE)
-
-    def close(self) -> None:
-        self.workload.close()
-
-    def provision(self, ctx: InstanceContext) -> ProvisionResult:
-        return self.workload.provision(ctx)
-
-    def update(self, ctx: InstanceContext) -> ProvisionResult:
-        return self.workload.update(ctx)
-
-    def deprovision(self, ctx: InstanceContext) -> None:
-        self.workload.deprovision(ctx)
+class K8sRedisProvider(WorkloadProvider):
+    engine = ENGINE
 
     def bind(self, ctx: BindingContext) -> BindResult:
         instance_id = ctx.instance.instance_id
@@ -106,18 +86,7 @@ class K8sRedisProvider(Provider):
             extra={"instance_id": instance_id, "binding_id": ctx.binding_id},
         )
         host = self.workload.names(instance_id).host
-        return BindResult(
-            credentials={
-                "uri": f"redis://{quote(username, safe='')}:{quote(password, safe='')}@{host}:{PORT}",
-                "host": host,
-                "hostname": host,
-                "port": PORT,
-                "username": username,
-                "password": password,
-            },
-            endpoints=[Endpoint(host=host, ports=[str(PORT)])],
-            outputs={"username": username},
-        )
+        return login_binding(redis_credentials(host, PORT, username, password), host, PORT, username)
 
     def unbind(self, ctx: BindingContext) -> None:
         instance_id = ctx.instance.instance_id
@@ -134,10 +103,7 @@ class K8sRedisProvider(Provider):
 
     @contextmanager
     def _admin(self, instance_id: str) -> Iterator[redis.Redis]:
-        host, port = self.workload.admin_address(instance_id)
-        password = self.workload.admin_password(instance_id)
-        if password is None:
-            raise PermanentError("the instance's admin Secret is gone; it cannot be managed")
+        host, port, password = self.workload.admin_login(instance_id)
         client = redis.Redis(
             host=host,
             port=port,
@@ -147,8 +113,7 @@ class K8sRedisProvider(Provider):
             socket_connect_timeout=10,
         )
         try:
-            yield client
-        except redis.RedisError as exc:
-            raise ProviderError(f"the in-cluster Redis at {host}:{port} refused: {exc}") from None
+            with as_provider_error((redis.RedisError, f"the in-cluster Redis at {host}:{port} refused")):
+                yield client
         finally:
             client.close()

@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 from moorage.catalog.provider import InstanceContext, ProvisionResult
 from moorage.clients.kubernetes import KubeApi
 from moorage.errors import ConfigurationError, PermanentError, TemporaryError
+from moorage.providers.address_maps import parse_address_map
 from moorage.providers.k8s_storage import grow_volumes
 from moorage.settings import Settings
 
@@ -98,24 +99,6 @@ def names_for(engine: str, instance_id: str, namespace: str) -> Names:
     return Names(base=base, secret=f"{base}-admin", admin_user=f"moorage_admin_{digest}", namespace=namespace)
 
 
-def parse_address_map(raw: str) -> dict[tuple[str, int], tuple[str, int]]:
-    """``"a.ns.svc.cluster.local:5432=127.0.0.1:6543,…"`` → ``{("a…", 5432): ("127.0.0.1", 6543)}``.
-
-    A host ``*.<ns>.svc.cluster.local`` stands for every Service of that namespace.
-    """
-    mapping: dict[tuple[str, int], tuple[str, int]] = {}
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        try:
-            source, target = item.split("=", 1)
-            (shost, sport), (thost, tport) = (side.strip().rsplit(":", 1) for side in (source, target))
-            mapping[(shost, int(sport))] = (thost, int(tport))
-        except ValueError:
-            raise ConfigurationError(
-                f"MOORAGE_KUBERNETES_SERVICES_ADDRESS_MAP entry {item!r} is not host:port=host:port"
-            ) from None
-    return mapping
-
-
 class Workload:
     """The Kubernetes objects of one engine's instances, in the services namespace."""
 
@@ -123,7 +106,9 @@ class Workload:
         self.engine = engine
         self.namespace = settings.kubernetes.services_namespace
         self.default_class = settings.kubernetes.services_storage_class
-        self.address_map = parse_address_map(settings.kubernetes.services_address_map)
+        self.address_map = parse_address_map(
+            settings.kubernetes.services_address_map, "MOORAGE_KUBERNETES_SERVICES_ADDRESS_MAP"
+        )
         self.api = KubeApi(settings.kubernetes.kubeconfig, settings.kubernetes.context)
         self._passwords: dict[str, str] = {}
 
@@ -219,11 +204,22 @@ class Workload:
         return password
 
     def admin_address(self, instance_id: str) -> tuple[str, int]:
-        """Where the broker connects: the Service's address, or its mapping (a test setting)."""
+        """Where the broker connects: the Service's address, or its mapping (a test setting).
+
+        A host ``*.<ns>.svc.cluster.local`` in the map stands for every Service of that namespace.
+        """
         host = self.names(instance_id).host
         address = (host, self.engine.port)
         wildcard = ("*." + host.split(".", 1)[1], self.engine.port)
         return self.address_map.get(address) or self.address_map.get(wildcard) or address
+
+    def admin_login(self, instance_id: str) -> tuple[str, int, str]:
+        """Host, port and admin password for the broker's admin connection to an instance."""
+        host, port = self.admin_address(instance_id)
+        password = self.admin_password(instance_id)
+        if password is None:
+            raise PermanentError("the instance's admin Secret is gone; it cannot be managed")
+        return host, port, password
 
     # -- waiting -----------------------------------------------------------------------
 

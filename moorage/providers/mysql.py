@@ -14,29 +14,23 @@ default ``utf8mb4`` character set).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pymysql
+from pymysql.connections import Connection
 from pymysql.cursors import Cursor
 
-from moorage.catalog.provider import (
-    BindingContext,
-    BindResult,
-    Endpoint,
-    InstanceContext,
-    Provider,
-    ProvisionResult,
-)
-from moorage.errors import ConfigurationError, InvalidParametersError, PermanentError, ProviderError
-from moorage.providers import mysql_accounts
-from moorage.settings import Settings
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, ProvisionResult
+from moorage.errors import ConfigurationError, InvalidParametersError
+from moorage.providers import mysql_accounts, tenants
+from moorage.providers.driver_errors import as_provider_error
+from moorage.providers.login_bindings import database_credentials, login_binding
+from moorage.providers.tenants import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +43,6 @@ DEFAULT_COLLATION = "utf8mb4_unicode_ci"
 DEFAULT_PORT = 3306
 
 
-def short_hash(value: str, length: int) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:length]
-
-
 def database_name(instance_id: str) -> str:
     """The database of an instance: ``moorage_<16 hex>``."""
     return f"moorage_{short_hash(instance_id, 16)}"
@@ -63,44 +53,23 @@ def binding_user(instance_id: str, binding_id: str) -> str:
     return f"moorage_{short_hash(instance_id, 8)}_{short_hash(binding_id, 12)}"
 
 
-class MysqlProvider(Provider):
+class MysqlProvider(tenants.SharedServerProvider[Connection]):
     """Databases and users on one MySQL-protocol server, reached as an administrator."""
 
-    #: Idle admin connections kept for reuse (a new one costs a handshake and a login).
-    IDLE_CONNECTIONS = 4
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self._idle: list[pymysql.connections.Connection] = []
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+    @staticmethod
+    def usable(conn: Connection) -> bool:
+        return bool(conn.open)
 
     # -- instances ---------------------------------------------------------------------
-
-    def provision(self, ctx: InstanceContext) -> ProvisionResult:
-        return self._apply(ctx)
-
-    def update(self, ctx: InstanceContext) -> ProvisionResult:
-        return self._apply(ctx)
 
     def deprovision(self, ctx: InstanceContext) -> None:
         database = database_name(ctx.instance_id)
         with self._cursor() as cur:
-            bound = mysql_accounts.users_of(cur, database)
-            if bound:
-                raise PermanentError(
-                    f"instance {ctx.instance_id} still has {len(bound)} binding(s); "
-                    "unbind them before deleting the instance"
-                )
+            tenants.refuse_while_bound(ctx.instance_id, len(mysql_accounts.users_of(cur, database)))
             mysql_accounts.drop_database(cur, database)
         log.info("deprovisioned MySQL database", extra={"instance": ctx.instance_id})
 
-    def _apply(self, ctx: InstanceContext) -> ProvisionResult:
+    def provision(self, ctx: InstanceContext) -> ProvisionResult:
         """Create or converge the database (collation) and the bindings' connection limit."""
         limit = connection_limit(ctx)
         collation = ctx.parameters.get("collation") or DEFAULT_COLLATION
@@ -127,18 +96,11 @@ class MysqlProvider(Provider):
         password = secrets.token_urlsafe(24)
         limit = connection_limit(ctx.instance)
         with self._cursor() as cur:
-            if not mysql_accounts.database_exists(cur, database):
-                raise PermanentError(
-                    f"instance {instance_id} has no database (was it provisioned?); cannot bind to it"
-                )
+            tenants.refuse_unprovisioned(instance_id, mysql_accounts.database_exists(cur, database))
             mysql_accounts.create_user(cur, user, password, database, max_connections=limit)
         log.info("created MySQL binding user", extra={"instance": instance_id, "binding": ctx.binding_id})
         host, port = self._public_address()
-        return BindResult(
-            credentials=credentials(host, port, database, user, password),
-            endpoints=[Endpoint(host=host, ports=[str(port)])],
-            outputs={"username": user},
-        )
+        return login_binding(credentials(host, port, database, user, password), host, port, user)
 
     def unbind(self, ctx: BindingContext) -> None:
         instance_id = ctx.instance.instance_id
@@ -177,67 +139,35 @@ class MysqlProvider(Provider):
         """An autocommit admin cursor; PyMySQL errors become ProviderError here."""
         server = self._server()
         where = f"{server['host']}:{server['port']}"
-        try:
-            with self._admin_connection(server) as conn, conn.cursor() as cur:
-                yield cur
-        except pymysql.OperationalError as exc:
-            raise ProviderError(f"could not use the MySQL server at {where}: {describe(exc)}") from None
-        except pymysql.MySQLError as exc:
-            raise ProviderError(f"the MySQL server at {where} refused: {describe(exc)}") from None
-
-    @contextmanager
-    def _admin_connection(self, server: dict[str, Any]) -> Iterator[pymysql.connections.Connection]:
-        """A reused autocommit connection; discarded if anything failed while it was lent."""
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None or not conn.open:
-            conn = pymysql.connect(**server, autocommit=True, connect_timeout=10, charset=CHARSET)
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        with self._lock:
-            if len(self._idle) < self.IDLE_CONNECTIONS:
-                self._idle.append(conn)
-                return
-        conn.close()
+        with (
+            as_provider_error(
+                (pymysql.OperationalError, f"could not use the MySQL server at {where}"),
+                (pymysql.MySQLError, f"the MySQL server at {where} refused"),
+                describe=describe,
+            ),
+            self._pool.lend(lambda: connect(server)) as conn,
+            conn.cursor() as cur,
+        ):
+            yield cur
 
 
 def connection_limit(ctx: InstanceContext) -> int:
-    """The most connections of one binding: the parameter, at most the plan's limit."""
+    """The most connections of one binding: the parameter, at most the plan's limit (0: no limit)."""
     plan_limit = int(ctx.config.get("connection_limit") or 0)
-    wanted = ctx.parameters.get("connection_limit")
-    if wanted is None:
-        return plan_limit
-    if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted < 1:
-        raise InvalidParametersError(f"connection_limit must be a positive integer, not {wanted!r}")
-    if plan_limit and wanted > plan_limit:
-        raise InvalidParametersError(
-            f"connection_limit {wanted} is more than plan {ctx.plan.name} allows ({plan_limit}); "
-            "ask for less or choose a larger plan"
-        )
-    return wanted
+    return tenants.requested_connection_limit(ctx, plan_limit or None) or plan_limit
 
 
 def credentials(host: str, port: int, database: str, username: str, password: str) -> dict[str, Any]:
-    """What a binding hands to the app, in the shapes common drivers and buildpacks expect."""
-    user, secret = quote(username, safe=""), quote(password, safe="")
-    return {
-        "uri": f"mysql://{user}:{secret}@{host}:{port}/{database}",
-        "jdbcUrl": f"jdbc:mysql://{host}:{port}/{database}?"
-        + urlencode({"user": username, "password": password}),
-        "username": username,
-        "password": password,
-        "host": host,
-        "hostname": host,
-        "port": port,
-        "database": database,
-        "name": database,
-    }
+    """What a MySQL binding hands to the app."""
+    return database_credentials("mysql", "mysql", host, port, database, username, password)
 
 
-def describe(exc: pymysql.MySQLError) -> str:
+def connect(server: dict[str, Any]) -> Connection:
+    """A new autocommit admin connection, in the database's character set."""
+    return pymysql.connect(**server, autocommit=True, connect_timeout=10, charset=CHARSET)
+
+
+def describe(exc: BaseException) -> str:
     """``(1045, "Access denied …")`` → ``Access denied … (error 1045)``."""
     if len(exc.args) >= 2:
         return f"{exc.args[1]} (error {exc.args[0]})"

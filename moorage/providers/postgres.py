@@ -14,30 +14,22 @@ allow-list; added on provision and update, never dropped, since that would lose 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from moorage.catalog.provider import (
-    BindingContext,
-    BindResult,
-    Endpoint,
-    InstanceContext,
-    Provider,
-    ProvisionResult,
-)
-from moorage.errors import ConfigurationError, InvalidParametersError, PermanentError, ProviderError
-from moorage.providers import pg_roles
-from moorage.settings import Settings
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, ProvisionResult
+from moorage.errors import ConfigurationError, InvalidParametersError
+from moorage.providers import pg_roles, tenants
+from moorage.providers.driver_errors import as_provider_error, first_line
+from moorage.providers.login_bindings import database_credentials, login_binding
+from moorage.providers.tenants import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +52,6 @@ ALLOWED_EXTENSIONS = frozenset(
 )
 
 
-def short_hash(value: str, length: int) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:length]
-
-
 def instance_names(instance_id: str) -> tuple[str, str]:
     """``(database, group role)`` of an instance: ``moorage_<h>`` and ``moorage_<h>_owner``."""
     base = f"moorage_{short_hash(instance_id, 16)}"
@@ -75,46 +63,28 @@ def binding_role(instance_id: str, binding_id: str) -> str:
     return f"moorage_{short_hash(instance_id, 16)}_{short_hash(binding_id, 12)}"
 
 
-class PostgresProvider(Provider):
+def usable_pg(conn: psycopg.Connection) -> bool:
+    """Whether an idle psycopg connection may serve again (neither closed nor broken)."""
+    return not (conn.closed or conn.broken)
+
+
+class PostgresProvider(tenants.SharedServerProvider[psycopg.Connection]):
     """Databases and roles on one PostgreSQL server, reached as a superuser."""
 
-    #: Idle admin connections kept for reuse (a new one costs a TLS + SCRAM handshake).
-    IDLE_CONNECTIONS = 4
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self._idle: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+    usable = staticmethod(usable_pg)
 
     # -- instances ---------------------------------------------------------------------
-
-    def provision(self, ctx: InstanceContext) -> ProvisionResult:
-        return self._apply(ctx)
-
-    def update(self, ctx: InstanceContext) -> ProvisionResult:
-        return self._apply(ctx)
 
     def deprovision(self, ctx: InstanceContext) -> None:
         database, group = instance_names(ctx.instance_id)
         with self._connect() as conn:
             if pg_roles.role_exists(conn, group):
-                bound = pg_roles.members(conn, group)
-                if bound:
-                    raise PermanentError(
-                        f"instance {ctx.instance_id} still has {len(bound)} binding(s); "
-                        "unbind them before deleting the instance"
-                    )
+                tenants.refuse_while_bound(ctx.instance_id, len(pg_roles.members(conn, group)))
             pg_roles.drop_database(conn, database)
             pg_roles.drop_group_role(conn, group)
         log.info("deprovisioned PostgreSQL database", extra={"instance": ctx.instance_id})
 
-    def _apply(self, ctx: InstanceContext) -> ProvisionResult:
+    def provision(self, ctx: InstanceContext) -> ProvisionResult:
         """Create or converge the database: owner, connection limit, extensions."""
         limit = self._connection_limit(ctx)
         extensions = self._extensions(ctx.parameters)
@@ -131,18 +101,11 @@ class PostgresProvider(Provider):
 
     @staticmethod
     def _connection_limit(ctx: InstanceContext) -> int | None:
+        """The parameter, at most the plan's limit; without either, no limit (None)."""
         plan_limit = ctx.config.get("connection_limit")
-        wanted = ctx.parameters.get("connection_limit")
-        if wanted is None:
-            return None if plan_limit is None else int(plan_limit)
-        if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted < 1:
-            raise InvalidParametersError(f"connection_limit must be a positive integer, not {wanted!r}")
-        if plan_limit is not None and wanted > int(plan_limit):
-            raise InvalidParametersError(
-                f"connection_limit {wanted} is more than plan {ctx.plan.name} allows ({plan_limit}); "
-                "ask for less or choose a larger plan"
-            )
-        return wanted
+        plan_limit = None if plan_limit is None else int(plan_limit)
+        wanted = tenants.requested_connection_limit(ctx, plan_limit)
+        return plan_limit if wanted is None else wanted
 
     @staticmethod
     def _extensions(parameters: Mapping[str, Any]) -> list[str]:
@@ -164,20 +127,13 @@ class PostgresProvider(Provider):
         role = binding_role(instance_id, ctx.binding_id)
         password = secrets.token_urlsafe(24)
         with self._connect() as conn:
-            if not pg_roles.database_exists(conn, database):
-                raise PermanentError(
-                    f"instance {instance_id} has no database (was it provisioned?); cannot bind to it"
-                )
+            tenants.refuse_unprovisioned(instance_id, pg_roles.database_exists(conn, database))
             pg_roles.create_login_role(conn, role, password, group)
         log.info(
             "created PostgreSQL binding role", extra={"instance": instance_id, "binding": ctx.binding_id}
         )
         host, port = self._public_address()
-        return BindResult(
-            credentials=credentials(host, port, database, role, password),
-            endpoints=[Endpoint(host=host, ports=[str(port)])],
-            outputs={"username": role},
-        )
+        return login_binding(credentials(host, port, database, role, password), host, port, role)
 
     def unbind(self, ctx: BindingContext) -> None:
         instance_id = ctx.instance.instance_id
@@ -224,55 +180,23 @@ class PostgresProvider(Provider):
         extra: dict[str, Any] = {"dbname": database} if database else {}
         params = conninfo_to_dict(self.admin_url)
         where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-        try:
+        with as_provider_error(
+            (psycopg.OperationalError, f"could not use the PostgreSQL server at {where}"),
+            (psycopg.Error, f"the PostgreSQL server at {where} refused"),
+            describe=first_line,
+        ):
             if database:
                 with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10, **extra) as conn:
                     yield conn
             else:
-                with self._admin_connection() as conn:
+                with self._pool.lend(self._connect_admin) as conn:
                     yield conn
-        except psycopg.OperationalError as exc:
-            raise ProviderError(
-                f"could not use the PostgreSQL server at {where}: {first_line(exc)}"
-            ) from None
-        except psycopg.Error as exc:
-            raise ProviderError(f"the PostgreSQL server at {where} refused: {first_line(exc)}") from None
 
-    @contextmanager
-    def _admin_connection(self) -> Iterator[psycopg.Connection]:
-        """A reused autocommit connection to the admin database; discarded if anything failed."""
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None or conn.closed or conn.broken:
-            conn = psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        with self._lock:
-            if len(self._idle) < self.IDLE_CONNECTIONS:
-                self._idle.append(conn)
-                return
-        conn.close()
+    def _connect_admin(self) -> psycopg.Connection:
+        """A new autocommit connection to the admin URL's own database (the one the pool keeps)."""
+        return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
 
 
 def credentials(host: str, port: int, database: str, username: str, password: str) -> dict[str, Any]:
-    """What a binding hands to the app, in the shapes common drivers and buildpacks expect."""
-    user, secret = quote(username, safe=""), quote(password, safe="")
-    return {
-        "uri": f"postgres://{user}:{secret}@{host}:{port}/{database}",
-        "jdbcUrl": f"jdbc:postgresql://{host}:{port}/{database}?"
-        + urlencode({"user": username, "password": password}),
-        "username": username,
-        "password": password,
-        "host": host,
-        "hostname": host,
-        "port": port,
-        "database": database,
-        "name": database,
-    }
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """What a PostgreSQL binding hands to the app (also the RDS and in-cluster offerings')."""
+    return database_credentials("postgres", "postgresql", host, port, database, username, password)

@@ -30,16 +30,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from moorage.catalog.provider import (
-    BindingContext,
-    BindResult,
-    Endpoint,
-    InstanceContext,
-    Provider,
-    ProvisionResult,
-)
-from moorage.errors import ConfigurationError, PermanentError, ProviderError
+from moorage.catalog.provider import BindingContext, BindResult, InstanceContext, Provider, ProvisionResult
+from moorage.errors import ConfigurationError, PermanentError
+from moorage.providers.driver_errors import as_provider_error
+from moorage.providers.login_bindings import login_binding
 from moorage.providers.redis_dedicated import DedicatedRedis, is_dedicated
+from moorage.providers.tenants import refuse_while_bound
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +109,7 @@ class RedisProvider(Provider):
             return self.dedicated.deprovision(ctx)
         prefix = key_prefix(ctx.instance_id)
         with self._client() as client:
-            bound = [u for u in client.acl_users() if u.startswith(prefix + ".")]
-            if bound:
-                raise PermanentError(
-                    f"instance {ctx.instance_id} still has {len(bound)} binding(s); "
-                    "unbind them before deleting the instance"
-                )
+            refuse_while_bound(ctx.instance_id, sum(u.startswith(prefix + ".") for u in client.acl_users()))
             databases = int(client.config_get("databases").get("databases", 16))
         deleted = 0
         for db in range(databases):
@@ -156,20 +147,8 @@ class RedisProvider(Provider):
             self._save_acl(client)
         log.info("created Redis binding user", extra={"instance": instance_id, "binding": ctx.binding_id})
         host, port = self._public_address()
-        user, secret = quote(username, safe=""), quote(password, safe="")
-        return BindResult(
-            credentials={
-                "uri": f"redis://{user}:{secret}@{host}:{port}",
-                "host": host,
-                "hostname": host,
-                "port": port,
-                "username": username,
-                "password": password,
-                "key_prefix": prefix,
-            },
-            endpoints=[Endpoint(host=host, ports=[str(port)])],
-            outputs={"username": username},
-        )
+        credentials = {**redis_credentials(host, port, username, password), "key_prefix": prefix}
+        return login_binding(credentials, host, port, username)
 
     def unbind(self, ctx: BindingContext) -> None:
         if is_dedicated(ctx.instance):
@@ -227,10 +206,23 @@ class RedisProvider(Provider):
         }
         client = redis.Redis.from_url(self.admin_url, db=db, **options)
         try:
-            yield client
-        except redis.ConnectionError as exc:
-            raise ProviderError(f"could not reach the Redis server at {where}: {exc}") from None
-        except redis.RedisError as exc:
-            raise ProviderError(f"the Redis server at {where} refused: {exc}") from None
+            with as_provider_error(
+                (redis.ConnectionError, f"could not reach the Redis server at {where}"),
+                (redis.RedisError, f"the Redis server at {where} refused"),
+            ):
+                yield client
         finally:
             client.close()
+
+
+def redis_credentials(host: str, port: int, username: str, password: str) -> dict[str, Any]:
+    """What a Redis binding with a user name hands to the app: ``uri`` and its parts."""
+    user, secret = quote(username, safe=""), quote(password, safe="")
+    return {
+        "uri": f"redis://{user}:{secret}@{host}:{port}",
+        "host": host,
+        "hostname": host,
+        "port": port,
+        "username": username,
+        "password": password,
+    }

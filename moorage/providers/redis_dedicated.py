@@ -38,7 +38,8 @@ import redis
 
 from moorage.catalog.provider import BindingContext, BindResult, Endpoint, InstanceContext, ProvisionResult
 from moorage.embedded.redis_instance import INSTANCES_DIR, InstanceServer, ServerSettings, instance_dir_name
-from moorage.errors import PermanentError, ProviderError
+from moorage.errors import PermanentError
+from moorage.providers.driver_errors import as_provider_error
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,11 @@ class DedicatedRedis:
     @contextmanager
     def _admin(server: InstanceServer) -> Iterator[redis.Redis]:
         """The instance's admin client; redis-py errors become ProviderError (retried)."""
-        try:
-            with server.admin() as client:
-                yield client
-        except redis.ConnectionError as exc:
-            raise ProviderError(
-                f"the instance's redis-server on port {server.port} does not answer: {exc}"
-            ) from None
-        except redis.RedisError as exc:
-            raise ProviderError(f"the instance's redis-server refused: {exc}") from None
+        with (
+            as_provider_error(
+                (redis.ConnectionError, f"the instance's redis-server on port {server.port} does not answer"),
+                (redis.RedisError, "the instance's redis-server refused"),
+            ),
+            server.admin() as client,
+        ):
+            yield client
