@@ -28,15 +28,8 @@ from psycopg import sql
 
 def connect(host: str, port: int, database: str, user: str, password: str) -> psycopg.Connection:
     """A connection as the functions here need it: autocommit; 10 s to connect, then the engine retries."""
-    return psycopg.connect(
-        host=host,
-        port=port,
-        dbname=database,
-        user=user,
-        password=password,
-        autocommit=True,
-        connect_timeout=10,
-    )
+    login = {"host": host, "port": port, "dbname": database, "user": user, "password": password}
+    return psycopg.connect(**login, autocommit=True, connect_timeout=10)
 
 
 def role_exists(conn: psycopg.Connection, role: str) -> bool:
