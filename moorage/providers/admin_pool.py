@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Generic, Protocol, TypeVar
 
 
@@ -60,14 +60,21 @@ class AdminPool(Generic[Conn]):
         self.forget(lambda _key: True)
 
     def _take(self, key: Hashable) -> Conn | None:
+        dead: list[Conn] = []
         with self._lock:
             conns = self._idle.get(key) or []
             found = None
             while conns and found is None:
                 conn = conns.pop()
-                found = conn if self._usable(conn) else None
+                if self._usable(conn):
+                    found = conn
+                else:
+                    dead.append(conn)
             if not conns:
                 self._idle.pop(key, None)
+        for conn in dead:  # broken already: closing frees its socket, or says it is closed
+            with suppress(Exception):
+                conn.close()
         return found
 
     def _keep(self, key: Hashable, conn: Conn) -> None:
