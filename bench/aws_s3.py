@@ -21,28 +21,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 
-from moorage.catalog.loader import load_offering
-from moorage.catalog.provider import BindingContext, InstanceContext
+from bench import common_cloud as cloud
 from moorage.providers.aws_s3 import S3Provider
 from moorage.settings import AwsSettings, Settings
 from tests.fixtures.aws import REGION, MotoServer, start_moto, stop_moto
 
-ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
 
 
-def direct(moto: MotoServer) -> Callable[[], None]:
+def direct(moto: MotoServer) -> cloud.Lifecycle:
     s3, iam = moto.client("s3"), moto.client("iam")
     session = boto3.session.Session()
 
@@ -82,101 +77,41 @@ def direct(moto: MotoServer) -> Callable[[], None]:
     return lifecycle
 
 
-def providers(moto: MotoServer, data_dir: Path) -> Callable[[], None]:
+def providers(moto: MotoServer, data_dir: Path) -> cloud.Lifecycle:
     settings = Settings(data_dir=data_dir, aws=AwsSettings(region=REGION, endpoint_url=moto.url))
-    provider = S3Provider(settings)
-    offering = load_offering(ROOT / "catalog" / "aws-s3.yaml")
-    plan = offering.plan_named("standard")
-    assert plan is not None
+    return cloud.provider_lifecycle(S3Provider(settings), "aws-s3", settings)
 
-    def lifecycle() -> None:
-        ctx = InstanceContext(str(uuid.uuid4()), offering, plan, {}, {}, settings)
-        ctx = InstanceContext(
-            ctx.instance_id, offering, plan, {}, dict(provider.provision(ctx).outputs), settings
+
+def measure(moto: MotoServer, data_dir: Path) -> dict[str, list[float]]:
+    """One way at a time: direct, the provider, then the broker (started only then)."""
+    results = cloud.lifecycle_times({"direct": direct(moto)}, ROUNDS)
+    results |= cloud.lifecycle_times({"providers": providers(moto, data_dir)}, ROUNDS)
+    try:
+        via_broker, stop_broker = cloud.broker_lifecycle(
+            data_dir, "aws-s3", aws={"region": REGION, "endpoint_url": moto.url}
         )
-        binding = BindingContext(str(uuid.uuid4()), ctx, {}, {})
-        result = provider.bind(binding)
-        provider.unbind(BindingContext(binding.binding_id, ctx, {}, result.outputs))
-        provider.deprovision(ctx)
-
-    return lifecycle
-
-
-def broker(moto: MotoServer, data_dir: Path) -> tuple[Callable[[], None], Callable[[], None]]:
-    from tests.fixtures.broker import broker_settings, new_id, start_broker
-
-    catalog = data_dir / "catalog"
-    catalog.mkdir()
-    (catalog / "aws-s3.yaml").write_text((ROOT / "catalog" / "aws-s3.yaml").read_text())
-    running = start_broker(
-        broker_settings(data_dir / "broker", [catalog], aws={"region": REGION, "endpoint_url": moto.url})
-    )
-    osb = running.client
-    service_id, plan_id = osb.ids("aws-s3", "standard")
-
-    def ok(response, instance_id: str, binding_id: str | None = None) -> None:  # type: ignore[no-untyped-def]
-        if response.status_code == 202:
-            state = osb.wait(instance_id, binding_id, response.json().get("operation"), timeout=60).json()
-            assert state["state"] == "succeeded", state
-        else:
-            assert response.status_code in (200, 201), response.text
-
-    def lifecycle() -> None:
-        instance_id, binding_id = new_id(), new_id()
-        ok(osb.provision(instance_id, service_id, plan_id, {}), instance_id)
-        ok(osb.bind(instance_id, binding_id, service_id, plan_id, {}), instance_id, binding_id)
-        ok(osb.unbind(instance_id, binding_id, service_id, plan_id), instance_id, binding_id)
-        ok(osb.deprovision(instance_id, service_id, plan_id), instance_id)
-
-    return lifecycle, running.stop
-
-
-def measure(lifecycle: Callable[[], None]) -> list[float]:
-    lifecycle()  # warm-up: clients, models, connections
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        lifecycle()
-        times.append(time.perf_counter() - start)
-    return times
+    except ImportError as exc:
+        print(f"broker: not measured ({exc})")
+        return results
+    try:
+        results |= cloud.lifecycle_times({"broker": via_broker}, ROUNDS)
+    finally:
+        stop_broker()
+    return results
 
 
 def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
     with tempfile.TemporaryDirectory(prefix="moorage-bench-aws-") as tmp:
         moto, proc = start_moto(Path(tmp) / "moto.log")
-        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = (
-            moto.admin_key_id,
-            moto.admin_secret,
-        )
-        stop_broker = None
-        try:
-            results = {"direct": measure(direct(moto)), "providers": measure(providers(moto, Path(tmp)))}
+        with cloud.environ(AWS_ACCESS_KEY_ID=moto.admin_key_id, AWS_SECRET_ACCESS_KEY=moto.admin_secret):
             try:
-                via_broker, stop_broker = broker(moto, Path(tmp))
-                results["broker"] = measure(via_broker)
-            except ImportError as exc:
-                print(f"broker: not measured ({exc})")
-        finally:
-            if stop_broker is not None:
-                stop_broker()
-            stop_moto(proc)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-    base = statistics.median(results["direct"])
-    print(f"aws-s3 provision+bind+unbind+deprovision, {ROUNDS} rounds against moto (IAM enforcement on)")
-    for name, times in results.items():
-        median = statistics.median(times)
-        p90 = sorted(times)[int(len(times) * 0.9) - 1]
-        print(
-            f"  {name:<10} median {median * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms   ratio {median / base:4.2f}"
-        )
-    worst = max(statistics.median(t) for t in results.values()) / base
-    print(f"target ratio <= 1.5: {'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f})")
+                results = measure(moto, Path(tmp))
+            finally:
+                stop_moto(proc)
+    cloud.report_lifecycles(
+        f"aws-s3 provision+bind+unbind+deprovision, {ROUNDS} rounds against moto (IAM enforcement on)", results
+    )
     return 0
 
 

@@ -22,45 +22,23 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common_platform import build_rounds, by_hand, quiet, report_builds  # noqa: E402
 from moorage.platform.builder import Builder  # noqa: E402
 from moorage.platform.builder.python_versions import stack_pythons  # noqa: E402
 from moorage.settings import Settings  # noqa: E402
 
 APPS = ROOT / "tests" / "apps"
+APP = APPS / "bp_flask"
 SIZE_APPS = ("bp_flask", "bp_django", "bp_express", "bp_static", "bp_release")
-
-
-def quiet(_line: str) -> None:
-    pass
-
-
-def builder(data_dir: Path) -> Builder:
-    return Builder(Settings(data_dir=data_dir), environ=os.environ)
-
-
-def cold_and_warm(app: str = "bp_flask") -> tuple[float, float, int]:
-    data = Path(tempfile.mkdtemp(prefix="bench-build-"))
-    try:
-        b = builder(data)
-        started = time.monotonic()
-        b.build("bench", APPS / app, {}, quiet)
-        cold = time.monotonic() - started
-        started = time.monotonic()
-        result = b.build("bench", APPS / app, {}, quiet)
-        warm = time.monotonic() - started
-        return cold, warm, result.slug_size
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def newest_python() -> str:
@@ -78,11 +56,10 @@ def newest_python() -> str:
     return best[1]
 
 
-def by_hand(python: str, app: str = "bp_flask") -> float:
-    work = Path(tempfile.mkdtemp(prefix="bench-hand-"))
-    try:
-        started = time.monotonic()
-        shutil.copytree(APPS / app, work / "app")
+def venv_install(python: str) -> Callable[[Path], None]:
+    """``python -m venv`` in the copied app and ``pip install -r requirements.txt``, empty pip cache."""
+
+    def build(work: Path) -> None:
         env = {**os.environ, "PIP_CACHE_DIR": str(work / "pip-cache")}
         subprocess.run([python, "-m", "venv", str(work / "app" / ".venv")], check=True, env=env)
         subprocess.run(
@@ -96,16 +73,14 @@ def by_hand(python: str, app: str = "bp_flask") -> float:
             check=True,
             env=env,
         )
-        subprocess.run(["tar", "czf", str(work / "slug.tgz"), "-C", str(work / "app"), "."], check=True)
-        return time.monotonic() - started
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    return build
 
 
 def slug_sizes() -> dict[str, int]:
     data = Path(tempfile.mkdtemp(prefix="bench-sizes-"))
     try:
-        b = builder(data)
+        b = Builder(Settings(data_dir=data), environ=os.environ)
         return {app: b.build(app.replace("_", "-"), APPS / app, {}, quiet).slug_size for app in SIZE_APPS}
     finally:
         shutil.rmtree(data, ignore_errors=True)
@@ -117,27 +92,12 @@ def main() -> None:
     parser.add_argument("--no-sizes", action="store_true")
     args = parser.parse_args()
     python = newest_python()
-    colds, warms, hands = [], [], []
-    for _ in range(args.rounds):
-        cold, warm, _size = cold_and_warm()
-        colds.append(cold)
-        warms.append(warm)
-        hands.append(by_hand(python))
-    cold, warm, hand = statistics.median(colds), statistics.median(warms), statistics.median(hands)
-    figures = {
+    build = venv_install(python)
+    runs = build_rounds(args.rounds, APP, "bench", "bench-build-", lambda: by_hand(APP, "bench-hand-", build))
+    figures: dict[str, object] = {
         "interpreter": python,
-        "rounds": args.rounds,
-        "cold_build_s": round(cold, 2),
-        "by_hand_s": round(hand, 2),
-        "warm_build_s": round(warm, 2),
-        "cold_vs_by_hand": round(cold / hand, 2),
-        "warm_vs_cold": round(warm / cold, 2),
+        **report_builds(runs, "cold build (bp_flask)", "by hand (venv, pip, tar)"),
     }
-    print(f"cold build (bp_flask)     {cold:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in colds)}")
-    print(f"by hand (venv, pip, tar)  {hand:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in hands)}")
-    print(f"warm rebuild              {warm:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in warms)}")
-    print(f"cold / by hand            {cold / hand:6.2f}     (target <= 1.2)")
-    print(f"warm / cold               {warm / cold:6.2f}     (target <= 0.3)")
     if not args.no_sizes:
         sizes = slug_sizes()
         figures["slug_bytes"] = sizes

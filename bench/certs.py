@@ -11,7 +11,6 @@ baseline) and for the custom domain, and prints handshakes/s, p50 and the ratio.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import socket
@@ -23,44 +22,16 @@ import time
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from moorage.embedded.ports import free_port
 from moorage.platform.router import Router
 from moorage.platform.router.config import SniCertificate
 from moorage.settings import Settings
+from tests.fixtures.pki import self_signed
 
 THREADS = 4
 HANDSHAKES = int(os.environ.get("BENCH_HANDSHAKES", "500"))  # per thread and name
 DOMAIN = "www.bench.example"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def self_signed(name: str) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 def handshakes(port: int, sni: str, expected: str) -> tuple[float, float]:

@@ -1,22 +1,30 @@
 """Shared pieces of the broker benchmarks: real servers, the broker under gunicorn, statistics.
 
-Why a module: the three broker benchmarks (``bench.broker_bind``, ``bench.broker_catalog``,
-``bench.broker_scale``) must measure the broker exactly as an operator runs it — the
-``moorage broker`` command, gunicorn, the SQLite state database in a data dir — against
-real servers on loopback ports, and stop everything they start. Doing that once here
-keeps each benchmark script about what it measures.
+Why a module: the broker benchmarks (``bench.broker_bind``, ``bench.mysql_bind``,
+``bench.broker_catalog``, ``bench.broker_scale`` and others) must measure the broker
+exactly as an operator runs it — the ``moorage broker`` command, gunicorn, the SQLite
+state database in a data dir — against real servers on loopback ports, and stop
+everything they start. Doing that once here keeps each benchmark script about what it
+measures.
 
 - :func:`bench_dir`: a temp dir (0711, so the unprivileged server user can traverse it)
   removed at the end;
 - :func:`embedded_postgres`: Moorage's own PostgreSQL (``moorage.embedded``) in it;
 - :func:`broker_process`: ``python -m moorage.cli.main broker`` in its own session,
   waited for on ``/healthz``, stopped with SIGTERM (SIGKILL after a grace period);
+- :class:`BindBench`, :func:`run_bind_bench`: bind + unbind cycles per second through
+  the broker against the same statements run directly (and, for the breakdown, the
+  provider alone and the no-op offering), rounds alternating, medians and the ratio;
 - :func:`percentile`, :func:`latencies`, :func:`summary`: latency figures;
 - :func:`tree_rss`: summed resident memory of a process and its descendants (/proc).
+
+The other shared pieces: ``bench.common_platform`` (builds, the local runtime) and
+``bench.common_cloud`` (a cloud offering's lifecycle three ways).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import shutil
@@ -26,15 +34,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from moorage.catalog.loader import load_catalog
+from moorage.catalog.provider import BindingContext, InstanceContext, Provider
 from moorage.embedded import EmbeddedPostgres
 from moorage.embedded.ports import free_port
+from moorage.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME = "moorage"
@@ -194,6 +206,159 @@ def expect(response: httpx.Response, status: int) -> httpx.Response:
             f"(expected {status}): {response.text[:500]}"
         )
     return response
+
+
+# -- bind + unbind cycles: the broker against the same statements run directly ----------
+
+NOOP_FILE = ROOT / "tests" / "catalog" / "noop.yaml"
+NOOP = ("731892d1-fd21-499c-b512-700542df581f", "89d9641a-a572-45ac-8c81-6a0397f18129")  # noop, sync
+BIND_TARGET = 1.5  # direct / broker
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The server an offering's instances live on, started by the benchmark."""
+
+    name: str  # as printed: "PostgreSQL", "MariaDB"
+    admin_url_setting: str  # the services group's key for its admin URL
+    start: Callable[[Path], AbstractContextManager[str]]  # in the temp dir; yields the admin URL
+
+
+@dataclass(frozen=True)
+class BindBench:
+    """What one offering's bind benchmark brings; :func:`run_bind_bench` does the rest."""
+
+    description: str
+    prefix: str  # of the temp dir
+    offering_file: Path
+    ids: tuple[str, str]  # service and (synchronous) plan
+    provider: Callable[[Settings], Provider]
+    direct: Callable[[str, str, int], float]  # (admin URL, instance id, cycles) -> seconds
+    backend: Backend
+
+
+def catalog_folder(base: Path, *offering_files: Path) -> Path:
+    """A catalog of these offerings only (so no other backend is started)."""
+    folder = base / "catalog"
+    folder.mkdir()
+    for offering in offering_files:
+        shutil.copy(offering, folder / offering.name)
+    return folder
+
+
+def provision(http: httpx.Client, instance_id: str, ids: tuple[str, str]) -> None:
+    body = {"service_id": ids[0], "plan_id": ids[1], "organization_guid": "org", "space_guid": "space"}
+    expect(http.put(f"/v2/service_instances/{instance_id}", json=body), 201)
+
+
+def deprovision(http: httpx.Client, instance_id: str, ids: tuple[str, str]) -> None:
+    params = {"service_id": ids[0], "plan_id": ids[1]}
+    expect(http.delete(f"/v2/service_instances/{instance_id}", params=params), 200)
+
+
+def broker_cycles(http: httpx.Client, instance_id: str, count: int, ids: tuple[str, str]) -> float:
+    """Seconds for ``count`` bind+unbind cycles through the OSB API (one client, keep-alive)."""
+    path = f"/v2/service_instances/{instance_id}/service_bindings/"
+    bind_body = {"service_id": ids[0], "plan_id": ids[1], "bind_resource": {"app_guid": "bench"}}
+    unbind_params = {"service_id": ids[0], "plan_id": ids[1]}
+    start = time.perf_counter()
+    for _ in range(count):
+        binding_id = str(uuid.uuid4())
+        expect(http.put(path + binding_id, json=bind_body), 201)
+        expect(http.delete(path + binding_id, params=unbind_params), 200)
+    return time.perf_counter() - start
+
+
+def provider_cycles(bench: BindBench, admin_url: str, catalog_dir: Path, instance_id: str, count: int) -> float:
+    """Seconds for ``count`` cycles of the provider's ``bind``/``unbind`` (no HTTP, no state)."""
+    settings = Settings(catalog_dir=str(catalog_dir)).with_group(services={bench.backend.admin_url_setting: admin_url})
+    offering = load_catalog(settings.catalog_dirs).offering(bench.ids[0])
+    assert offering is not None
+    plan = offering.plan(bench.ids[1])
+    assert plan is not None
+    instance = InstanceContext(instance_id, offering, plan, {}, {}, settings)
+    provider = bench.provider(settings)
+    start = time.perf_counter()
+    for _ in range(count):
+        ctx = BindingContext(str(uuid.uuid4()), instance, {}, {})
+        provider.bind(ctx)
+        provider.unbind(ctx)
+    elapsed = time.perf_counter() - start
+    provider.close()
+    return elapsed
+
+
+def run_rounds(ways: dict[str, Callable[[int], float]], cycles: int, rounds: int) -> dict[str, list[float]]:
+    """Cycles per second of each way, per round; the ways alternate within every round."""
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    for way in ways.values():  # warm-up: connections, imports, caches
+        way(3)
+    for index in range(rounds):
+        for name, way in ways.items():
+            rate = cycles / way(cycles)
+            rates[name].append(rate)
+            print(f"  round {index + 1}: {name:8s} {rate:7.1f} cycles/s")
+    return rates
+
+
+def measure_binds(
+    bench: BindBench, broker: Broker, admin_url: str, catalog_dir: Path, args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """The rates of every way, on one instance of the offering and one of the no-op offering."""
+    instance_id, noop_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with broker.client() as http:
+        provision(http, instance_id, bench.ids)
+        provision(http, noop_id, NOOP)
+        ways: dict[str, Callable[[int], float]] = {
+            "broker": lambda n: broker_cycles(http, instance_id, n, bench.ids),
+            "direct": lambda n: bench.direct(admin_url, instance_id, n),
+        }
+        if not args.no_breakdown:
+            ways["provider"] = lambda n: provider_cycles(bench, admin_url, catalog_dir, instance_id, n)
+            ways["noop"] = lambda n: broker_cycles(http, noop_id, n, NOOP)
+        try:
+            return run_rounds(ways, args.cycles, args.rounds)
+        finally:
+            deprovision(http, instance_id, bench.ids)
+            deprovision(http, noop_id, NOOP)
+
+
+def report_binds(rates: dict[str, list[float]]) -> None:
+    """Medians per way, the direct / broker ratio against the target, and the breakdown."""
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    print("\nmedian cycles/s (bind + unbind):")
+    for name, value in medians.items():
+        print(f"  {name:8s} {value:7.1f}  ({1000 / value:.1f} ms per cycle)")
+    ratio = medians["direct"] / medians["broker"]
+    verdict = "meets" if ratio <= BIND_TARGET else "MISSES"
+    print(f"\ndirect / broker = {ratio:.2f} ({verdict} the target of at most {BIND_TARGET})")
+    if "provider" in medians:
+        ms = {name: 1000 / value for name, value in medians.items()}
+        print(
+            f"per cycle: direct SQL {ms['direct']:.1f} ms; the provider alone {ms['provider']:.1f} ms "
+            f"(+{ms['provider'] - ms['direct']:.1f} ms: its own connections); the broker's own work "
+            f"(noop) {ms['noop']:.1f} ms; broker {ms['broker']:.1f} ms"
+        )
+
+
+def run_bind_bench(bench: BindBench) -> None:
+    """Parse the command line, start the backend and the broker, measure, report."""
+    parser = argparse.ArgumentParser(description=bench.description)
+    parser.add_argument("--cycles", type=int, default=40, help="bind+unbind cycles per way and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the informational provider and noop ways"
+    )
+    args = parser.parse_args()
+    with bench_dir(bench.prefix) as base:
+        catalog_dir = catalog_folder(base, bench.offering_file, NOOP_FILE)
+        with bench.backend.start(base) as admin_url:
+            env = {f"MOORAGE_SERVICES_{bench.backend.admin_url_setting.upper()}": admin_url}
+            with broker_process(base / "state", catalog_dir, env) as broker:
+                where = admin_url.split("@")[1]
+                print(f"broker {broker.url} (gunicorn pid {broker.pid}); {bench.backend.name} on {where}")
+                rates = measure_binds(bench, broker, admin_url, catalog_dir, args)
+    report_binds(rates)
 
 
 # -- memory -------------------------------------------------------------------------------

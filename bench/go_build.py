@@ -22,58 +22,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from moorage.platform.builder import Builder  # noqa: E402
-from moorage.settings import Settings  # noqa: E402
+from bench.common_platform import build_rounds, by_hand, report_builds  # noqa: E402
 
 APP = ROOT / "tests" / "apps" / "go_module"
 
 
-def quiet(_line: str) -> None:
-    pass
-
-
-def cold_and_warm() -> tuple[float, float]:
-    data = Path(tempfile.mkdtemp(prefix="bench-go-build-"))
-    try:
-        builder = Builder(Settings(data_dir=data), environ=os.environ)
-        started = time.monotonic()
-        builder.build("bench-go", APP, {}, quiet)
-        cold = time.monotonic() - started
-        started = time.monotonic()
-        builder.build("bench-go", APP, {}, quiet)
-        return cold, time.monotonic() - started
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def by_hand() -> float:
-    work = Path(tempfile.mkdtemp(prefix="bench-go-hand-"))
-    try:
-        started = time.monotonic()
-        shutil.copytree(APP, work / "app")
-        env = {
-            **os.environ,
-            "GOCACHE": str(work / "go-build"),
-            "GOPATH": str(work / "go-path"),
-            "GOPROXY": "off",
-            "GOFLAGS": "",
-        }
-        subprocess.run(["go", "build", "-o", "bin/", "./..."], cwd=work / "app", check=True, env=env)
-        subprocess.run(["tar", "czf", str(work / "slug.tgz"), "-C", str(work / "app"), "."], check=True)
-        return time.monotonic() - started
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def go_build(work: Path) -> None:
+    """``go build`` of the copied app with an empty build cache and no module downloads."""
+    env = {
+        **os.environ,
+        "GOCACHE": str(work / "go-build"),
+        "GOPATH": str(work / "go-path"),
+        "GOPROXY": "off",
+        "GOFLAGS": "",
+    }
+    subprocess.run(["go", "build", "-o", "bin/", "./..."], cwd=work / "app", check=True, env=env)
 
 
 def main() -> None:
@@ -81,27 +51,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     go = subprocess.run(["go", "version"], capture_output=True, text=True, check=True).stdout.split()[2]
-    colds, warms, hands = [], [], []
-    for _ in range(args.rounds):
-        cold, warm = cold_and_warm()
-        colds.append(cold)
-        warms.append(warm)
-        hands.append(by_hand())
-    cold, warm, hand = statistics.median(colds), statistics.median(warms), statistics.median(hands)
-    print(f"cold build (go_module)    {cold:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in colds)}")
-    print(f"by hand (go build, tar)   {hand:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in hands)}")
-    print(f"warm rebuild              {warm:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in warms)}")
-    print(f"cold / by hand            {cold / hand:6.2f}     (target <= 1.2)")
-    print(f"warm / cold               {warm / cold:6.2f}     (target <= 0.3)")
-    figures = {
-        "go": go,
-        "rounds": args.rounds,
-        "cold_build_s": round(cold, 2),
-        "by_hand_s": round(hand, 2),
-        "warm_build_s": round(warm, 2),
-        "cold_vs_by_hand": round(cold / hand, 2),
-        "warm_vs_cold": round(warm / cold, 2),
-    }
+    runs = build_rounds(
+        args.rounds, APP, "bench-go", "bench-go-build-", lambda: by_hand(APP, "bench-go-hand-", go_build)
+    )
+    figures = {"go": go, **report_builds(runs, "cold build (go_module)", "by hand (go build, tar)")}
     print(json.dumps(figures))
 
 

@@ -29,11 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from moorage.embedded.ports import free_port
-from moorage.platform.router import Router
+from bench.common_platform import local_runtime
 from moorage.platform.runtime.base import ReleaseSpec, Runtime
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
-from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
 from tests.fixtures.kube_local import LocalLaunch
 from tests.fixtures.kube_node import NodeStandIn
@@ -99,20 +97,8 @@ def kubernetes_figures() -> tuple[float, float, float]:
 
 
 def local_figures() -> tuple[float, float]:
-    data = Path(tempfile.mkdtemp(prefix="moorage-bench-local-"))
-    data.chmod(0o755)
-    settings = Settings(data_dir=data).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0}
-    )
-    router = Router(settings)
-    router.start()
-    runtime = LocalRuntime(settings, router)
-    try:
+    with local_runtime("moorage-bench-local-") as (_router, runtime):
         return measure(runtime)
-    finally:
-        runtime.close()
-        router.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:

@@ -24,37 +24,22 @@ Target: broker rate >= direct rate / 1.5. Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import secrets
-import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.broker_bind import NOOP, NOOP_FILE, broker_cycles, deprovision, provision, report, run_rounds
-from bench.common import ROOT, Broker, bench_dir, broker_process
-from moorage.catalog.loader import load_catalog
-from moorage.catalog.provider import BindingContext, InstanceContext
+from bench.common import ROOT, Backend, BindBench, run_bind_bench
 from moorage.embedded import EmbeddedMariaDB
 from moorage.providers import mysql_accounts
 from moorage.providers.mysql import MysqlProvider, binding_user, database_name
-from moorage.settings import Settings
 from tests.fixtures.mysql import connect
 
 OFFERING_FILE = ROOT / "catalog" / "mysql.yaml"
 IDS = ("3eb26b07-3bc5-47c3-9126-83dab2aed7d8", "877897ee-d1db-426c-a8b3-5ff4c338e87f")  # shared-small, sync
 CONNECTION_LIMIT = 20  # shared-small's
-
-
-def catalog_folder(base: Path) -> Path:
-    """The mysql and no-op offerings only (so no other backend is started)."""
-    folder = base / "catalog"
-    folder.mkdir()
-    for offering in (OFFERING_FILE, NOOP_FILE):
-        shutil.copy(offering, folder / offering.name)
-    return folder
 
 
 @contextmanager
@@ -80,65 +65,12 @@ def direct_cycles(admin_url: str, instance_id: str, count: int) -> float:
         return time.perf_counter() - start
 
 
-def provider_cycles(admin_url: str, catalog_dir: Path, instance_id: str, count: int) -> float:
-    """Seconds for ``count`` cycles of ``MysqlProvider.bind``/``unbind`` (no HTTP, no state)."""
-    settings = Settings(catalog_dir=str(catalog_dir)).with_group(services={"mysql_admin_url": admin_url})
-    offering = load_catalog(settings.catalog_dirs).offering(IDS[0])
-    assert offering is not None
-    plan = offering.plan(IDS[1])
-    assert plan is not None
-    instance = InstanceContext(instance_id, offering, plan, {}, {}, settings)
-    provider = MysqlProvider(settings)
-    start = time.perf_counter()
-    for _ in range(count):
-        ctx = BindingContext(str(uuid.uuid4()), instance, {}, {})
-        provider.bind(ctx)
-        provider.unbind(ctx)
-    elapsed = time.perf_counter() - start
-    provider.close()
-    return elapsed
-
-
-def measure(
-    broker: Broker, admin_url: str, catalog_dir: Path, args: argparse.Namespace
-) -> dict[str, list[float]]:
-    instance_id, noop_id = str(uuid.uuid4()), str(uuid.uuid4())
-    with broker.client() as http:
-        provision(http, instance_id, IDS)
-        provision(http, noop_id, NOOP)
-        ways: dict[str, Callable[[int], float]] = {
-            "broker": lambda n: broker_cycles(http, instance_id, n, IDS),
-            "direct": lambda n: direct_cycles(admin_url, instance_id, n),
-        }
-        if not args.no_breakdown:
-            ways["provider"] = lambda n: provider_cycles(admin_url, catalog_dir, instance_id, n)
-            ways["noop"] = lambda n: broker_cycles(http, noop_id, n, NOOP)
-        try:
-            return run_rounds(ways, args.cycles, args.rounds)
-        finally:
-            deprovision(http, instance_id, IDS)
-            deprovision(http, noop_id, NOOP)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=40, help="bind+unbind cycles per way and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--no-breakdown", action="store_true", help="skip the informational provider and noop ways"
-    )
-    args = parser.parse_args()
-    with bench_dir("moorage-bench-mysql-") as base:
-        catalog_dir = catalog_folder(base)
-        with embedded_mariadb(base / "mariadb") as admin_url:
-            env = {"MOORAGE_SERVICES_MYSQL_ADMIN_URL": admin_url}
-            with broker_process(base / "state", catalog_dir, env) as broker:
-                print(
-                    f"broker {broker.url} (gunicorn pid {broker.pid}); MariaDB on {admin_url.split('@')[1]}"
-                )
-                rates = measure(broker, admin_url, catalog_dir, args)
-    report(rates)
+BENCH = BindBench(
+    description=__doc__.splitlines()[0], prefix="moorage-bench-mysql-",
+    offering_file=OFFERING_FILE, ids=IDS, provider=MysqlProvider, direct=direct_cycles,
+    backend=Backend("MariaDB", "mysql_admin_url", lambda base: embedded_mariadb(base / "mariadb")),
+)  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    run_bind_bench(BENCH)

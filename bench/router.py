@@ -29,23 +29,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.common_platform import local_runtime
+from moorage.embedded.ports import free_port
 from moorage.platform.router import Router
 from moorage.platform.router.nginx import NGINX
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
-from moorage.settings import Settings
 
 APP = Path(__file__).resolve().parent.parent / "tests" / "apps" / "rt_echo"
 THREADS = 4
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))  # per thread and target
 CHANGES = int(os.environ.get("BENCH_CHANGES", "100"))
 HOST = "bench.moorage.localhost"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def connection(port: int, ca: str | None) -> http.client.HTTPConnection:
@@ -238,23 +233,11 @@ def endpoint_changes(runtime: LocalRuntime, router: Router) -> None:
 
 
 def main() -> None:
-    data = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
-    data.chmod(0o755)
-    settings = Settings(data_dir=data).with_group(
-        platform={"router_port": free_port(), "router_https_port": free_port(), "stop_grace_seconds": 2.0}
-    )
-    router = Router(settings)
-    router.start()
-    runtime = LocalRuntime(settings, router)
-    try:
+    with local_runtime("moorage-bench-", router_https_port=free_port()) as (router, runtime):
         release = ReleaseSpec("bench", 1, str(APP), {}, {"web": "python3 app.py --port $PORT"})
         runtime.deploy(release, {"web": 1}, lambda _: None)
         throughput(runtime, router)
         endpoint_changes(runtime, router)
-    finally:
-        runtime.close()
-        router.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

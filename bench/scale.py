@@ -13,30 +13,20 @@ router and app processes in a temporary data dir and prints the figures.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from moorage.platform.router import Router
+from bench.common_platform import local_runtime
+from moorage.embedded.ports import free_port
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.health import probe
-from moorage.platform.runtime.local import LocalRuntime
-from moorage.settings import Settings
 
 APP = Path(__file__).resolve().parent.parent / "tests" / "apps" / "rt_echo"
 WEB = "python3 app.py --port $PORT"
 ROUNDS = 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spec(version: int, greeting: str) -> ReleaseSpec:
@@ -72,15 +62,7 @@ def greeting(port: int) -> str | None:
 
 
 def main() -> None:
-    data = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
-    data.chmod(0o755)
-    settings = Settings(data_dir=data).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0}
-    )
-    router = Router(settings)
-    router.start()
-    runtime = LocalRuntime(settings, router)
-    try:
+    with local_runtime("moorage-bench-") as (router, runtime):
         boots = [boot_seconds() for _ in range(ROUNDS)]
         boot = statistics.median(boots)
         version = 1
@@ -120,10 +102,6 @@ def main() -> None:
         print(
             f"config change → new release serving, median: {first:.3f}s (deploy call incl. drain: {whole:.3f}s)"
         )
-    finally:
-        runtime.close()
-        router.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

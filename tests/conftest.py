@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.gcp",
     "tests.fixtures.platform",
+    "tests.fixtures.router",
     "tests.fixtures.builder",
     "tests.fixtures.kubernetes",
     "tests.fixtures.kube_node",

@@ -23,8 +23,8 @@ from moorage.cli.main import cli
 from moorage.embedded.ports import free_port, port_answers
 from moorage.platform.runtime import supervised
 from moorage.settings import Settings
+from tests.fixtures.router import Load
 from tests.fixtures.servers import make_server_dir
-from tests.platform.test_router_load import Load
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ the Ingress's ``spec.tls`` with the custom domains it serves, and go again with
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,16 +17,13 @@ from pathlib import Path
 import httpx
 import kubernetes
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from moorage.platform.router.config import SniCertificate
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.kubernetes import KubernetesRuntime
 from tests.fixtures.kube_node import NodeStandIn
 from tests.fixtures.kubernetes import ControlPlane
+from tests.fixtures.pki import self_signed
 from tests.fixtures.platform import serve_controller
 from tests.kubernetes.conftest import kube_settings
 from tests.polling import wait_for
@@ -36,28 +32,6 @@ APP = "shop"
 DOMAIN = "www.shop.example"
 REDIRECT = "nginx.ingress.kubernetes.io/ssl-redirect"
 TLS_LABEL = "moorage.io/tls=certificate"
-
-
-def pair(*names: str, days: int = 30) -> tuple[str, str]:
-    """A self-signed certificate for ``names`` and its key, as PEM texts."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 @dataclass
@@ -107,7 +81,7 @@ def routed(kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path) -> Iterat
 
 
 def test_certs_add_makes_a_tls_secret_named_in_the_ingress(routed: Routed) -> None:
-    cert, key = pair(DOMAIN)
+    cert, key = self_signed(DOMAIN)
     r = routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key})
     assert r.status_code == 201, r.text
     assert r.json()["domains"] == [DOMAIN]
@@ -126,7 +100,7 @@ def test_certs_add_makes_a_tls_secret_named_in_the_ingress(routed: Routed) -> No
 
 def test_a_deploy_keeps_the_certificates(routed: Routed) -> None:
     """A deploy deletes release Secrets no ReplicaSet uses: the certificates' are not among them."""
-    cert, key = pair(DOMAIN)
+    cert, key = self_signed(DOMAIN)
     assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
     before = routed.tls()
     for version in (1, 2):
@@ -137,8 +111,8 @@ def test_a_deploy_keeps_the_certificates(routed: Routed) -> None:
 
 
 def test_a_bad_pair_is_refused_and_nothing_is_created(routed: Routed) -> None:
-    cert, _ = pair(DOMAIN)
-    _, other_key = pair(DOMAIN)
+    cert, _ = self_signed(DOMAIN)
+    _, other_key = self_signed(DOMAIN)
     r = routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": other_key})
     assert r.status_code == 400, r.text
     assert "key" in r.json()["message"].lower()
@@ -148,10 +122,10 @@ def test_a_bad_pair_is_refused_and_nothing_is_created(routed: Routed) -> None:
 
 
 def test_certs_remove_deletes_the_secret_and_its_tls_entry(routed: Routed) -> None:
-    first, first_key = pair(DOMAIN)
+    first, first_key = self_signed(DOMAIN)
     assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": first, "key": first_key}).status_code == 201
     [old] = routed.tls_secrets()
-    newer, newer_key = pair(DOMAIN, "*.shop.example")  # the newest covering a domain serves it
+    newer, newer_key = self_signed(DOMAIN, "*.shop.example")  # the newest covering a domain serves it
     assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": newer, "key": newer_key}).status_code == 201
     [secret] = routed.tls_secrets()
     assert secret.metadata.name != old.metadata.name  # the superseded one is gone from the cluster
@@ -177,7 +151,7 @@ def test_force_https_sets_the_redirect_annotation(routed: Routed) -> None:
 
 
 def test_destroy_removes_the_certificates_with_the_namespace(routed: Routed) -> None:
-    cert, key = pair(DOMAIN)
+    cert, key = self_signed(DOMAIN)
     assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
     assert routed.client.delete(f"/v2/apps/{APP}").status_code == 204
 
@@ -198,7 +172,7 @@ def test_without_an_ingress_class_certs_add_is_refused(
             client = ctl.user("bob")
             client.post("/v2/apps", json={"id": APP})
             client.post(f"/v2/apps/{APP}/domains", json={"domain": DOMAIN})
-            cert, key = pair(DOMAIN)
+            cert, key = self_signed(DOMAIN)
             r = client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key})
             assert r.status_code == 422, r.text
             assert "MOORAGE_KUBERNETES_INGRESS_CLASS" in r.json()["message"]
@@ -211,7 +185,7 @@ def test_a_certificate_kubernetes_refuses_is_not_kept(routed: Routed) -> None:
     quota = {"metadata": {"name": "no-more-secrets"}, "spec": {"hard": {"secrets": "0"}}}
     routed.core.create_namespaced_resource_quota(routed.namespace, quota)
     wait_for(lambda: routed.core.read_namespaced_resource_quota("no-more-secrets", routed.namespace).status.hard)
-    cert, key = pair(DOMAIN)
+    cert, key = self_signed(DOMAIN)
     r = routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key})
     assert r.status_code == 400, r.text
     assert "exceeded quota: no-more-secrets" in r.json()["message"], r.text
@@ -236,7 +210,7 @@ def test_without_a_default_secret_the_last_certificate_takes_spec_tls_with_it(
     try:
         runtime.set_domains(APP, [DOMAIN])
         assert ingress().spec.tls is None
-        cert, key = pair(DOMAIN)
+        cert, key = self_signed(DOMAIN)
         sink.set_tls(APP, [SniCertificate((DOMAIN,), cert, key)], False)
         assert [t.hosts for t in ingress().spec.tls] == [[DOMAIN]]
         sink.set_tls(APP, [], False)

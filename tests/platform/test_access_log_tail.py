@@ -8,58 +8,25 @@ must not stream a secret into an app's ``moorage logs`` (nor block the reader).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from moorage.embedded.ports import free_port
 from moorage.platform.router import Router
 from moorage.platform.runtime.logbook import FileTail
-from moorage.settings import Settings
+from tests.fixtures.router import echo_router, router_settings
 from tests.host_requests import request
 from tests.polling import wait_for
 
-ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
 HOST = "tail.moorage.localhost"
 SECRET = b"root-only-secret-0123456789\n"
 
 
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="moorage-tail-"))
-    path.chmod(0o755)  # the unprivileged nginx workers must enter it
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def router(data_dir: Path) -> Iterator[Router]:
-    r = Router(Settings(data_dir=data_dir).with_group(platform={"router_port": free_port()}))
-    r.start()
-    port = free_port()
-    app = subprocess.Popen([sys.executable, str(ECHO_APP), "--port", str(port)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _listening(port), what=f"echo app on {port}")
-        r.set_routes("tail", [HOST], [("127.0.0.1", port)])
+    with echo_router(router_settings(data_dir), "tail", HOST) as r:
         yield r
-    finally:
-        app.kill()
-        app.wait()
-        r.stop()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture

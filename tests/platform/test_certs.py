@@ -22,7 +22,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -32,6 +31,7 @@ from moorage.store.base import Base
 from moorage.store.certs import Certificate
 from moorage.store.db import Database
 from moorage.store.migrate import upgrade
+from tests.fixtures.pki import DAY, common_name, dns_names, key_pem, pem, sign
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
 from tests.host_requests import request
 
@@ -40,44 +40,18 @@ DOMAIN = "www.shop.example"
 WILD_DOMAIN = "api.wild.example"
 DEFAULT_HOST = f"{APP}.moorage.localhost"
 NOW = datetime.datetime.now(datetime.UTC)
-DAY = datetime.timedelta(days=1)
 
 
 # -- a small PKI ---------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def _sign(
     subject: str, key, issuer: str, issuer_key, *, ca: bool, names=(), start=NOW - DAY, end=NOW + 30 * DAY
-):
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
+) -> x509.Certificate:
+    extensions = [(x509.BasicConstraints(ca=ca, path_length=None), True)]
     if names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(*certs: x509.Certificate) -> str:
-    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
-
-
-def _key_pem(key) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+        extensions.append(dns_names(*names))
+    return sign(common_name(subject), key, common_name(issuer), issuer_key, start, end, extensions)
 
 
 @dataclass
@@ -91,7 +65,7 @@ class Pki:
         """(chain PEM leaf first, key PEM, leaf) signed by the intermediate."""
         key = key or ec.generate_private_key(ec.SECP256R1())
         leaf = _sign(cn, key, "Moorage Test Intermediate", self.inter_key, ca=False, names=names, **validity)
-        return _pem(leaf, self.inter), _key_pem(key), leaf
+        return pem(leaf, self.inter).decode(), key_pem(key).decode(), leaf
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +76,7 @@ def pki() -> Pki:
     inter = _sign(
         "Moorage Test Intermediate", inter_key, "Moorage Test Root", root_key, ca=True, end=NOW + 365 * DAY
     )
-    return Pki(_pem(root), root_key, inter, inter_key)
+    return Pki(pem(root).decode(), root_key, inter, inter_key)
 
 
 # -- the platform: one app with two custom domains, shared by the module's tests ----------
@@ -257,7 +231,7 @@ def test_a_certificate_for_another_domain_is_refused(cli: Cli, router, pki: Pki)
 def test_a_chain_out_of_order_is_refused(cli: Cli, router, pki: Pki) -> None:
     _, key, leaf = pki.leaf("www.shop.example", DOMAIN)
     # The root after the leaf: the leaf was signed by the intermediate, not by it.
-    _refused(cli, router, _pem(leaf) + pki.root_pem, key, "is not signed by the next one")
+    _refused(cli, router, pem(leaf).decode() + pki.root_pem, key, "is not signed by the next one")
 
 
 def test_a_chain_with_an_expired_intermediate_is_refused(cli: Cli, router, pki: Pki) -> None:
@@ -276,8 +250,8 @@ def test_a_chain_with_an_expired_intermediate_is_refused(cli: Cli, router, pki: 
     _refused(
         cli,
         router,
-        _pem(leaf, old),
-        _key_pem(key),
+        pem(leaf, old).decode(),
+        key_pem(key).decode(),
         "certificate 2 of the chain (CN=Old Intermediate) is not valid now",
     )
 

@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.fixtures.platform import Cli
+from tests.fixtures.router import CLIENTS, KEEP_ALIVE, Load, nginx_workers
 from tests.platform.test_certs import APP, DOMAIN, Pki, add_files, cli, live, pki, router  # noqa: F401
-from tests.platform.test_router_load import CLIENTS, KEEP_ALIVE, Load, _workers
 from tests.polling import wait_for
 
 
@@ -45,37 +45,21 @@ class TlsLoad(Load):
         super().__init__(port, host, keep_alive)
         self.subjects: list[str] = []
 
-    def _run(self) -> None:
-        conn = _SniConnection(self.port, self.host)
-        while not self._stop.is_set():
-            try:
-                conn.request("GET", "/", headers={"Host": self.host})
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 200:
-                    self._fail(f"{response.status} {body[:100]!r}")
-                else:
-                    der = conn.sock.getpeercert(binary_form=True)
-                    name = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(
-                        NameOID.COMMON_NAME
-                    )
-                    with self._lock:
-                        self.subjects.append(str(name[0].value))
-            except (OSError, http.client.HTTPException) as exc:
-                self._fail(repr(exc))
-                conn.close()
-            with self._lock:
-                self.count += 1
-            if not self.keep_alive:
-                conn.close()
-        conn.close()
+    def _connect(self) -> http.client.HTTPConnection:
+        return _SniConnection(self.port, self.host)
+
+    def _answered(self, conn: http.client.HTTPConnection, _body: bytes) -> None:
+        der = conn.sock.getpeercert(binary_form=True)
+        name = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        with self._lock:
+            self.subjects.append(str(name[0].value))
 
 
 @KEEP_ALIVE
 def test_certs_add_and_remove_lose_no_request(cli: Cli, router, pki: Pki, keep_alive: bool) -> None:  # noqa: F811
     chain, key, _ = pki.leaf("www.shop.example", DOMAIN)
     master = router.master_pid
-    workers = _workers(master)
+    workers = nginx_workers(master)
     with (
         TlsLoad(router.https_port, DOMAIN, keep_alive) as tls,
         Load(router.port, DOMAIN, keep_alive) as plain,
@@ -90,4 +74,4 @@ def test_certs_add_and_remove_lose_no_request(cli: Cli, router, pki: Pki, keep_a
     assert tls.failures == [] and plain.failures == []
     assert tls.count > 6 * CLIENTS and plain.count > 6 * CLIENTS
     assert router.master_pid == master
-    assert _workers(master) == workers
+    assert nginx_workers(master) == workers

@@ -27,9 +27,9 @@ import httpx
 import pytest
 from cryptography import x509
 
+from tests.fixtures.pki import key_pem, make_ca, make_leaf, pem
+from tests.fixtures.router import Load
 from tests.fixtures.stack import Stack
-from tests.platform.test_router_load import Load
-from tests.platform.test_router_tls import key_pem, make_ca, make_leaf, pem
 from tests.polling import wait_for
 
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "rt_echo"

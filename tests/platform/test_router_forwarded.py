@@ -10,11 +10,8 @@ echo app, which answers with every header line it was sent.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +20,9 @@ import pytest
 
 from moorage.embedded.ports import free_port
 from moorage.platform.router import Router
-from moorage.settings import Settings
+from tests.fixtures.router import echo_router, router_settings
 from tests.host_requests import request
-from tests.polling import wait_for
 
-ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
 HOST = "fwd.moorage.localhost"
 
 #: What a hostile client sends, each meant to claim HTTPS or another host.
@@ -63,33 +58,9 @@ ROUTER_SET = ("forwarded", "x-forwarded-host", "x-forwarded-ssl", "x-forwarded-p
 
 
 @pytest.fixture
-def router() -> Iterator[Router]:
-    data_dir = Path(tempfile.mkdtemp(prefix="moorage-fwd-"))
-    data_dir.chmod(0o755)  # the unprivileged nginx workers must enter it
-    settings = Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "router_https_port": free_port()}
-    )
-    r = Router(settings)
-    r.start()
-    port = free_port()
-    app = subprocess.Popen([sys.executable, str(ECHO_APP), "--port", str(port)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _listening(port), what=f"echo app on {port}")
-        r.set_routes("fwd", [HOST], [("127.0.0.1", port)])
+def router(data_dir: Path) -> Iterator[Router]:
+    with echo_router(router_settings(data_dir, router_https_port=free_port()), "fwd", HOST) as r:
         yield r
-    finally:
-        app.kill()
-        app.wait()
-        r.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def forwarding(answer: dict) -> dict[str, list[str]]:

@@ -11,30 +11,24 @@ request got a 200 and that the nginx master is the same process before and after
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import shutil
 import signal
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from moorage.embedded.ports import free_port
 from moorage.platform.router import Router
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
+from tests.fixtures.router import CLIENTS, KEEP_ALIVE, Load, nginx_workers, router_settings
 from tests.host_requests import request
 from tests.polling import wait_for
 
 APP_DIR = Path(__file__).resolve().parent.parent / "apps" / "rt_echo"
 HOST = "load.moorage.localhost"
-CLIENTS = 3
 
 
 def release(version: int, **env: str) -> ReleaseSpec:
@@ -51,116 +45,23 @@ def quiet(_line: str) -> None:
     pass
 
 
-class Load:
-    """Client threads sending GETs to the router until stopped, counting what failed."""
-
-    def __init__(self, port: int, host: str, keep_alive: bool) -> None:
-        self.port, self.host, self.keep_alive = port, host, keep_alive
-        self.failures: list[str] = []
-        self.answers: list[dict] = []
-        self.count = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        # Every client has been answered at least once before the change starts.
-        wait_for(lambda: self.count >= 3 * CLIENTS, what="the load to be running")
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        # A little more load after the change: lost connections show up on the next request.
-        settle = self.count + 3 * CLIENTS
-        wait_for(lambda: self.count >= settle, what="requests after the change")
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
-
-    def _run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        while not self._stop.is_set():
-            try:
-                conn.request("GET", "/", headers={"Host": self.host})
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 200:
-                    self._fail(f"{response.status} {body[:100]!r}")
-                else:
-                    with self._lock:
-                        self.answers.append(json.loads(body))
-            except (OSError, http.client.HTTPException) as exc:
-                self._fail(repr(exc))
-                conn.close()
-            with self._lock:
-                self.count += 1
-            if not self.keep_alive:
-                conn.close()
-        conn.close()
-
-    def _fail(self, what: str) -> None:
-        with self._lock:
-            self.failures.append(what)
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="moorage-rl-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "deploy_timeout_seconds": 20.0}
-    )
-
-
-@pytest.fixture
-def router(settings: Settings) -> Iterator[Router]:
-    r = Router(settings)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def runtime(settings: Settings, router: Router) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(settings, router)
-    yield rt
-    rt.close()
+    return router_settings(data_dir, stop_grace_seconds=2.0, deploy_timeout_seconds=20.0)
 
 
 def under_load(router: Router, keep_alive: bool, change: Callable[[], None], host: str = HOST) -> Load:
     """Run ``change`` under load; no request may fail and nginx must not be reloaded."""
     master = router.master_pid
-    workers = _workers(master)
+    workers = nginx_workers(master)
     with Load(router.port, host, keep_alive) as load:
         change()
     assert load.failures == []
     assert load.count > 6 * CLIENTS
     assert router.master_pid == master
     # A reload would have replaced the workers (and cut their idle connections).
-    assert _workers(master) == workers
+    assert nginx_workers(master) == workers
     return load
-
-
-def _workers(master: int | None) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    found.add(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
-
-
-KEEP_ALIVE = pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "new-connections"])
 
 
 @KEEP_ALIVE

@@ -5,11 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,57 +17,14 @@ from moorage.embedded.ports import free_port
 from moorage.errors import ConflictError, InvalidParametersError
 from moorage.platform.router import Router
 from moorage.settings import Settings
+from tests.fixtures.router import router_settings
 from tests.host_requests import request
 from tests.polling import wait_for
-
-ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    # Not pytest's tmp_path: its root is 0700, and the unprivileged workers must enter it.
-    path = Path(tempfile.mkdtemp(prefix="moorage-rt-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "stop_grace_seconds": 2.0, "router_max_body_mb": 1}
-    )
-
-
-@pytest.fixture
-def router(settings: Settings) -> Iterator[Router]:
-    r = Router(settings)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def backends() -> Iterator[list[int]]:
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen([sys.executable, str(ECHO_APP), "--port", str(p)], stdout=subprocess.DEVNULL)
-        for p in ports
-    ]
-
-    def up(port: int) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    for p in ports:
-        wait_for(lambda p=p: up(p), what=f"backend on {p}")
-    yield ports
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+    return router_settings(data_dir, stop_grace_seconds=2.0, router_max_body_mb=1)
 
 
 def test_unknown_host_is_404_and_app_without_processes_is_503(router: Router) -> None:
@@ -206,9 +159,7 @@ def test_start_replaces_a_stale_master_and_keeps_routes(settings: Settings, back
 
 
 def test_slow_first_byte_is_a_clear_504(data_dir: Path) -> None:
-    settings = Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "router_first_byte_timeout_seconds": 1.0}
-    )
+    settings = router_settings(data_dir, router_first_byte_timeout_seconds=1.0)
     r = Router(settings)
     r.start()
     # A backend that accepts the connection and never answers.
@@ -226,9 +177,7 @@ def test_slow_first_byte_is_a_clear_504(data_dir: Path) -> None:
 
 
 def test_listens_on_every_configured_address(data_dir: Path, backends: list[int]) -> None:
-    settings = Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "router_addresses": "127.0.0.1, 127.0.0.2"}
-    )
+    settings = router_settings(data_dir, router_addresses="127.0.0.1, 127.0.0.2")
     r = Router(settings)
     r.start()
     try:
@@ -340,9 +289,7 @@ def test_an_app_with_many_domains_is_routed(router: Router, backends: list[int])
 
 def test_failed_requests_do_not_keep_a_backend_busy(data_dir: Path, backends: list[int]) -> None:
     """A 502 or 504 page (an internal redirect in nginx) still ends the request's count."""
-    settings = Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "router_first_byte_timeout_seconds": 1.0}
-    )
+    settings = router_settings(data_dir, router_first_byte_timeout_seconds=1.0)
     r = Router(settings)
     r.start()
     silent = socket.create_server(("127.0.0.1", 0))

@@ -6,72 +6,33 @@ an operator's certificate, an expired one and a key that belongs to another one.
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
-import shutil
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from moorage.embedded.ports import free_port
 from moorage.errors import ConfigurationError
 from moorage.platform.router import Router
 from moorage.platform.router.tls import check_pair
 from moorage.settings import Settings
+from tests.fixtures.pki import key_pem, make_ca, make_leaf, pem
+from tests.fixtures.router import router_settings
 from tests.polling import wait_for
 
-ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "rt_echo" / "app.py"
 HOST = "tls.moorage.localhost"
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="moorage-tls-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def tls_settings(data_dir: Path, **platform: object) -> Settings:
-    return Settings(data_dir=data_dir).with_group(
-        platform={"router_port": free_port(), "router_https_port": free_port(), **platform}
-    )
-
-
-@pytest.fixture
-def backends() -> Iterator[list[int]]:
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen([sys.executable, str(ECHO_APP), "--port", str(p)], stdout=subprocess.DEVNULL)
-        for p in ports
-    ]
-
-    def up(port: int) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    for p in ports:
-        wait_for(lambda p=p: up(p), what=f"backend on {p}")
-    yield ports
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+    return router_settings(data_dir, router_https_port=free_port(), **platform)
 
 
 def curl(router: Router, host: str, ca: Path, *extra: str) -> tuple[dict, str]:
@@ -210,7 +171,7 @@ def test_tls_keep_alive_load_loses_nothing_across_endpoint_changes(
         router.stop()
 
 
-# -- certificates ---------------------------------------------------------------------------
+# -- clients and certificates ---------------------------------------------------------------
 
 
 def https_connection(router: Router, ca: str) -> http.client.HTTPSConnection:
@@ -222,60 +183,6 @@ def https_connection(router: Router, ca: str) -> http.client.HTTPSConnection:
         ("127.0.0.1", address[1]), *args
     )
     return conn
-
-
-def make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Moorage test CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def make_leaf(
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca: x509.Certificate,
-    name: str,
-    days: int = 30,
-    key: ec.EllipticCurvePrivateKey | None = None,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=2))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def test_a_new_base_domain_gets_a_new_default_certificate(data_dir: Path) -> None:
@@ -298,11 +205,7 @@ def test_a_key_left_without_its_certificate_is_replaced_with_a_matching_pair(dat
     first.stop()
     folder = data_dir / "router" / "tls"
     stray = ec.generate_private_key(ec.SECP256R1())  # as if a crash came after the key was replaced
-    (folder / "default.key").write_bytes(
-        stray.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    (folder / "default.key").write_bytes(key_pem(stray))
     router = Router(settings)
     router.start()
     router.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
 from tests.fixtures.builder import BuildLog, world_dir
+from tests.fixtures.router import router_settings
 from tests.polling import wait_for
 
 APP = Path(__file__).resolve().parent.parent / "apps" / "ws_echo"
@@ -51,34 +51,10 @@ def slug() -> Iterator[tuple[str, dict[str, str]]]:
 
 
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="moorage-ws-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def router(data_dir: Path) -> Iterator[Router]:
-    settings = Settings(data_dir=data_dir).with_group(
-        platform={
-            "router_port": free_port(),
-            "router_https_port": free_port(),
-            "stop_grace_seconds": 3.0,
-            "deploy_timeout_seconds": 30.0,
-        }
+def settings(data_dir: Path) -> Settings:
+    return router_settings(
+        data_dir, router_https_port=free_port(), stop_grace_seconds=3.0, deploy_timeout_seconds=30.0
     )
-    r = Router(settings)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def runtime(router: Router) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(router.settings, router)
-    yield rt
-    rt.close()
 
 
 def release(slug: tuple[str, dict[str, str]], version: int) -> ReleaseSpec:

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from moorage.embedded.ports import free_port
 from moorage.errors import InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.router import Router
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.platform.runtime.local import LocalRuntime
 from moorage.settings import Settings
+from tests.fixtures.router import router_settings
 from tests.host_requests import request
 from tests.polling import wait_for
 
@@ -54,39 +51,14 @@ def running(pid: int | None) -> bool:
 
 
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="moorage-rt-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir).with_group(
-        platform={
-            "router_port": free_port(),
-            "stop_grace_seconds": 2.0,
-            "deploy_timeout_seconds": 15.0,
-            "process_memory_mb": 300,
-            "process_open_files": 200,
-        }
+    return router_settings(
+        data_dir,
+        stop_grace_seconds=2.0,
+        deploy_timeout_seconds=15.0,
+        process_memory_mb=300,
+        process_open_files=200,
     )
-
-
-@pytest.fixture
-def router(settings: Settings) -> Iterator[Router]:
-    r = Router(settings)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def runtime(settings: Settings, router: Router) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(settings, router)
-    yield rt
-    rt.close()
 
 
 def get(router: Router, path: str = "/") -> dict:

@@ -19,8 +19,8 @@ import pytest
 
 from tests.fixtures.broker import MAIN_CATALOG, PASSWORD, BrokerProcess, broker_settings, settings_env
 from tests.fixtures.platform import APPS_DIR, Cli, LivePlatform, run_live_platform
+from tests.fixtures.router import Load
 from tests.fixtures.servers import RunningServer
-from tests.platform.test_router_load import Load
 
 HOST = "shop.moorage.localhost"
 
