@@ -110,7 +110,8 @@ def main() -> int:
             finally:
                 stop_moto(proc)
     cloud.report_lifecycles(
-        f"aws-s3 provision+bind+unbind+deprovision, {ROUNDS} rounds against moto (IAM enforcement on)", results
+        f"aws-s3 provision+bind+unbind+deprovision, {ROUNDS} rounds against moto (IAM enforcement on)",
+        results,
     )
     return 0
 

@@ -269,9 +269,13 @@ def broker_cycles(http: httpx.Client, instance_id: str, count: int, ids: tuple[s
     return time.perf_counter() - start
 
 
-def provider_cycles(bench: BindBench, admin_url: str, catalog_dir: Path, instance_id: str, count: int) -> float:
+def provider_cycles(
+    bench: BindBench, admin_url: str, catalog_dir: Path, instance_id: str, count: int
+) -> float:
     """Seconds for ``count`` cycles of the provider's ``bind``/``unbind`` (no HTTP, no state)."""
-    settings = Settings(catalog_dir=str(catalog_dir)).with_group(services={bench.backend.admin_url_setting: admin_url})
+    settings = Settings(catalog_dir=str(catalog_dir)).with_group(
+        services={bench.backend.admin_url_setting: admin_url}
+    )
     offering = load_catalog(settings.catalog_dirs).offering(bench.ids[0])
     assert offering is not None
     plan = offering.plan(bench.ids[1])

@@ -42,7 +42,9 @@ def provider_lifecycle(provider: Provider, offering: str, settings: Settings) ->
 
     def lifecycle() -> None:
         ctx = InstanceContext(str(uuid.uuid4()), loaded, plan, {}, {}, settings)
-        ctx = InstanceContext(ctx.instance_id, loaded, plan, {}, dict(provider.provision(ctx).outputs), settings)
+        ctx = InstanceContext(
+            ctx.instance_id, loaded, plan, {}, dict(provider.provision(ctx).outputs), settings
+        )
         binding = BindingContext(str(uuid.uuid4()), ctx, {}, {})
         result = provider.bind(binding)
         provider.unbind(BindingContext(binding.binding_id, ctx, {}, result.outputs))
@@ -51,7 +53,9 @@ def provider_lifecycle(provider: Provider, offering: str, settings: Settings) ->
     return lifecycle
 
 
-def broker_lifecycle(data_dir: Path, offering: str, **groups: dict[str, Any]) -> tuple[Lifecycle, Callable[[], None]]:
+def broker_lifecycle(
+    data_dir: Path, offering: str, **groups: dict[str, Any]
+) -> tuple[Lifecycle, Callable[[], None]]:
     """One lifecycle through a broker serving only ``offering`` (settings ``groups``); and its stop.
 
     The test fixtures' broker is imported here, not at the top: a benchmark can go on
@@ -107,7 +111,9 @@ def report_lifecycles(title: str, results: dict[str, list[float]]) -> None:
     for name, times in results.items():
         median = statistics.median(times)
         p90 = sorted(times)[int(len(times) * 0.9) - 1]
-        print(f"  {name:<10} median {median * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms   ratio {median / base:4.2f}")
+        print(
+            f"  {name:<10} median {median * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms   ratio {median / base:4.2f}"
+        )
     worst = max(statistics.median(t) for t in results.values()) / base
     print(f"target ratio <= {TARGET}: {'met' if worst <= TARGET else 'NOT met'} (worst {worst:.2f})")
 

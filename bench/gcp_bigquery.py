@@ -48,8 +48,12 @@ def direct(bq_url: str, iam_url: str) -> cloud.Lifecycle:
     credentials, _ = google.auth.default(scopes=SCOPES)
     bq = bigquery.Client(PROJECT, credentials=credentials, client_options={"api_endpoint": bq_url})
     iam = discovery.build(
-        "iam", "v1", credentials=credentials, client_options={"api_endpoint": iam_url},
-        cache_discovery=False, static_discovery=True,
+        "iam",
+        "v1",
+        credentials=credentials,
+        client_options={"api_endpoint": iam_url},
+        cache_discovery=False,
+        static_discovery=True,
     )
     accounts = iam.projects().serviceAccounts()
 
@@ -58,7 +62,9 @@ def direct(bq_url: str, iam_url: str) -> cloud.Lifecycle:
         dataset = bigquery.Dataset(bigquery.DatasetReference(PROJECT, name))
         dataset.location, dataset.description, dataset.labels = "US", "bench", {"instance": name}
         bq.create_dataset(dataset)
-        sa = accounts.create(name=f"projects/{PROJECT}", body={"accountId": account, "serviceAccount": {}}).execute()
+        sa = accounts.create(
+            name=f"projects/{PROJECT}", body={"accountId": account, "serviceAccount": {}}
+        ).execute()
         email, resource = sa["email"], f"projects/{PROJECT}/serviceAccounts/{sa['email']}"
         key = accounts.keys().create(name=resource, body={}).execute()
         ds = bq.get_dataset(name)
@@ -105,7 +111,8 @@ def main() -> int:
                 standin.close()
                 stop_emulator(proc)
     cloud.report_lifecycles(
-        f"gcp-bigquery provision+bind+unbind+deprovision, {ROUNDS} rounds (local-bigquery + IAM stand-in)", results
+        f"gcp-bigquery provision+bind+unbind+deprovision, {ROUNDS} rounds (local-bigquery + IAM stand-in)",
+        results,
     )
     return 0
 

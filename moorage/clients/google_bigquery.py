@@ -39,8 +39,12 @@ class BigQueryClient:
     def __init__(self, creds: GoogleCredentials) -> None:
         self.settings = creds.settings
         self.project = creds.project
-        options = {"api_endpoint": self.settings.bigquery_endpoint} if self.settings.bigquery_endpoint else None
-        self._client = bigquery.Client(project=self.project, credentials=creds.credentials, client_options=options)
+        options = (
+            {"api_endpoint": self.settings.bigquery_endpoint} if self.settings.bigquery_endpoint else None
+        )
+        self._client = bigquery.Client(
+            project=self.project, credentials=creds.credentials, client_options=options
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -84,16 +88,26 @@ class BigQueryClient:
         return self._info(self._call(self._client.get_dataset, self._ref(dataset_id)))
 
     def update_dataset(
-        self, dataset_id: str, *, description: str, labels: Mapping[str, str], default_table_expiration_ms: int | None
+        self,
+        dataset_id: str,
+        *,
+        description: str,
+        labels: Mapping[str, str],
+        default_table_expiration_ms: int | None,
     ) -> None:
         dataset = self._call(self._client.get_dataset, self._ref(dataset_id))
         dataset.description = description
         dataset.labels = dict(labels)
         dataset.default_table_expiration_ms = default_table_expiration_ms
-        self._call(self._client.update_dataset, dataset, ["description", "labels", "default_table_expiration_ms"])
+        self._call(
+            self._client.update_dataset, dataset, ["description", "labels", "default_table_expiration_ms"]
+        )
 
     def edit_access(
-        self, dataset_id: str, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None], attempts: int = 8
+        self,
+        dataset_id: str,
+        edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+        attempts: int = 8,
     ) -> list[dict[str, Any]]:
         """Read-modify-write of the access list with the etag; ``edit`` returns the new list,
         or None when nothing needs to change. Returns the list as written (or found)."""

@@ -82,8 +82,17 @@ def _reason_of(exc: BaseException) -> str:
 
 def is_retryable(exc: BaseException) -> bool:
     """Throttling, 5xx and broken connections: worth another try after a pause."""
-    if isinstance(exc, (ConnectionError, TimeoutError, httplib2.HttpLib2Error, requests.ConnectionError,
-                        requests.Timeout, google.auth.exceptions.TransportError)):
+    if isinstance(
+        exc,
+        (
+            ConnectionError,
+            TimeoutError,
+            httplib2.HttpLib2Error,
+            requests.ConnectionError,
+            requests.Timeout,
+            google.auth.exceptions.TransportError,
+        ),
+    ):
         return True
     return _status_of(exc) in RETRYABLE_STATUS or _reason_of(exc) in RETRYABLE_REASONS
 
@@ -145,8 +154,12 @@ class IamClient:
     def _build(self, api: str, endpoint: str) -> Any:
         options = {"api_endpoint": endpoint} if endpoint else None
         return discovery.build(
-            api, "v1", credentials=self.creds.credentials, client_options=options,
-            cache_discovery=False, static_discovery=True,
+            api,
+            "v1",
+            credentials=self.creds.credentials,
+            client_options=options,
+            cache_discovery=False,
+            static_discovery=True,
         )
 
     def _http(self) -> Any:
@@ -170,7 +183,10 @@ class IamClient:
         return f"projects/{self.project}/serviceAccounts/{email}"
 
     def create_service_account(self, account_id: str, display_name: str, description: str) -> dict[str, Any]:
-        body = {"accountId": account_id, "serviceAccount": {"displayName": display_name, "description": description}}
+        body = {
+            "accountId": account_id,
+            "serviceAccount": {"displayName": display_name, "description": description},
+        }
         return self._run("IAM", self._accounts().create(name=f"projects/{self.project}", body=body))
 
     def get_service_account(self, email: str) -> dict[str, Any]:

@@ -87,10 +87,18 @@ class BigQueryProvider(Provider):
     # -- instances -------------------------------------------------------------------------
 
     def _dataset(self, ctx: InstanceContext) -> str:
-        return str(ctx.outputs.get("dataset_id") or dataset_id(ctx.instance_id, ctx.config.get("dataset_prefix", "moorage_")))
+        return str(
+            ctx.outputs.get("dataset_id")
+            or dataset_id(ctx.instance_id, ctx.config.get("dataset_prefix", "moorage_"))
+        )
 
     def _location(self, ctx: InstanceContext) -> str:
-        return str(ctx.outputs.get("location") or ctx.parameters.get("location") or ctx.config.get("location") or "US")
+        return str(
+            ctx.outputs.get("location")
+            or ctx.parameters.get("location")
+            or ctx.config.get("location")
+            or "US"
+        )
 
     def _labels(self, ctx: InstanceContext) -> dict[str, str]:
         extra = {str(k): str(v) for k, v in (ctx.parameters.get("labels") or {}).items()}
@@ -105,7 +113,10 @@ class BigQueryProvider(Provider):
         expiration = ctx.parameters.get("default_table_expiration_ms")
         try:
             bq.create_dataset(
-                name, location=location, description=self._description(ctx), labels=self._labels(ctx),
+                name,
+                location=location,
+                description=self._description(ctx),
+                labels=self._labels(ctx),
                 default_table_expiration_ms=int(expiration) if expiration else None,
             )
             log.info("created dataset %s", name, extra={"instance_id": ctx.instance_id, "dataset": name})
@@ -130,7 +141,9 @@ class BigQueryProvider(Provider):
         bq, _ = self._clients()
         expiration = ctx.parameters.get("default_table_expiration_ms")
         bq.update_dataset(
-            self._dataset(ctx), description=self._description(ctx), labels=self._labels(ctx),
+            self._dataset(ctx),
+            description=self._description(ctx),
+            labels=self._labels(ctx),
             default_table_expiration_ms=int(expiration) if expiration else None,
         )
         return ProvisionResult(outputs=ctx.outputs)
@@ -155,7 +168,9 @@ class BigQueryProvider(Provider):
     # -- bindings --------------------------------------------------------------------------
 
     def _email(self, ctx: BindingContext, iam: IamClient) -> str:
-        return str(ctx.outputs.get("email") or f"{account_id(ctx.binding_id)}@{iam.project}.iam.gserviceaccount.com")
+        return str(
+            ctx.outputs.get("email") or f"{account_id(ctx.binding_id)}@{iam.project}.iam.gserviceaccount.com"
+        )
 
     def _ensure_account(self, ctx: BindingContext, iam: IamClient) -> tuple[str, bool]:
         """The binding's account e-mail, and whether it was created just now."""
@@ -186,7 +201,9 @@ class BigQueryProvider(Provider):
             mine = [e for e in access if e.get("userByEmail") == email]
             if mine == [{"role": role, "userByEmail": email}]:
                 return None
-            return [e for e in access if e.get("userByEmail") != email] + [{"role": role, "userByEmail": email}]
+            return [e for e in access if e.get("userByEmail") != email] + [
+                {"role": role, "userByEmail": email}
+            ]
 
         bq.edit_access(name, grant)
         if self.settings.gcp.grant_job_user:

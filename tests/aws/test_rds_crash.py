@@ -50,7 +50,11 @@ def test_sigkill_during_rds_provision_is_resumed_after_restart(
         response = osb.provision(instance_id, service_id, plan_id, {})
         assert response.status_code == 202, response.text
         operation = response.json()["operation"]
-        wait_for(lambda: fault_proxy.count("DescribeDBInstances") >= 2, 30, what="the provider to wait for the instance")
+        wait_for(
+            lambda: fault_proxy.count("DescribeDBInstances") >= 2,
+            30,
+            what="the provider to wait for the instance",
+        )
         process.kill()
         with pytest.raises(httpx.TransportError):  # really down: nothing answers any more
             osb.last_operation(instance_id)

@@ -53,7 +53,9 @@ def test_local_buildpack_runs_unprivileged_and_sees_only_its_folders(
     builder = make_builder()
     log = BuildLog()
     # The uid the controller allocated for the app (see controller.app_uids).
-    result = builder.build("custom", app, {"BUILDPACK_URL": str(bp), "GREETING": "hello there"}, log, uid=47401)
+    result = builder.build(
+        "custom", app, {"BUILDPACK_URL": str(bp), "GREETING": "hello there"}, log, uid=47401
+    )
 
     assert "-----> Custom app detected" in log.lines
     assert os.geteuid() == 0, "builds run as the app's own uid: this test runs as root, like the suite"

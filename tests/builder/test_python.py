@@ -90,7 +90,9 @@ def test_syntax_error_in_requirements_fails_with_pips_reason(make_builder, app_c
         make_builder().build("bad-reqs", source, {}, log)
     assert "python buildpack failed to compile" in str(failure.value)
     failure = next(line for line in log.lines if line.startswith(" !     "))
-    assert failure.startswith(" !     `pip install -r requirements.txt` failed: pip could not install"), failure
+    assert failure.startswith(" !     `pip install -r requirements.txt` failed: pip could not install"), (
+        failure
+    )
     assert any("Invalid requirement" in line for line in log.lines), log.text
 
 

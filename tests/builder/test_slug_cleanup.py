@@ -32,7 +32,9 @@ def slug_build_step(settings: Settings) -> Callable[..., Any]:
     """Pack the source tree into a slug kept in the settings' slug store; return its reference."""
     store = store_from_settings(settings)
 
-    def build(app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None) -> Any:
+    def build(
+        app: str, source_dir: Path, env: Mapping[str, str], progress: Progress, uid: int | None = None
+    ) -> Any:
         _, processes = procfile_build(app, source_dir, env, progress)
         slug_id = uuid.uuid4().hex
         packed = source_dir.parent / f"packing-{slug_id}.tgz"  # the store keeps its own copy

@@ -22,8 +22,20 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT", 412: "FAILED_PRECONDITION"}
-REASON = {429: "rateLimitExceeded", 500: "backendError", 503: "backendError", 400: "invalid", 412: "conditionNotMet"}
+STATUS = {
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    400: "INVALID_ARGUMENT",
+    412: "FAILED_PRECONDITION",
+}
+REASON = {
+    429: "rateLimitExceeded",
+    500: "backendError",
+    503: "backendError",
+    400: "invalid",
+    412: "conditionNotMet",
+}
 
 
 def route_of(method: str, path: str) -> str:
@@ -81,7 +93,11 @@ class GoogleFaultProxy:
                         "status": STATUS.get(fault.status, "UNKNOWN"),
                         "errors": [{"reason": REASON.get(fault.status, "unknown"), "message": fault.message}],
                     }
-                    self._reply(fault.status, [("Content-Type", "application/json")], json.dumps({"error": error}).encode())
+                    self._reply(
+                        fault.status,
+                        [("Content-Type", "application/json")],
+                        json.dumps({"error": error}).encode(),
+                    )
                     return
                 if route in state.serialize:
                     with state.one_at_a_time:
@@ -90,7 +106,11 @@ class GoogleFaultProxy:
                     self._forward(body)
 
             def _forward(self, body: bytes) -> None:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"connection", "transfer-encoding"}}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in {"connection", "transfer-encoding"}
+                }
                 conn = http.client.HTTPConnection(upstream_host, upstream_port, timeout=60)
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)

@@ -48,7 +48,11 @@ STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 409
 class GoogleError(Exception):
     def __init__(self, code: int, message: str, status: str | None = None) -> None:
         super().__init__(message)
-        self.code, self.message, self.status = code, message, status or STATUS.get(code, "FAILED_PRECONDITION")
+        self.code, self.message, self.status = (
+            code,
+            message,
+            status or STATUS.get(code, "FAILED_PRECONDITION"),
+        )
 
 
 @dataclass
@@ -151,16 +155,23 @@ class IamStandIn:
         account_id = str(body.get("accountId", ""))
         if not ACCOUNT_ID.match(account_id):
             raise GoogleError(
-                400, f"Invalid account ID {account_id!r}: must match [a-z]([-a-z0-9]*[a-z0-9]), 6-30 characters."
+                400,
+                f"Invalid account ID {account_id!r}: must match [a-z]([-a-z0-9]*[a-z0-9]), 6-30 characters.",
             )
         email = f"{account_id}@{project}.iam.gserviceaccount.com"
         sa = body.get("serviceAccount") or {}
         with self.state.lock:
             if email in self.state.accounts:
-                raise GoogleError(409, f"Service account {account_id} already exists within project projects/{project}.")
+                raise GoogleError(
+                    409, f"Service account {account_id} already exists within project projects/{project}."
+                )
             account = Account(
-                project, account_id, email, str(secrets.randbelow(10**20)).zfill(21),
-                str(sa.get("displayName", "")), str(sa.get("description", "")),
+                project,
+                account_id,
+                email,
+                str(secrets.randbelow(10**20)).zfill(21),
+                str(sa.get("displayName", "")),
+                str(sa.get("description", "")),
             )
             self.state.accounts[email] = account
         return account.resource()
@@ -175,7 +186,9 @@ class IamStandIn:
             for policy in self.state.policies.values():  # as Google: the member is marked deleted
                 for binding in policy["bindings"]:
                     binding["members"] = [
-                        f"deleted:{m}?uid={account.unique_id}" if m == f"serviceAccount:{account.email}" else m
+                        f"deleted:{m}?uid={account.unique_id}"
+                        if m == f"serviceAccount:{account.email}"
+                        else m
                         for m in binding["members"]
                     ]
         return {}
@@ -241,7 +254,11 @@ class IamStandIn:
         with self.state.lock:
             current = self._policy(project)
             if new.get("etag") and new["etag"] != current["etag"]:
-                raise GoogleError(409, "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.", "ABORTED")
+                raise GoogleError(
+                    409,
+                    "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+                    "ABORTED",
+                )
             etag = base64.b64encode(secrets.token_bytes(6)).decode()
             bindings = [b for b in new.get("bindings", []) if b.get("members")]
             self.state.policies[project] = {"version": 1, "etag": etag, "bindings": bindings}
@@ -281,7 +298,9 @@ class IamStandIn:
         with self.state.lock:
             email = self.state.tokens.get(token)
             if email is None or email not in self.state.accounts:
-                raise GoogleError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token.")
+                raise GoogleError(
+                    401, "Request had invalid authentication credentials. Expected OAuth 2 access token."
+                )
             return email
 
     # -- routing ----------------------------------------------------------------------------
@@ -298,7 +317,9 @@ class IamStandIn:
             case ["v1", "projects", project, "serviceAccounts", ident, "keys"] if method == "POST":
                 account = self._find(project, ident)
                 if time.time() - account.created < self.state.account_propagation_seconds:
-                    raise GoogleError(404, f"Service account projects/{project}/serviceAccounts/{ident} does not exist.")
+                    raise GoogleError(
+                        404, f"Service account projects/{project}/serviceAccounts/{ident} does not exist."
+                    )
                 return self._create_key(account)
             case ["v1", "projects", project, "serviceAccounts", ident, "keys"] if method == "GET":
                 return self._keys(self._find(project, ident))
@@ -353,9 +374,20 @@ def _handler(standin: IamStandIn) -> type[BaseHTTPRequestHandler]:
                 standin.caller(self.headers.get("Authorization", ""))
                 self._reply(200, standin.route(self.command, path, json.loads(raw or b"{}")))
             except GoogleError as exc:
-                self._reply(exc.code, {"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
+                self._reply(
+                    exc.code, {"error": {"code": exc.code, "message": exc.message, "status": exc.status}}
+                )
             except json.JSONDecodeError:
-                self._reply(400, {"error": {"code": 400, "message": "Invalid JSON payload.", "status": "INVALID_ARGUMENT"}})
+                self._reply(
+                    400,
+                    {
+                        "error": {
+                            "code": 400,
+                            "message": "Invalid JSON payload.",
+                            "status": "INVALID_ARGUMENT",
+                        }
+                    },
+                )
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
             payload = json.dumps(body).encode()

@@ -29,7 +29,10 @@ def proxies(
     gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn
 ) -> Iterator[tuple[GoogleFaultProxy, GoogleFaultProxy]]:
     port = int(iam_standin.url.rsplit(":", 1)[1])
-    bq, iam = GoogleFaultProxy(bigquery_emulator.host, bigquery_emulator.port), GoogleFaultProxy("127.0.0.1", port)
+    bq, iam = (
+        GoogleFaultProxy(bigquery_emulator.host, bigquery_emulator.port),
+        GoogleFaultProxy("127.0.0.1", port),
+    )
     try:
         yield bq, iam
     finally:
@@ -37,7 +40,9 @@ def proxies(
         iam.close()
 
 
-def test_429_and_5xx_are_retried_and_the_work_completes(proxies, iam_standin: IamStandIn, tmp_path: Path) -> None:
+def test_429_and_5xx_are_retried_and_the_work_completes(
+    proxies, iam_standin: IamStandIn, tmp_path: Path
+) -> None:
     bq, iam = proxies
     provider = BigQueryProvider(gcp_settings(bq.url, iam.url, tmp_path))
     inst = Instance(offering("gcp-bigquery"), "scratch", provider.settings)
@@ -91,7 +96,8 @@ def test_a_new_key_is_returned_only_once_the_token_endpoint_accepts_it(
     finally:
         iam_standin.state.propagation_seconds = 0.0
     key = service_account.Credentials.from_service_account_info(
-        json.loads(result.credentials["credentials"]), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        json.loads(result.credentials["credentials"]),
+        scopes=["https://www.googleapis.com/auth/cloud-platform"],
     )
     key.refresh(Request())  # works the moment the app gets it
     assert key.token
@@ -123,7 +129,12 @@ def test_job_user_is_granted_on_the_project_only_when_the_operator_enables_it(
     gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path
 ) -> None:
     def job_users() -> list[str]:
-        return [m for b in iam_standin.policy()["bindings"] if b["role"] == "roles/bigquery.jobUser" for m in b["members"]]
+        return [
+            m
+            for b in iam_standin.policy()["bindings"]
+            if b["role"] == "roles/bigquery.jobUser"
+            for m in b["members"]
+        ]
 
     for enabled in (False, True):
         provider = BigQueryProvider(
@@ -131,7 +142,9 @@ def test_job_user_is_granted_on_the_project_only_when_the_operator_enables_it(
         )
         inst = Instance(offering("gcp-bigquery"), "scratch", provider.settings)
         inst.outputs.update(provider.provision(inst.ctx()).outputs)
-        result = until_done(lambda out, p=provider, i=inst, e=enabled: p.bind(i.binding(f"jobs-{e}", out)), {})
+        result = until_done(
+            lambda out, p=provider, i=inst, e=enabled: p.bind(i.binding(f"jobs-{e}", out)), {}
+        )
         member = f"serviceAccount:{result.credentials['email']}"
         assert (member in job_users()) is enabled
         roles = {b["role"] for b in iam_standin.policy()["bindings"]}
@@ -152,7 +165,9 @@ def test_a_stale_etag_412_makes_bind_read_the_access_list_again(proxies, tmp_pat
     reads = bq.count("GET dataset")
     result = until_done(lambda out: provider.bind(inst.binding("etag", out)), {})
     assert bq.count("PATCH dataset") == 2 and bq.count("GET dataset") == reads + 2
-    emails = [e.get("userByEmail") for e in provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access]
+    emails = [
+        e.get("userByEmail") for e in provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access
+    ]
     assert emails.count(result.credentials["email"]) == 1
     provider.unbind(inst.binding("etag", result.outputs))
     provider.deprovision(inst.ctx())
@@ -170,12 +185,19 @@ def test_concurrent_binds_of_one_dataset_all_land_in_its_access_list(
     inst.outputs.update(provider.provision(inst.ctx()).outputs)
     ids = [f"together-{n}" for n in range(4)]
     with ThreadPoolExecutor(len(ids)) as pool:  # each write carries the etag it read; 412s are retried
-        results = list(pool.map(lambda b: until_done(lambda out: provider.bind(inst.binding(b, out)), {}), ids))
+        results = list(
+            pool.map(lambda b: until_done(lambda out: provider.bind(inst.binding(b, out)), {}), ids)
+        )
     access = provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access
     bound = {e["userByEmail"]: e["role"] for e in access if e.get("userByEmail", "").startswith("moorage-")}
     assert bound == {r.credentials["email"]: "WRITER" for r in results}
     with ThreadPoolExecutor(len(ids)) as pool:
-        list(pool.map(lambda pair: provider.unbind(inst.binding(pair[0], pair[1].outputs)), zip(ids, results, strict=True)))
+        list(
+            pool.map(
+                lambda pair: provider.unbind(inst.binding(pair[0], pair[1].outputs)),
+                zip(ids, results, strict=True),
+            )
+        )
     access = provider._clients()[0].get_dataset(inst.outputs["dataset_id"]).access
     assert [e for e in access if e.get("userByEmail", "").startswith("moorage-")] == []
     provider.deprovision(inst.ctx())

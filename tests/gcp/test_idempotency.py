@@ -23,13 +23,17 @@ from tests.gcp.iam_standin import IamStandIn
 
 
 @pytest.fixture
-def provider(gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path):  # type: ignore[no-untyped-def]
+def provider(
+    gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, tmp_path: Path
+):  # type: ignore[no-untyped-def]
     made = BigQueryProvider(gcp_settings(bigquery_emulator.url, iam_standin.url, tmp_path))
     yield made
     made.close()
 
 
-def test_repeated_and_resumed_calls_make_one_of_everything(provider: BigQueryProvider, iam_standin: IamStandIn) -> None:
+def test_repeated_and_resumed_calls_make_one_of_everything(
+    provider: BigQueryProvider, iam_standin: IamStandIn
+) -> None:
     inst = Instance(offering("gcp-bigquery"), "standard", provider.settings)
     first = provider.provision(inst.ctx()).outputs
     assert provider.provision(inst.ctx()).outputs == first  # 409 on create: found, and ours
@@ -42,7 +46,11 @@ def test_repeated_and_resumed_calls_make_one_of_everything(provider: BigQueryPro
     lost = until_done(lambda out: provider.bind(inst.binding("again", out)), {})  # the answer was lost
     assert lost.credentials["email"] == email and iam_standin.accounts(email) == [email]
     assert iam_standin.live_keys(email) == [json.loads(lost.credentials["credentials"])["private_key_id"]]
-    entries = [e for e in provider._clients()[0].get_dataset(first["dataset_id"]).access if e.get("userByEmail") == email]
+    entries = [
+        e
+        for e in provider._clients()[0].get_dataset(first["dataset_id"]).access
+        if e.get("userByEmail") == email
+    ]
     assert entries == [{"role": "WRITER", "userByEmail": email}]
 
     provider.unbind(inst.binding("again", lost.outputs))
@@ -58,7 +66,9 @@ def test_a_dataset_of_another_instance_is_not_taken_over(
 ) -> None:
     inst = Instance(offering("gcp-bigquery"), "standard", provider.settings)
     admin = bigquery.Client(
-        PROJECT, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=bigquery_emulator.url)
+        PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=bigquery_emulator.url),
     )
     squatter = bigquery.Dataset(bigquery.DatasetReference(PROJECT, dataset_id(inst.instance_id)))
     squatter.labels = {"moorage-instance": "someone-else"}

@@ -47,7 +47,9 @@ def admin_client(emulator: BigQueryEmulator) -> bigquery.Client:
 def app_client(emulator: BigQueryEmulator, creds: dict[str, Any]) -> bigquery.Client:
     """What an app does with its binding: the key JSON, the project, the emulator's endpoint."""
     key = service_account.Credentials.from_service_account_info(json.loads(creds["credentials"]))
-    return bigquery.Client(creds["project_id"], credentials=key, client_options={"api_endpoint": emulator.url})
+    return bigquery.Client(
+        creds["project_id"], credentials=key, client_options={"api_endpoint": emulator.url}
+    )
 
 
 def key_refused(creds: dict[str, Any]) -> bool:
@@ -77,11 +79,21 @@ def service_account_entries(client: bigquery.Client, name: str) -> dict[str, str
 
 
 @pytest.fixture
-def broker(gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, make_broker, gcp_catalog) -> RunningBroker:
+def broker(
+    gcp_credentials: Path,
+    bigquery_emulator: BigQueryEmulator,
+    iam_standin: IamStandIn,
+    make_broker,
+    gcp_catalog,
+) -> RunningBroker:
     return make_broker(
         [gcp_catalog],
-        gcp={"project": PROJECT, "bigquery_endpoint": bigquery_emulator.url, "iam_endpoint": iam_standin.url,
-             "resource_manager_endpoint": iam_standin.url},
+        gcp={
+            "project": PROJECT,
+            "bigquery_endpoint": bigquery_emulator.url,
+            "iam_endpoint": iam_standin.url,
+            "resource_manager_endpoint": iam_standin.url,
+        },
     )
 
 
@@ -100,7 +112,11 @@ def test_lifecycle_access_entries_are_exactly_the_bindings(
     admin = admin_client(bigquery_emulator)
     name = dataset_id(instance_id)
     dataset = admin.get_dataset(name)
-    assert (dataset.location, dataset.description, dataset.default_table_expiration_ms) == ("EU", "orders", 86_400_000)
+    assert (dataset.location, dataset.description, dataset.default_table_expiration_ms) == (
+        "EU",
+        "orders",
+        86_400_000,
+    )
     assert dataset.labels["moorage-instance"] == instance_id
 
     writer, reader = new_id(), new_id()
@@ -113,7 +129,9 @@ def test_lifecycle_access_entries_are_exactly_the_bindings(
     state = b"".join(p.read_bytes() for p in broker.settings.data_dir.glob("*.db*"))
     assert instance_id.encode() in state  # the state database was read…
     private_key = json.loads(w["credentials"])["private_key"].split("\n")[1]
-    assert private_key.encode() not in state and w["PrivateKeyData"][:40].encode() not in state  # …no key in it
+    assert (
+        private_key.encode() not in state and w["PrivateKeyData"][:40].encode() not in state
+    )  # …no key in it
     assert service_account_entries(admin, name) == {w["email"]: "WRITER", r["email"]: "READER"}
     offering = next(o for o in osb.catalog()["services"] if o["name"] == "gcp-bigquery")
     rule = rule_for(offering, "moorage", own=True)  # the config vars an app bound to it gets
@@ -122,7 +140,9 @@ def test_lifecycle_access_entries_are_exactly_the_bindings(
     assert json.loads(env["BIGQUERY_CREDENTIALS_JSON"])["client_email"] == w["email"]
 
     app = app_client(bigquery_emulator, w)  # the key is real: google-auth loads and signs with it
-    table = app.create_table(bigquery.Table(f"{PROJECT}.{name}.orders", schema=[bigquery.SchemaField("n", "INTEGER")]))
+    table = app.create_table(
+        bigquery.Table(f"{PROJECT}.{name}.orders", schema=[bigquery.SchemaField("n", "INTEGER")])
+    )
     assert app.insert_rows_json(table, [{"n": 1}, {"n": 2}]) == []
     assert [row.n for row in app.list_rows(table)] == [1, 2]
 
@@ -145,16 +165,24 @@ def test_lifecycle_access_entries_are_exactly_the_bindings(
     assert key_refused(r) and not {w["email"], r["email"]} & set(iam_standin.accounts("moorage-"))
 
 
-def test_bad_parameters_are_refused_and_change_nothing(osb: OsbClient, bigquery_emulator: BigQueryEmulator) -> None:
+def test_bad_parameters_are_refused_and_change_nothing(
+    osb: OsbClient, bigquery_emulator: BigQueryEmulator
+) -> None:
     service_id, plan_id = osb.ids("gcp-bigquery", "standard")
     instance_id = new_id()
     response = osb.provision(instance_id, service_id, plan_id, {"location": "the-moon"})
     assert response.status_code == 400 and "location" in response.text
-    assert dataset_id(instance_id) not in {d.dataset_id for d in admin_client(bigquery_emulator).list_datasets()}
+    assert dataset_id(instance_id) not in {
+        d.dataset_id for d in admin_client(bigquery_emulator).list_datasets()
+    }
 
 
 def test_googles_own_message_reaches_the_platform(
-    gcp_credentials: Path, bigquery_emulator: BigQueryEmulator, iam_standin: IamStandIn, make_broker, gcp_catalog
+    gcp_credentials: Path,
+    bigquery_emulator: BigQueryEmulator,
+    iam_standin: IamStandIn,
+    make_broker,
+    gcp_catalog,
 ) -> None:
     proxy = GoogleFaultProxy(bigquery_emulator.host, bigquery_emulator.port)
     try:

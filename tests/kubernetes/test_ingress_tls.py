@@ -101,10 +101,14 @@ def test_certs_add_makes_a_tls_secret_named_in_the_ingress(routed: Routed) -> No
 def test_a_deploy_keeps_the_certificates(routed: Routed) -> None:
     """A deploy deletes release Secrets no ReplicaSet uses: the certificates' are not among them."""
     cert, key = self_signed(DOMAIN)
-    assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
+    assert (
+        routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
+    )
     before = routed.tls()
     for version in (1, 2):
-        spec = ReleaseSpec(APP, version, slug="/srv/slug", env={"V": str(version)}, processes={"web": "serve"})
+        spec = ReleaseSpec(
+            APP, version, slug="/srv/slug", env={"V": str(version)}, processes={"web": "serve"}
+        )
         routed.runtime.deploy(spec, {"web": 1}, lambda _: None)
     assert len(routed.tls_secrets()) == 1
     assert routed.tls() == before
@@ -123,10 +127,16 @@ def test_a_bad_pair_is_refused_and_nothing_is_created(routed: Routed) -> None:
 
 def test_certs_remove_deletes_the_secret_and_its_tls_entry(routed: Routed) -> None:
     first, first_key = self_signed(DOMAIN)
-    assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": first, "key": first_key}).status_code == 201
+    assert (
+        routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": first, "key": first_key}).status_code
+        == 201
+    )
     [old] = routed.tls_secrets()
     newer, newer_key = self_signed(DOMAIN, "*.shop.example")  # the newest covering a domain serves it
-    assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": newer, "key": newer_key}).status_code == 201
+    assert (
+        routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": newer, "key": newer_key}).status_code
+        == 201
+    )
     [secret] = routed.tls_secrets()
     assert secret.metadata.name != old.metadata.name  # the superseded one is gone from the cluster
     assert [name for name, _ in routed.tls()] == ["wildcard-moorage-localhost", secret.metadata.name]
@@ -139,10 +149,14 @@ def test_certs_remove_deletes_the_secret_and_its_tls_entry(routed: Routed) -> No
 
 def test_force_https_sets_the_redirect_annotation(routed: Routed) -> None:
     assert routed.ingress().metadata.annotations[REDIRECT] == "false"
-    assert routed.client.put(f"/v2/apps/{APP}/tls", json={"force_https": True}).json() == {"force_https": True}
+    assert routed.client.put(f"/v2/apps/{APP}/tls", json={"force_https": True}).json() == {
+        "force_https": True
+    }
     assert routed.ingress().metadata.annotations[REDIRECT] == "true"
     # A later domain change rewrites the Ingress's rules and keeps the redirect.
-    assert routed.client.post(f"/v2/apps/{APP}/domains", json={"domain": "api.shop.example"}).status_code == 201
+    assert (
+        routed.client.post(f"/v2/apps/{APP}/domains", json={"domain": "api.shop.example"}).status_code == 201
+    )
     ingress = routed.ingress()
     assert ingress.metadata.annotations[REDIRECT] == "true"
     assert [rule.host for rule in ingress.spec.rules][-1] == "api.shop.example"
@@ -152,7 +166,9 @@ def test_force_https_sets_the_redirect_annotation(routed: Routed) -> None:
 
 def test_destroy_removes_the_certificates_with_the_namespace(routed: Routed) -> None:
     cert, key = self_signed(DOMAIN)
-    assert routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
+    assert (
+        routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key}).status_code == 201
+    )
     assert routed.client.delete(f"/v2/apps/{APP}").status_code == 204
 
     def gone() -> bool:
@@ -184,7 +200,9 @@ def test_a_certificate_kubernetes_refuses_is_not_kept(routed: Routed) -> None:
     """A quota allowing no more Secrets in the namespace: the API server refuses the one for the pair."""
     quota = {"metadata": {"name": "no-more-secrets"}, "spec": {"hard": {"secrets": "0"}}}
     routed.core.create_namespaced_resource_quota(routed.namespace, quota)
-    wait_for(lambda: routed.core.read_namespaced_resource_quota("no-more-secrets", routed.namespace).status.hard)
+    wait_for(
+        lambda: routed.core.read_namespaced_resource_quota("no-more-secrets", routed.namespace).status.hard
+    )
     cert, key = self_signed(DOMAIN)
     r = routed.client.post(f"/v2/apps/{APP}/certs", json={"certificate": cert, "key": key})
     assert r.status_code == 400, r.text
@@ -198,7 +216,9 @@ def test_without_a_default_secret_the_last_certificate_takes_spec_tls_with_it(
     kube: ControlPlane, kube_node: NodeStandIn, tmp_path: Path
 ) -> None:
     """The runtime's TLS sink on its own, with no ``ingress_tls_secret``: no ``spec.tls`` without certificates."""
-    runtime = KubernetesRuntime(kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-", ingress_class="nginx"))
+    runtime = KubernetesRuntime(
+        kube_settings(tmp_path, kube, f"t{uuid.uuid4().hex[:6]}-", ingress_class="nginx")
+    )
     networking = kubernetes.client.NetworkingV1Api(kube.api_client())
     sink = runtime.tls_sink
     assert sink is not None

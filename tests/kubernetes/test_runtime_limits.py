@@ -233,7 +233,9 @@ def test_without_a_network_policy_setting_an_app_still_deploys_and_gets_none(
         runtime.deploy(_spec("open", 2), {"web": 1}, lambda _: None)  # the app's namespace is new
         assert networking.list_namespaced_network_policy(ns).items == []
         runtime.deploy(_spec("open", 3), {"web": 1}, lambda _: None)  # and now it exists
-        assert wait_for(lambda: [(p.type, p.state, p.release) for p in runtime.status("open")] == [("web", "up", 3)])
+        assert wait_for(
+            lambda: [(p.type, p.state, p.release) for p in runtime.status("open")] == [("web", "up", 3)]
+        )
     finally:
         runtime.destroy("open")
         runtime.close()

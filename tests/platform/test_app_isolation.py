@@ -36,7 +36,9 @@ def live() -> Iterator[LivePlatform]:
 
 def upload(extra: dict[str, str] | None = None) -> bytes:
     files: dict[str, str | bytes] = {
-        p.relative_to(APPS / "echo").as_posix(): p.read_bytes() for p in (APPS / "echo").rglob("*") if p.is_file()
+        p.relative_to(APPS / "echo").as_posix(): p.read_bytes()
+        for p in (APPS / "echo").rglob("*")
+        if p.is_file()
     }
     return tar_of({**files, **(extra or {})})
 

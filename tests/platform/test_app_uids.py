@@ -58,7 +58,11 @@ def test_each_app_gets_its_own_uid_and_a_recreated_name_gets_a_new_one(platform_
         platform = ctl.flask_app.extensions["moorage.platform"]
         with platform.db.sessions() as s:
             ledger = {r.uid: (r.app, r.freed_at is not None) for r in s.scalars(select(AppUid))}
-        assert ledger == {first["shop"]: ("shop", True), first["blog"]: ("blog", False), again["shop"]: ("shop", False)}
+        assert ledger == {
+            first["shop"]: ("shop", True),
+            first["blog"]: ("blog", False),
+            again["shop"]: ("shop", False),
+        }
 
 
 def test_controllers_creating_apps_at_once_on_postgresql_never_share_a_uid(postgres_database):

@@ -337,7 +337,9 @@ def test_a_third_party_broker_answering_422_leaves_nothing_behind(
     assert status == 200 and last["result"]["state"] == "ready", "the name is free at once"
 
 
-def test_a_refused_deprovision_leaves_the_instance_ready(ctl: Controller, refusing_broker: RefusingBroker) -> None:
+def test_a_refused_deprovision_leaves_the_instance_ready(
+    ctl: Controller, refusing_broker: RefusingBroker
+) -> None:
     admin = ctl.user("admin")
     register(admin, "picky", refusing_broker.url)
     shop_with(admin, "picky", "standard", "kept")

@@ -313,7 +313,9 @@ def test_cli_create_without_waiting_and_with_a_broker_that_is_down(
     assert "x" not in [s["name"] for s in json.loads(cli.ok("services", "--json"))]
 
 
-def test_create_without_a_plan_names_the_plans_and_suggests_the_first(ctl: Controller, tmp_path: Path) -> None:
+def test_create_without_a_plan_names_the_plans_and_suggests_the_first(
+    ctl: Controller, tmp_path: Path
+) -> None:
     (tmp_path / "home").mkdir()
     cli = Cli(home=tmp_path / "home", cwd=tmp_path, url=ctl.url).logged_in_as("alice")
     result = cli("services:create", "noop")
@@ -352,7 +354,9 @@ def test_update_changes_plan_and_parameters(ctl: Controller, tmp_path: Path) -> 
     assert before["plan"] == "no-maintenance" and before["state"] == "ready"
 
 
-def test_a_binding_whose_release_went_out_before_a_crash_is_kept(ctl: Controller, noop_broker: RunningBroker) -> None:
+def test_a_binding_whose_release_went_out_before_a_crash_is_kept(
+    ctl: Controller, noop_broker: RunningBroker
+) -> None:
     """The one state a real crash leaves only in a window too narrow to hit: the release
     carrying the binding's vars went out, and the controller died before marking the
     binding bound. So this edits the row to that state (bookkeeping only); the crashes a

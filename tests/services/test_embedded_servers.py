@@ -102,7 +102,9 @@ def test_postgres_moves_to_a_free_port_when_its_own_is_taken(data_dir: Path) -> 
 def test_postgres_runs_unprivileged_with_ssl_on_loopback_only(pg: EmbeddedPostgres) -> None:
     pid = read_pidfile(pg.pgdata / "postmaster.pid")
     assert pid is not None
-    assert os.geteuid() == 0, "the servers drop root to the moorage user: this test runs as root, like the suite"
+    assert os.geteuid() == 0, (
+        "the servers drop root to the moorage user: this test runs as root, like the suite"
+    )
     assert process_owner(pid) == "moorage"
     with psycopg.connect(pg.admin_url, sslmode="require") as conn:
         assert conn.pgconn.ssl_in_use
@@ -140,7 +142,9 @@ def test_redis_start_reuses_a_running_server(rd: EmbeddedRedis) -> None:
 def test_redis_runs_unprivileged_and_refuses_the_default_user(rd: EmbeddedRedis) -> None:
     pid = read_pidfile(rd.pid_file)
     assert pid is not None
-    assert os.geteuid() == 0, "the servers drop root to the moorage user: this test runs as root, like the suite"
+    assert os.geteuid() == 0, (
+        "the servers drop root to the moorage user: this test runs as root, like the suite"
+    )
     assert process_owner(pid) == "moorage"
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host=rd.host, port=rd.port, retry=NO_RETRY).ping()
@@ -157,7 +161,9 @@ def test_a_data_dir_the_service_user_cannot_reach_is_refused_before_anything_is_
     with pytest.raises(ConfigurationError, match=f"{locked} cannot be entered by the user 'nobody'"):
         check_reachable(locked / "data" / "postgres", nobody)
     check_reachable(locked / "missing" / "postgres", ServiceUser(name="me"))  # not dropping root: fine
-    assert os.geteuid() == 0, "the servers drop root to the moorage user: this test runs as root, like the suite"
+    assert os.geteuid() == 0, (
+        "the servers drop root to the moorage user: this test runs as root, like the suite"
+    )
     with pytest.raises(ConfigurationError, match="cannot be entered by the user 'moorage'"):
         EmbeddedPostgres(locked / "data").start()
     assert list(locked.iterdir()) == []

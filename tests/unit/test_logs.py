@@ -15,7 +15,10 @@ SECRET = "hunter2-Zq9"
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        (f"connecting to postgresql://admin:{SECRET}@db:5432/x", "connecting to postgresql://admin:***@db:5432/x"),
+        (
+            f"connecting to postgresql://admin:{SECRET}@db:5432/x",
+            "connecting to postgresql://admin:***@db:5432/x",
+        ),
         (f"password={SECRET}", "password=***"),
         (f"MasterUserPassword={SECRET}", "MasterUserPassword=***"),
         (f"{{'password': '{SECRET}', 'user': 'a'}}", "{'password': '***', 'user': 'a'}"),

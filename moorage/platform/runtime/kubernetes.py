@@ -366,4 +366,3 @@ def _state(pod: dict[str, Any]) -> str:
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
     )
     return "up" if status.get("phase") == "Running" and ready else "starting"
-

@@ -120,7 +120,9 @@ def release_job(
         if problem or time.monotonic() > deadline:
             api.delete("job", namespace, name)
             reason = (
-                f"could not start: {problem}" if problem else f"did not finish within {timeout:g}s; it was stopped"
+                f"could not start: {problem}"
+                if problem
+                else f"did not finish within {timeout:g}s; it was stopped"
             )
             raise UnprocessableError(f"the release task `{command}` {reason}", reason=problem or "timeout")
         time.sleep(POLL_SECONDS)

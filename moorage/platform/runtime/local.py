@@ -103,9 +103,7 @@ class LocalRuntime(Runtime):
             binding_files.materialise(self.settings.data_dir, release, user)
             same = app.release is not None and app.release.version == release.version
             self._roll(app, release, counts, replace=set() if same else None, progress=progress)
-            self._event(
-                app, progress, f"v{release.version} is up ({describe(counts)}) from {directory.name}"
-            )
+            self._event(app, progress, f"v{release.version} is up ({describe(counts)}) from {directory.name}")
 
     def scale(self, app: str, formation: Mapping[str, int], progress: Progress) -> None:
         state = self._running(app)
@@ -385,4 +383,3 @@ class LocalRuntime(Runtime):
                 if state.access is not None:
                     for line in state.access.read_new():
                         state.book.write("moorage[router]", line)
-
