@@ -98,10 +98,12 @@ def test_package_lock_v1_to_v3_install_with_npm_ci(make_builder, tmp_path, versi
 
 
 def test_yarn_lock_builds_with_yarn_1_installed_once_into_the_tool_cache(make_builder, app_copy):
+    """The install of yarn reads the machine's npm config (its registry and CA), even for a
+    controller started without any CA variable in its environment."""
     tools = world_dir("moorage-tools-")
     source = app_copy("node_express_yarn")
     try:
-        result, log = built(make_builder(tool_cache_dir=str(tools)), "yarn-a", source)
+        result, log = built(make_builder(environ={}, tool_cache_dir=str(tools)), "yarn-a", source)
 
         assert (
             "-----> Installing yarn-1.22.22 into the platform's tool cache (once, for every app)" in log.lines
