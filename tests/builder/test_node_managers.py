@@ -123,11 +123,11 @@ def test_yarn_lock_builds_with_yarn_1_installed_once_into_the_tool_cache(make_bu
         assert "-----> Installing dependencies with yarn install --frozen-lockfile (yarn.lock)" in log.lines
         # Root's and read-only to every build; nothing half-installed is left behind.
         assert sorted(p.name for p in tools.iterdir()) == ["yarn-1.22.22"]
-        if os.geteuid() == 0:
-            for path in [tools / "yarn-1.22.22", *(tools / "yarn-1.22.22").rglob("*")]:
-                st = path.lstat()
-                assert st.st_uid == 0, path
-                assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, path
+        assert os.geteuid() == 0, "the tool is sealed as root's: this test runs as root, like the suite"
+        for path in [tools / "yarn-1.22.22", *(tools / "yarn-1.22.22").rglob("*")]:
+            st = path.lstat()
+            assert st.st_uid == 0, path
+            assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, path
     finally:
         shutil.rmtree(tools, ignore_errors=True)
 

@@ -114,6 +114,8 @@ def test_logs_follow_streams_what_the_processes_print_as_they_print_it(
             if "app[web.1]: served /while-following" in line:
                 break
             assert time.monotonic() < deadline, "the followed log never showed the request"
+        else:
+            pytest.fail("the followed log ended before it showed the request")
 
 
 def test_a_release_whose_processes_crash_after_the_deploy_shows_as_crashed(
