@@ -1,4 +1,9 @@
-"""Apps, sharing and domains through the real HTTP API: names, isolation, 404 for others."""
+"""Apps, sharing and domains through the real HTTP API: names, isolation, 404 for others.
+
+Names, permissions and the domain list are the controller's own bookkeeping, so the
+controller runs on ``InertRuntime``; domains routed by the real router are in
+``test_runtime_local.py`` and ``test_cli_end_to_end.py``.
+"""
 
 from __future__ import annotations
 

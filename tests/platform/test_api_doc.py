@@ -1,4 +1,7 @@
-"""docs/api.md lists every route of the controller (the 404 message points there)."""
+"""docs/api.md lists every route of the controller (the 404 message points there).
+
+Only the routes matter, so the controller runs on ``InertRuntime``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The ``moorage`` command against a real controller: accounts, apps, config, releases."""
+"""The ``moorage`` command against a real controller: accounts, apps, config, releases.
+
+What is checked is what the CLI sends and prints and what the controller records, so the
+controller runs on ``InertRuntime``; the same commands against running apps behind nginx
+are in ``test_cli_end_to_end.py``.
+"""
 
 from __future__ import annotations
 

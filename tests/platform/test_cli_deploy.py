@@ -1,4 +1,10 @@
-"""``moorage deploy``: what is uploaded (.gitignore/.slugignore) and the streamed output."""
+"""``moorage deploy``: what is uploaded (.gitignore/.slugignore) and the streamed output.
+
+What is checked is what the controller receives and records (the files, the source
+version, the release ledger), so the controller runs on ``InertRuntime``, which keeps the
+``ReleaseSpec`` it is given; deploys that run, scale, ps, restart, run and logs are on the
+real runtime behind nginx in ``test_cli_end_to_end.py``.
+"""
 
 from __future__ import annotations
 
@@ -102,19 +108,3 @@ def test_failed_build_exits_non_zero_with_the_reason(cli, inert_runtime):
     result = cli("deploy")
     assert result.exit_code == 1 and "failed to deploy" in result.output
     assert json.loads(cli.ok("releases", "--json"))[0]["status"] == "failed"
-
-
-def test_scale_ps_run_logs_through_the_cli(cli, inert_runtime):
-    cli.logged_in_as("alice")
-    cli.ok("apps:create", "shop")
-    write(cli.cwd, {"Procfile": "web: python3 server.py\nworker: python3 w.py\n"})
-    cli.ok("deploy")
-    assert "Scaled shop: web=2 worker=1" in cli.ok("scale", "web=2", "worker=1")
-    assert [p["name"] for p in json.loads(cli.ok("ps", "--json"))] == ["web.1", "web.2", "worker.1"]
-    assert "web.2" in cli.ok("ps")
-    result = cli("scale", "clock=1")
-    assert result.exit_code == 1 and "no process type 'clock'" in result.output
-    assert "Restarted web" in cli.ok("ps:restart", "web")
-    result = cli("run", "echo", "hi")
-    assert result.exit_code == 0 and "would run 'echo hi'" in result.output
-    assert "restart web" in cli.ok("logs", "-n", "5")

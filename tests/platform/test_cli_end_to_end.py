@@ -196,3 +196,26 @@ def test_logs_follow_streams_new_lines(live_platform, live_cli):
         else:
             pytest.fail("the log stream ended before the deploy of v3 was streamed")
     changer.join()
+
+
+def test_scale_ps_restart_of_one_type_and_refusals_through_the_cli(live_platform, live_cli):
+    cli = live_cli
+    cli.logged_in_as("alice")
+    cli.ok("apps:create", "shop")
+    use_source(cli, "echo")
+    cli.ok("deploy")
+    assert "Scaled shop: web=2 worker=1" in cli.ok("scale", "web=2", "worker=1")
+    before = {p["name"]: p for p in json.loads(cli.ok("ps", "--json"))}
+    assert sorted(before) == ["web.1", "web.2", "worker.1"]
+    assert all(p["state"] == "up" for p in before.values())
+    assert "worker.1" in cli.ok("ps")
+
+    result = cli("scale", "clock=1")
+    assert result.exit_code == 1 and "no process type 'clock'" in result.output
+    assert sorted(p["name"] for p in json.loads(cli.ok("ps", "--json"))) == sorted(before)
+
+    assert "Restarted web processes of shop" in cli.ok("ps:restart", "web")
+    after = {p["name"]: p for p in json.loads(cli.ok("ps", "--json"))}
+    assert all(after[n]["pid"] != before[n]["pid"] for n in ("web.1", "web.2")), "web was restarted"
+    assert after["worker.1"]["pid"] == before["worker.1"]["pid"], "the worker was left alone"
+    wait_for(lambda: "worker up" in cli.ok("logs", "-n", "200"), what="the worker's output in the logs")
