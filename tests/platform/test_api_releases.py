@@ -4,7 +4,7 @@ The ledger and the formation are the controller's own bookkeeping, and the refus
 are its own checks, made before a runtime is asked; so the controller runs on
 ``InertRuntime``, which records what it is told (its ``run`` answers with what it would
 run). Releases, scaling, restarts, runs and logs of real processes behind nginx are in
-``test_cli_end_to_end.py``, ``test_cli_run.py`` and ``test_runtime_local.py``.
+``test_cli_end_to_end.py`` and ``test_runtime_local.py``.
 """
 
 from __future__ import annotations
