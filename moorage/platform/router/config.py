@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moorage.errors import InvalidParametersError
+from moorage.platform.identity import NAME_RE
 
 MODULES = Path("/usr/lib/nginx/modules")
 #: Debian's ``libnginx-mod-http-lua`` needs the NDK module loaded before it.
 LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
-_APP = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
 _HOST = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
 
@@ -63,7 +63,8 @@ class RenderOptions:
 
 
 def validate_app(app: str) -> str:
-    if not isinstance(app, str) or len(app) > 63 or not _APP.match(app):
+    """An app's name as a route's key: the DNS label rule of ``identity`` (reserved names aside)."""
+    if not isinstance(app, str) or len(app) > 63 or not NAME_RE.match(app):
         raise InvalidParametersError(
             f"app name {app!r} is not a DNS label (lowercase letters, digits and '-', at most 63 characters)"
         )
