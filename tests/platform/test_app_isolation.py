@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +122,15 @@ def test_a_destroyed_app_leaves_nothing_and_its_name_comes_back_with_another_uid
     alice, carol = live.controller.user("alice"), live.controller.user("carol")
     deploy(alice, "iso-re", upload({"secret_settings.py": f"SECRET_KEY = {SECRET!r}\n"}))
     run(alice, "iso-re", 'echo "left by the old app" > "$TMPDIR/note"')
+    # Files in the machine's shared scratch folders, outside Moorage's own.
+    run(
+        alice,
+        "iso-re",
+        "echo x > /tmp/iso-re-note; mkdir -p /var/tmp/iso-re-dir/sub; echo x > /dev/shm/iso-re-shm",
+    )
+    foreign = Path(tempfile.mkdtemp(prefix="iso-re-root-"))  # root's, in /tmp: not the app's to lose
+    left = [Path("/tmp/iso-re-note"), Path("/var/tmp/iso-re-dir"), Path("/dev/shm/iso-re-shm")]
+    assert all(p.exists() for p in left)
     data_dir = live.controller.settings.data_dir
     old_uid = live.uid_of("iso-re")
     kept = [
@@ -136,6 +146,9 @@ def test_a_destroyed_app_leaves_nothing_and_its_name_comes_back_with_another_uid
     assert alice.delete("/v2/apps/iso-re").status_code == 204
 
     assert [p for p in kept if p.exists()] == []
+    assert [p for p in left if p.exists()] == []
+    assert foreign.is_dir()
+    foreign.rmdir()
     platform = live.controller.flask_app.extensions["moorage.platform"]
     with platform.db.sessions() as s:
         ledger = s.get(AppUid, old_uid)

@@ -49,6 +49,7 @@ from moorage.platform.runtime.release_dir import (
     prepare,
     process_env,
     release_path,
+    remove_owned,
     remove_tree,
 )
 from moorage.platform.runtime.supervisor import Launch, ManagedProcess
@@ -153,7 +154,10 @@ class LocalRuntime(Runtime):
     def destroy(self, app: str) -> None:
         state = self._app(app)
         with state.op_lock:
+            user = self._user(state.release) if state.release is not None else None
             self._stop_all(list(state.processes.values()))
+            if user is not None and user.uid != self.user.uid:  # a uid of this app alone
+                remove_owned(user.uid)  # what its processes left in /tmp, /var/tmp and /dev/shm
             state.processes = {}
             if self.router is not None:
                 self.router.remove(app)

@@ -90,6 +90,36 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=writable_retry)
 
 
+#: The machine's shared scratch folders, where an app's processes may leave files.
+SHARED_SCRATCH = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+def remove_owned(uid: int, folders: tuple[Path, ...] = SHARED_SCRATCH) -> list[str]:
+    """Remove what ``uid`` owns at the top of ``folders``; returns the paths removed.
+
+    Only for a uid of one app alone (never reused, see ``controller.app_uids``): whatever it
+    owns there is that app's. Links are removed, never followed.
+    """
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(entry.path)
+    return removed
+
+
 def writable_retry(func: Callable[[str], object], failed: str, exc_info: object) -> None:
     """rmtree's error handler: make the folders writable and try again, never through a link.
 
