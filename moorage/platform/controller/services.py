@@ -18,10 +18,11 @@ the row back exactly as it was. Only a failure (5xx, time-out) leaves a ``failed
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from moorage.errors import ConflictError, Error, InvalidParametersError, NotFoundError, UnprocessableError
 from moorage.platform.controller import brokers, marketplace, plan_parameters
 from moorage.platform.controller.context import Platform, Principal
-from moorage.platform.controller.instance_broker import connected, offering_of
+from moorage.platform.controller.instance_broker import AtBroker, connected, offering_of
 from moorage.platform.osb_errors import Refusal
 from moorage.platform.runtime.base import Progress
 from moorage.store.apps import App, User
@@ -273,15 +274,10 @@ def update(
             before = (inst.state, inst.description, inst.updated_at)
             inst.state, inst.description = UPDATING, "update requested"
             instance_id, previous = inst.id, inst.plan_id
-        with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
-            try:
-                at.client.update(instance_id, offering, new_plan, params, previous, user=who.username)
-            except Refusal:  # the broker changed nothing: neither does the platform
-                _restore(platform, instance_id, *before)
-                raise
-            except Error as exc:
-                _set_state(platform, instance_id, READY, f"the last update failed: {exc.message}")
-                raise
+        with _at_broker(
+            platform, instance_id, progress, name, before, (READY, "the last update failed")
+        ) as at:
+            at.client.update(instance_id, offering, new_plan, params, previous, user=who.username)
         with platform.db.unit_of_work() as s:
             inst = s.get(ServiceInstance, instance_id)
             assert inst is not None
@@ -292,6 +288,29 @@ def update(
                 inst.parameters_enc = platform.encryptor.encrypt_json(merged)
         progress(f"moorage[services]: {name} updated")
     return info(platform, who, name)
+
+
+@contextlib.contextmanager
+def _at_broker(
+    platform: Platform,
+    instance_id: str,
+    progress: Progress,
+    name: str,
+    before: tuple[Any, ...],
+    failed: tuple[str, str],
+) -> Iterator[AtBroker]:
+    """A call changing an existing instance at its broker: a refusal leaves the row as it
+    was (``before``: the broker changed nothing, so neither does the platform); any other
+    error leaves it in ``failed`` (its state, and the words before the broker's message)."""
+    with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
+        try:
+            yield at
+        except Refusal:
+            _restore(platform, instance_id, *before)
+            raise
+        except Error as exc:
+            _set_state(platform, instance_id, failed[0], f"{failed[1]}: {exc.message}")
+            raise
 
 
 def bound_apps(platform: Platform, who: Principal, name: str) -> list[str]:
@@ -315,15 +334,9 @@ def deprovision(platform: Platform, who: Principal, name: str, progress: Progres
             before = (inst.state, inst.description, inst.updated_at)
             inst.state, inst.description = DELETING, "deprovisioning requested"
             instance_id = inst.id
-        with connected(platform, instance_id, _progress_reporter(progress, name)) as at:
-            try:
-                at.client.deprovision(instance_id, at.offering["id"], at.plan, user=who.username)
-            except Refusal:  # the broker deleted nothing: the instance is as usable as before
-                _restore(platform, instance_id, *before)
-                raise
-            except Error as exc:
-                _set_state(platform, instance_id, INSTANCE_FAILED, f"deprovisioning failed: {exc.message}")
-                raise
+        failed = (INSTANCE_FAILED, "deprovisioning failed")
+        with _at_broker(platform, instance_id, progress, name, before, failed) as at:
+            at.client.deprovision(instance_id, at.offering["id"], at.plan, user=who.username)
         with platform.db.unit_of_work() as s:
             inst = s.get(ServiceInstance, instance_id)
             if inst is not None:
