@@ -16,7 +16,7 @@ neither the build fails, naming both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import yaml
 from moorage.platform import procfile
 from moorage.platform.builder import failures, safefiles
 from moorage.platform.builder.buildpacks import Buildpack
-from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, run_step
+from moorage.platform.builder.processes import BuildFailed, BuildUser, Limits, Progress, StepResult, run_step
 
 
 @dataclass
@@ -38,6 +38,29 @@ class Step:
     deadline: float
     progress: Progress
 
+    def run(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        what: str,
+        *,
+        progress: Progress | None,
+        capture_stdout: bool = False,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> StepResult:
+        """``argv`` as this build's user, with its environment, limits and deadline."""
+        return run_step(
+            argv,
+            user=self.user,
+            env={**self.env, **(extra_env or {})},
+            cwd=cwd,
+            limits=self.limits,
+            deadline=self.deadline,
+            progress=progress,
+            capture_stdout=capture_stdout,
+            what=what,
+        )
+
 
 @dataclass
 class Release:
@@ -47,16 +70,12 @@ class Release:
 
 def detect(bp: Buildpack, build_dir: Path, step: Step) -> str | None:
     """The framework name when ``bp`` detects the app, else None."""
-    result = run_step(
+    result = step.run(
         [str(bp.path / "bin" / "detect"), str(build_dir)],
-        user=step.user,
-        env=step.env,
-        cwd=build_dir,
-        limits=step.limits,
-        deadline=step.deadline,
+        build_dir,
+        f"detect step of {bp.name}",
         progress=None,
         capture_stdout=True,
-        what=f"detect step of {bp.name}",
     )
     if result.exit_code != 0:
         return None
@@ -68,16 +87,7 @@ def compile_app(
 ) -> None:
     argv = [str(bp.path / "bin" / "compile"), str(build_dir), str(cache_dir), str(env_dir)]
     tail = failures.OutputTail(step.progress)
-    result = run_step(
-        argv,
-        user=step.user,
-        env={**step.env, **extra_env},
-        cwd=build_dir,
-        limits=step.limits,
-        deadline=step.deadline,
-        progress=tail,
-        what=f"compile step of {bp.name}",
-    )
+    result = step.run(argv, build_dir, f"compile step of {bp.name}", progress=tail, extra_env=extra_env)
     if result.exit_code != 0:
         raise BuildFailed(failures.compile_failed(bp.name, result.exit_code, tail))
 
@@ -87,15 +97,12 @@ def exported_env(bp: Buildpack, step: Step) -> dict[str, str]:
     export = bp.path / "export"
     if not export.is_file():
         return {}
-    result = run_step(
+    result = step.run(
         ["/bin/bash", "-c", 'set -a; . "$1" >/dev/null; env -0', "export", str(export)],
-        user=step.user,
-        env=step.env,
-        cwd=bp.path,
-        limits=step.limits,
-        deadline=step.deadline,
+        bp.path,
+        f"export file of {bp.name}",
+        progress=None,
         capture_stdout=True,
-        what=f"export file of {bp.name}",
     )
     if result.exit_code != 0:
         raise BuildFailed(f"the export file of the {bp.name} buildpack failed (exit code {result.exit_code})")
@@ -107,16 +114,12 @@ def release(bp: Buildpack, build_dir: Path, step: Step) -> Release:
     script = bp.path / "bin" / "release"
     if not script.is_file():
         return Release()
-    result = run_step(
+    result = step.run(
         [str(script), str(build_dir)],
-        user=step.user,
-        env=step.env,
-        cwd=build_dir,
-        limits=step.limits,
-        deadline=step.deadline,
+        build_dir,
+        f"release step of {bp.name}",
         progress=step.progress,
         capture_stdout=True,
-        what=f"release step of {bp.name}",
     )
     if result.exit_code != 0:
         raise BuildFailed(f"bin/release of the {bp.name} buildpack failed (exit code {result.exit_code})")

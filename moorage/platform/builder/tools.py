@@ -44,16 +44,12 @@ class ToolStore:
         script = bp.path / "bin" / "tools"
         if bp.spec.kind != "builtin" or not script.is_file():
             return {}
-        result = run_step(
+        result = step.run(
             [str(script), str(build_dir)],
-            user=step.user,
-            env=step.env,
-            cwd=build_dir,
-            limits=step.limits,
-            deadline=step.deadline,
+            build_dir,
+            f"tools step of {bp.name}",
             progress=step.progress,
             capture_stdout=True,
-            what=f"tools step of {bp.name}",
         )
         if result.exit_code != 0:
             said = " | ".join(line.strip() for line in result.output.splitlines()[-3:] if line.strip())
