@@ -16,11 +16,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from moorage.errors import ConfigurationError
+from moorage.self_signed import self_signed_pair
 
 SELF_SIGNED_DAYS = 825
 
@@ -91,30 +91,12 @@ def _covers(cert: Path, key: Path, base_domain: str) -> bool:
 
 
 def _write_self_signed(cert: Path, key_path: Path, base_domain: str) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{base_domain}")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_DAYS))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(f"*.{base_domain}"), x509.DNSName(base_domain)]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_bytes = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    names: list[x509.GeneralName] = [x509.DNSName(f"*.{base_domain}"), x509.DNSName(base_domain)]
+    cert_bytes, key_bytes = self_signed_pair(name, names, days=SELF_SIGNED_DAYS)
     tmp = key_path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(key_bytes)
     os.replace(tmp, key_path)
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    cert.write_bytes(cert_bytes)
