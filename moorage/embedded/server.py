@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import subprocess
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -42,7 +43,7 @@ MAX_SOCKET_PATH = 107
 _ATTEMPTS = 3
 
 
-class EmbeddedServer:
+class EmbeddedServer(ABC):
     """One server in its own folder ``base``: the lifecycle; the subclass fills in the server."""
 
     #: How messages name it ("the embedded Redis in /var/lib/moorage/redis has never been started").
@@ -108,17 +109,17 @@ class EmbeddedServer:
 
     # -- what a subclass provides ------------------------------------------------------
 
+    @abstractmethod
     def _start(self, user: ServiceUser) -> None:
         """Start the server (it is not running; ``.lock`` is held)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _launch(self, port: int, user: ServiceUser) -> str | None:
         """Start the server on ``port`` and wait until it is ready; None, or why it did not start."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _accepts(self, port: int) -> bool:
         """True when the server on ``port`` lets the admin account in."""
-        raise NotImplementedError
 
     def _is_ours(self, pid: int) -> bool:
         """True when ``pid`` (read from the pidfile) is this server's live process."""
