@@ -14,6 +14,7 @@ there), so ``$PORT``, ``${PORT:-5000}``, ``&&`` and ``# comments`` work.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -27,6 +28,8 @@ from moorage.errors import InvalidParametersError, NotFoundError
 from moorage.platform.identity import AppUser, ensure_reachable, limit_argv
 from moorage.platform.runtime.base import ReleaseSpec
 from moorage.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -98,7 +101,8 @@ def remove_owned(uid: int, folders: tuple[Path, ...] = SHARED_SCRATCH) -> list[s
     """Remove what ``uid`` owns at the top of ``folders``; returns the paths removed.
 
     Only for a uid of one app alone (never reused, see ``controller.app_uids``): whatever it
-    owns there is that app's. Links are removed, never followed.
+    owns there is that app's. Links are removed, never followed; what cannot be removed is
+    logged and left, so the destroy still finishes.
     """
     removed = []
     for folder in folders:
@@ -115,6 +119,9 @@ def remove_owned(uid: int, folders: tuple[Path, ...] = SHARED_SCRATCH) -> list[s
                 else:
                     os.unlink(entry.path)
             except FileNotFoundError:
+                continue
+            except OSError as exc:  # an immutable file, say: the rest of the destroy goes on
+                log.warning("could not remove %s of a destroyed app: %s", entry.path, exc)
                 continue
             removed.append(entry.path)
     return removed
